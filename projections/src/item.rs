@@ -1,0 +1,1733 @@
+//! The review domain of one review item: its commands, events, errors and state, and the pure `decide` and `evolve` functions over them.
+//!
+//! An item is an aggregate whose stream (`item-<id>`) holds [`ItemEvent`]s.
+//! The shell folds the stream into an [`ItemState`] with [`fold`], asks [`decide`] what a [`Command`] causes,
+//! appends the returned events (all or none), and nothing else: every rule lives here.
+//! Neither function reads a clock or does I/O: the time and the authenticated actor arrive in a [`CommandContext`],
+//! and every event carries the times it needs, so [`evolve`] is a plain function of the state and the event.
+//!
+//! `decide` checks a command in one fixed order, so that the same request always meets the same error:
+//! 1. the item exists and is still open (`ItemNotFound`, `AlreadySubmitted`, `AlreadyDecided`, `AlreadyWithdrawn`);
+//! 2. the actor may do this at all (`SelfReview`, `NotTheSubmitter`);
+//! 3. the payload is well formed (`Invalid`);
+//! 4. the item's present state allows it (claims, change requests, four-eyes, deadlines, the output shown).
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The most distinct approvals an item may require; more is a configuration mistake, not a safety gain.
+pub const MAXIMUM_REQUIRED_APPROVALS: u32 = 10;
+
+/// The longest lease a claim may have: a forgotten claim must not hide an item for more than a day.
+pub const MAXIMUM_CLAIM_LEASE: Duration = Duration::hours(24);
+
+/// The longest queue, kind, model name or model version, in characters.
+pub const MAXIMUM_NAME_LENGTH: usize = 200;
+
+/// The longest free text (reason, instructions, note, comment), in characters.
+pub const MAXIMUM_TEXT_LENGTH: usize = 10_000;
+
+/// The longest callback URL, in characters.
+pub const MAXIMUM_CALLBACK_URL_LENGTH: usize = 2_048;
+
+/// The schema version of every item event type today; bump one type's version when its payload changes shape.
+pub const ITEM_EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// The reason recorded on the escalation that an expiry with [`ExpiryAction::Escalate`] causes.
+pub const EXPIRY_ESCALATION_REASON: &str = "the deadline passed without a decision";
+
+// ---------------------------------------------------------------------------------------------
+// Values shared by commands, events and state
+// ---------------------------------------------------------------------------------------------
+
+/// How much harm the output can do if it is wrong; set by the submitter, used to order and route review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+/// What happens to an item whose deadline passes without a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ExpiryAction {
+    /// The item ends rejected on expiry: nothing takes effect unreviewed.
+    #[default]
+    Reject,
+    /// The item ends approved on expiry: the output takes effect unreviewed.
+    Approve,
+    /// The item moves to `queue` with its deadline cleared, to be reviewed there.
+    Escalate { queue: String },
+}
+
+/// The model that produced an output, as the analytics group by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct ModelIdentity {
+    pub name: String,
+    pub version: String,
+}
+
+/// How an item was decided; the status it ends in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Enough reviewers approved the output as submitted or revised by the submitter.
+    Approved,
+    /// Enough reviewers approved content that a reviewer had edited.
+    EditedAndApproved,
+    /// A reviewer rejected the output.
+    Rejected,
+    /// The deadline passed and the configured default approved the output.
+    ApprovedOnExpiry,
+    /// The deadline passed and the configured default (or the safety rule for outputs with changes requested) rejected it.
+    RejectedOnExpiry,
+}
+
+impl Outcome {
+    /// Whether the output takes effect.
+    pub fn is_approval(self) -> bool {
+        matches!(
+            self,
+            Outcome::Approved | Outcome::EditedAndApproved | Outcome::ApprovedOnExpiry
+        )
+    }
+
+    /// Whether no human made this decision.
+    pub fn is_on_expiry(self) -> bool {
+        matches!(self, Outcome::ApprovedOnExpiry | Outcome::RejectedOnExpiry)
+    }
+}
+
+/// Where an item stands in its lifecycle. A claim is not a status: it is a lease that lapses with time, see [`ItemState::live_claim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    /// No `ItemSubmitted` yet: the item does not exist.
+    #[default]
+    NotSubmitted,
+    /// In its queue, waiting for (more) review.
+    Pending,
+    /// Sent back to the submitter, waiting for a new revision.
+    ChangesRequested,
+    Approved,
+    EditedAndApproved,
+    Rejected,
+    ApprovedOnExpiry,
+    RejectedOnExpiry,
+    /// The submitter withdrew it before a decision.
+    Withdrawn,
+}
+
+impl From<Outcome> for ItemStatus {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Approved => ItemStatus::Approved,
+            Outcome::EditedAndApproved => ItemStatus::EditedAndApproved,
+            Outcome::Rejected => ItemStatus::Rejected,
+            Outcome::ApprovedOnExpiry => ItemStatus::ApprovedOnExpiry,
+            Outcome::RejectedOnExpiry => ItemStatus::RejectedOnExpiry,
+        }
+    }
+}
+
+/// The content hash that binds a decision to exactly the output that was shown:
+/// lowercase hex SHA-256 of the output's compact JSON with object keys sorted.
+///
+/// The keys are sorted here explicitly rather than trusting `serde_json::Map` to be a `BTreeMap`,
+/// because another crate in the build enabling serde_json's `preserve_order` feature would silently change every hash.
+/// Without that feature the bytes are exactly `serde_json::to_vec(output)`.
+pub fn output_hash(output: &Value) -> String {
+    let canonical_bytes = serde_json::to_vec(&with_sorted_keys(output))
+        .expect("a serde_json::Value always serializes: its object keys are strings");
+    let digest = Sha256::digest(&canonical_bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
+    }
+    hex
+}
+
+fn with_sorted_keys(value: &Value) -> Value {
+    match value {
+        Value::Array(elements) => Value::Array(elements.iter().map(with_sorted_keys).collect()),
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|left, right| left.0.cmp(right.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(key, nested)| (key.clone(), with_sorted_keys(nested)))
+                    .collect(),
+            )
+        }
+        scalar => scalar.clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------------------------
+
+/// Who asks and when: the authenticated principal (never a field the client chooses) and the time the shell read from its clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandContext {
+    /// The authenticated principal's name; [`CommandContext::SCHEDULER`] for the background scheduler.
+    pub actor: String,
+    pub now: DateTime<Utc>,
+}
+
+impl CommandContext {
+    /// The actor name the scheduler uses for `Expire` and `ExpireClaim`.
+    pub const SCHEDULER: &'static str = "system";
+
+    pub fn new(actor: impl Into<String>, now: DateTime<Utc>) -> Self {
+        CommandContext {
+            actor: actor.into(),
+            now,
+        }
+    }
+}
+
+/// An AI output submitted for review; the actor who submits it is its submitter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    pub item_id: Uuid,
+    pub queue: String,
+    /// What sort of output this is, e.g. "customer-reply"; the analytics and the review policy group by it.
+    pub kind: String,
+    pub model: ModelIdentity,
+    /// The output under review; any JSON except `null`.
+    pub output: Value,
+    /// What the reviewer needs to judge the output (the conversation, the document, …); any JSON.
+    pub context: Value,
+    /// The model's stated confidence, within 0..=1.
+    pub confidence: Option<f64>,
+    pub risk: Risk,
+    /// Higher is reviewed first.
+    pub priority: i32,
+    /// When [`Submission::on_expiry`] applies; must be after the submission time.
+    pub due_at: Option<DateTime<Utc>>,
+    /// How many distinct reviewers must approve the same content (four-eyes when 2); 1..=[`MAXIMUM_REQUIRED_APPROVALS`].
+    pub required_approvals: u32,
+    pub on_expiry: ExpiryAction,
+    /// Where the shell posts the decision; `http://` or `https://`.
+    pub callback_url: Option<String>,
+}
+
+/// What an actor asks the item to do. `seen_output_hash`, where present, is the [`output_hash`] of the content the reviewer was shown;
+/// a decision on content that changed since is refused rather than silently applied to the new content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Submit(Submission),
+    /// Take (or renew) a lease on the item so that no one else decides it meanwhile.
+    Claim {
+        lease: Duration,
+    },
+    /// Give up one's own live claim.
+    Release,
+    Approve {
+        seen_output_hash: Option<String>,
+    },
+    /// Replace the content under review and approve the replacement; the edited output is stored in full.
+    EditAndApprove {
+        edited_output: Value,
+        note: Option<String>,
+        seen_output_hash: Option<String>,
+    },
+    Reject {
+        reason: String,
+        seen_output_hash: Option<String>,
+    },
+    /// Send the item back to its submitter with instructions.
+    RequestChanges {
+        instructions: String,
+        seen_output_hash: Option<String>,
+    },
+    /// The submitter's answer to a change request: a new revision that returns to the queue.
+    Revise {
+        output: Value,
+        note: Option<String>,
+    },
+    /// Move the item to another queue, dropping any claim.
+    Escalate {
+        to_queue: String,
+        reason: String,
+    },
+    Comment {
+        text: String,
+    },
+    /// The submitter takes the item back before a decision.
+    Withdraw {
+        reason: Option<String>,
+    },
+    /// The scheduler applies the item's expiry action once its deadline has passed.
+    Expire,
+    /// The scheduler ends a claim whose lease has passed.
+    ExpireClaim,
+}
+
+impl Command {
+    /// A stable name for logs and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Submit(_) => "Submit",
+            Command::Claim { .. } => "Claim",
+            Command::Release => "Release",
+            Command::Approve { .. } => "Approve",
+            Command::EditAndApprove { .. } => "EditAndApprove",
+            Command::Reject { .. } => "Reject",
+            Command::RequestChanges { .. } => "RequestChanges",
+            Command::Revise { .. } => "Revise",
+            Command::Escalate { .. } => "Escalate",
+            Command::Comment { .. } => "Comment",
+            Command::Withdraw { .. } => "Withdraw",
+            Command::Expire => "Expire",
+            Command::ExpireClaim => "ExpireClaim",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// How the HTTP layer should answer a [`DomainError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The item does not exist (404).
+    NotFound,
+    /// The item's state has moved on, or someone else holds it (409).
+    Conflict,
+    /// This actor may not do this to this item (403).
+    Forbidden,
+    /// A payload value is malformed or out of range (422, or 400).
+    Invalid,
+    /// Well-formed, but a review rule does not allow it now (422).
+    RuleBroken,
+}
+
+/// Why `decide` refused a command. Each variant names the state that refused it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DomainError {
+    /// The item has not been submitted.
+    #[error("the item does not exist")]
+    ItemNotFound,
+    /// An item with this id was submitted already.
+    #[error("the item was submitted already")]
+    AlreadySubmitted,
+    /// The item has been decided; it is never decided again.
+    #[error("the item was decided already ({outcome:?})")]
+    AlreadyDecided { outcome: Outcome },
+    /// The submitter withdrew the item.
+    #[error("the item was withdrawn")]
+    AlreadyWithdrawn,
+    /// The submitter tried to claim or decide its own item.
+    #[error("the submitter may not review its own item")]
+    SelfReview,
+    /// Another reviewer holds a live claim on the item.
+    #[error("the item is claimed by {holder} until {expires_at}")]
+    ClaimedBySomeoneElse {
+        holder: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// Only the holder may release a claim.
+    #[error("the item is claimed by {holder}, not by you")]
+    NotClaimedByYou { holder: String },
+    /// There is no claim to release or expire.
+    #[error("the item has no claim")]
+    NoClaim,
+    /// The claim's lease has not passed yet.
+    #[error("the claim is live until {expires_at}")]
+    ClaimStillLive { expires_at: DateTime<Utc> },
+    /// This reviewer approved the current content already; four-eyes needs someone else.
+    #[error("you approved this content already; another reviewer must approve it")]
+    AlreadyApprovedByYou,
+    /// The content changed since the reviewer was shown it.
+    #[error("the output changed since it was shown: shown {expected}, now {current}")]
+    OutputChanged { expected: String, current: String },
+    /// Only the submitter may revise or withdraw the item.
+    #[error("only the submitter may do this")]
+    NotTheSubmitter,
+    /// A revision answers a change request, and none is open.
+    #[error("no changes were requested")]
+    NoChangesRequested,
+    /// The item waits for the submitter's revision; it cannot be claimed or decided meanwhile.
+    #[error("changes were requested; the item waits for the submitter's revision")]
+    ChangesRequestedPending,
+    /// The item has no deadline, so it never expires.
+    #[error("the item has no deadline")]
+    NoDeadline,
+    /// The item's deadline has not passed yet.
+    #[error("the item is not due until {due_at}")]
+    NotDue { due_at: DateTime<Utc> },
+    /// A payload value is malformed or out of range.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl DomainError {
+    /// A stable kebab-case rule name, for the `type` of an HTTP problem details body and for logs.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            DomainError::ItemNotFound => "item-not-found",
+            DomainError::AlreadySubmitted => "already-submitted",
+            DomainError::AlreadyDecided { .. } => "already-decided",
+            DomainError::AlreadyWithdrawn => "already-withdrawn",
+            DomainError::SelfReview => "self-review",
+            DomainError::ClaimedBySomeoneElse { .. } => "claimed-by-someone-else",
+            DomainError::NotClaimedByYou { .. } => "not-claimed-by-you",
+            DomainError::NoClaim => "no-claim",
+            DomainError::ClaimStillLive { .. } => "claim-still-live",
+            DomainError::AlreadyApprovedByYou => "already-approved-by-you",
+            DomainError::OutputChanged { .. } => "output-changed",
+            DomainError::NotTheSubmitter => "not-the-submitter",
+            DomainError::NoChangesRequested => "no-changes-requested",
+            DomainError::ChangesRequestedPending => "changes-requested-pending",
+            DomainError::NoDeadline => "no-deadline",
+            DomainError::NotDue { .. } => "not-due",
+            DomainError::Invalid { .. } => "invalid",
+        }
+    }
+
+    /// The class of refusal, which the HTTP layer maps to a status code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DomainError::ItemNotFound => ErrorKind::NotFound,
+            DomainError::AlreadySubmitted
+            | DomainError::AlreadyDecided { .. }
+            | DomainError::AlreadyWithdrawn
+            | DomainError::ClaimedBySomeoneElse { .. }
+            | DomainError::AlreadyApprovedByYou
+            | DomainError::OutputChanged { .. } => ErrorKind::Conflict,
+            DomainError::SelfReview
+            | DomainError::NotClaimedByYou { .. }
+            | DomainError::NotTheSubmitter => ErrorKind::Forbidden,
+            DomainError::Invalid { .. } => ErrorKind::Invalid,
+            DomainError::NoClaim
+            | DomainError::ClaimStillLive { .. }
+            | DomainError::NoChangesRequested
+            | DomainError::ChangesRequestedPending
+            | DomainError::NoDeadline
+            | DomainError::NotDue { .. } => ErrorKind::RuleBroken,
+        }
+    }
+
+    fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------------------------
+
+/// An AI output entered review: every submission field, who submitted it and when, as revision 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemSubmitted {
+    pub item_id: Uuid,
+    pub queue: String,
+    pub kind: String,
+    pub model: ModelIdentity,
+    pub revision: u32,
+    pub output: Value,
+    pub output_hash: String,
+    pub context: Value,
+    pub confidence: Option<f64>,
+    pub risk: Risk,
+    pub priority: i32,
+    pub due_at: Option<DateTime<Utc>>,
+    pub required_approvals: u32,
+    pub on_expiry: ExpiryAction,
+    pub callback_url: Option<String>,
+    pub submitted_by: String,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// A reviewer took (or renewed) a lease on the item until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemClaimed {
+    pub reviewer: String,
+    pub claimed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A reviewer's claim ended: released by hand, or released because that reviewer's approval left the item for the next reviewer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimReleased {
+    pub reviewer: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The scheduler ended a claim whose lease had passed at `expired_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimExpired {
+    pub reviewer: String,
+    pub expired_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+}
+
+/// A reviewer approved the content with hash `output_hash`; `approvals` of `required_approvals` distinct approvals of it exist now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputApproved {
+    pub reviewer: String,
+    pub revision: u32,
+    pub output_hash: String,
+    pub approvals: u32,
+    pub required_approvals: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// A reviewer replaced the content under review with `edited_output` (stored in full) and approved it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputEdited {
+    pub reviewer: String,
+    pub revision: u32,
+    pub edited_output: Value,
+    pub output_hash: String,
+    pub previous_output_hash: String,
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A reviewer rejected the content with hash `output_hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRejected {
+    pub reviewer: String,
+    pub reason: String,
+    pub revision: u32,
+    pub output_hash: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A reviewer sent the content with hash `output_hash` back to the submitter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangesRequested {
+    pub reviewer: String,
+    pub instructions: String,
+    pub revision: u32,
+    pub output_hash: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The submitter answered a change request with a new revision, which is back in the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRevised {
+    pub revised_by: String,
+    pub revision: u32,
+    pub output: Value,
+    pub output_hash: String,
+    pub previous_output_hash: String,
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The item moved from one queue to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemEscalated {
+    pub by: String,
+    pub from_queue: String,
+    pub to_queue: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Someone commented; a comment never changes the review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentAdded {
+    pub author: String,
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The submitter withdrew the item; this ends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemWithdrawn {
+    pub by: String,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The deadline `due_at` passed without a decision and `applied_action` was applied.
+/// It differs from `configured_action` only when an `Approve` default met an item with changes requested: that ends rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemExpired {
+    pub due_at: DateTime<Utc>,
+    pub configured_action: ExpiryAction,
+    pub applied_action: ExpiryAction,
+    pub at: DateTime<Utc>,
+}
+
+/// The item was decided, once and for all. Emitted together with the event that completed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemDecided {
+    pub outcome: Outcome,
+    /// The reviewers whose approvals (in order) or whose rejection decided it; empty on expiry.
+    pub decided_by: Vec<String>,
+    pub revision: u32,
+    /// The hash of the content decided on.
+    pub output_hash: String,
+    /// The output that takes effect (the edited one if edited); `None` when the outcome is a rejection.
+    pub final_output: Option<Value>,
+    pub decided_at: DateTime<Utc>,
+}
+
+// One list of event types generates the enum and its (type, data) codec, so that a new event
+// cannot be added to one and forgotten in the other.
+macro_rules! item_events {
+    ($($variant:ident),+ $(,)?) => {
+        /// A fact about one review item, as stored in its stream. Serialized whole as `{"type": …, "data": …}`;
+        /// the shell stores [`ItemEvent::event_type`] and [`ItemEvent::to_data`] separately.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", content = "data")]
+        pub enum ItemEvent {
+            $($variant($variant),)+
+        }
+
+        impl ItemEvent {
+            /// Every item event type name.
+            pub const EVENT_TYPES: &'static [&'static str] = &[$(stringify!($variant)),+];
+
+            /// The stored type name, e.g. "ItemSubmitted".
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(ItemEvent::$variant(_) => stringify!($variant),)+
+                }
+            }
+
+            /// The payload without the type, as stored in the log.
+            pub fn to_data(&self) -> Value {
+                match self {
+                    $(ItemEvent::$variant(payload) => serde_json::to_value(payload)
+                        .expect("an item event payload always serializes: its maps have string keys"),)+
+                }
+            }
+
+            /// Reads back an event stored as [`ItemEvent::event_type`] and [`ItemEvent::to_data`]; the round trip is exact.
+            pub fn from_type_and_data(event_type: &str, data: &Value) -> Result<ItemEvent, EventDecodingError> {
+                match event_type {
+                    $(stringify!($variant) => $variant::deserialize(data)
+                        .map(ItemEvent::$variant)
+                        .map_err(|source| EventDecodingError::MalformedData {
+                            event_type: stringify!($variant),
+                            source: std::sync::Arc::new(source),
+                        }),)+
+                    unknown => Err(EventDecodingError::UnknownEventType {
+                        event_type: unknown.to_owned(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+item_events!(
+    ItemSubmitted,
+    ItemClaimed,
+    ClaimReleased,
+    ClaimExpired,
+    OutputApproved,
+    OutputEdited,
+    OutputRejected,
+    ChangesRequested,
+    OutputRevised,
+    ItemEscalated,
+    CommentAdded,
+    ItemWithdrawn,
+    ItemExpired,
+    ItemDecided,
+);
+
+impl ItemEvent {
+    /// The schema version of this event's payload.
+    pub fn schema_version(&self) -> u32 {
+        ITEM_EVENT_SCHEMA_VERSION
+    }
+
+    /// When the fact happened (the command's `now`).
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        match self {
+            ItemEvent::ItemSubmitted(event) => event.submitted_at,
+            ItemEvent::ItemClaimed(event) => event.claimed_at,
+            ItemEvent::ClaimReleased(event) => event.at,
+            ItemEvent::ClaimExpired(event) => event.at,
+            ItemEvent::OutputApproved(event) => event.at,
+            ItemEvent::OutputEdited(event) => event.at,
+            ItemEvent::OutputRejected(event) => event.at,
+            ItemEvent::ChangesRequested(event) => event.at,
+            ItemEvent::OutputRevised(event) => event.at,
+            ItemEvent::ItemEscalated(event) => event.at,
+            ItemEvent::CommentAdded(event) => event.at,
+            ItemEvent::ItemWithdrawn(event) => event.at,
+            ItemEvent::ItemExpired(event) => event.at,
+            ItemEvent::ItemDecided(event) => event.decided_at,
+        }
+    }
+
+    /// Whether this event ends the item (a decision or a withdrawal); after it only comments follow.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, ItemEvent::ItemDecided(_) | ItemEvent::ItemWithdrawn(_))
+    }
+}
+
+/// Why a stored (type, data) pair is not an item event.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EventDecodingError {
+    /// The type name is not one of [`ItemEvent::EVENT_TYPES`].
+    #[error("unknown item event type {event_type:?}")]
+    UnknownEventType { event_type: String },
+    /// The data does not match the payload of its type.
+    #[error("malformed data for item event type {event_type}")]
+    MalformedData {
+        event_type: &'static str,
+        // An Arc so that the error stays Clone, as serde_json::Error is not.
+        #[source]
+        source: std::sync::Arc<serde_json::Error>,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------------
+
+/// A reviewer's lease on an item. It stops being a claim at `expires_at`, whether or not `ClaimExpired` was recorded yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub reviewer: String,
+    pub claimed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Claim {
+    pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// One version of the output from the submitter: revision 1 is the submission, each answer to a change request adds one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    pub revision: u32,
+    pub output: Value,
+    pub output_hash: String,
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// One reviewer edit of the content under review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edit {
+    pub reviewer: String,
+    pub revision: u32,
+    pub output: Value,
+    pub output_hash: String,
+    pub previous_output_hash: String,
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// One approval of the current content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub reviewer: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRequest {
+    pub reviewer: String,
+    pub instructions: String,
+    pub revision: u32,
+    pub output_hash: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub by: String,
+    pub from_queue: String,
+    pub to_queue: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comment {
+    pub author: String,
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub reviewer: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub by: String,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiry {
+    pub due_at: DateTime<Utc>,
+    pub configured_action: ExpiryAction,
+    pub applied_action: ExpiryAction,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub decided_by: Vec<String>,
+    pub revision: u32,
+    pub output_hash: String,
+    pub final_output: Option<Value>,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// The read model of one item, folded from its stream. `ItemState::default()` is the item before it was submitted;
+/// until then the other fields hold their defaults and mean nothing.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ItemState {
+    pub status: ItemStatus,
+    pub id: Uuid,
+    pub queue: String,
+    pub kind: String,
+    pub model: ModelIdentity,
+    pub submitted_by: String,
+    pub submitted_at: DateTime<Utc>,
+    /// The content under review now: the latest revision, or a reviewer's edit of it.
+    pub output: Value,
+    pub output_hash: String,
+    /// The submitter's latest revision number.
+    pub revision: u32,
+    /// Who edited the current content, if a reviewer did.
+    pub output_edited_by: Option<String>,
+    /// Every revision from the submitter, oldest first.
+    pub revisions: Vec<Revision>,
+    /// Every reviewer edit, oldest first.
+    pub edits: Vec<Edit>,
+    pub context: Value,
+    pub confidence: Option<f64>,
+    pub risk: Risk,
+    pub priority: i32,
+    /// The deadline; cleared when an expiry escalated the item, so that it is reviewed there rather than expired again.
+    pub due_at: Option<DateTime<Utc>>,
+    pub required_approvals: u32,
+    pub on_expiry: ExpiryAction,
+    pub callback_url: Option<String>,
+    /// The last claim taken and not yet released or expired; it may have lapsed, see [`ItemState::live_claim`].
+    pub claim: Option<Claim>,
+    /// The distinct approvals of the current content, in order; approvals of earlier content are not here.
+    pub approvals: Vec<Approval>,
+    pub change_requests: Vec<ChangeRequest>,
+    pub escalations: Vec<Escalation>,
+    pub comments: Vec<Comment>,
+    pub rejection: Option<Rejection>,
+    pub withdrawal: Option<Withdrawal>,
+    pub expiry: Option<Expiry>,
+    pub decision: Option<Decision>,
+    /// How many events were folded; the stream version of the last one is this minus one.
+    pub event_count: u64,
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+impl ItemState {
+    pub fn is_submitted(&self) -> bool {
+        self.status != ItemStatus::NotSubmitted
+    }
+
+    /// Whether the item has an outcome (approved, edited and approved, rejected, or either on expiry).
+    pub fn is_decided(&self) -> bool {
+        self.decision.is_some()
+    }
+
+    pub fn is_withdrawn(&self) -> bool {
+        self.status == ItemStatus::Withdrawn
+    }
+
+    /// Whether the item ended (decided or withdrawn): no review command applies any more, only comments.
+    pub fn is_closed(&self) -> bool {
+        self.is_decided() || self.is_withdrawn()
+    }
+
+    /// The claim, if its lease has not passed at `now`.
+    pub fn live_claim(&self, now: DateTime<Utc>) -> Option<&Claim> {
+        self.claim.as_ref().filter(|claim| claim.is_live_at(now))
+    }
+
+    /// Whether `reviewer` approved the current content.
+    pub fn has_approved(&self, reviewer: &str) -> bool {
+        self.approvals
+            .iter()
+            .any(|approval| approval.reviewer == reviewer)
+    }
+
+    /// How many more distinct approvals the current content needs.
+    pub fn approvals_missing(&self) -> u32 {
+        let approvals = u32::try_from(self.approvals.len()).unwrap_or(u32::MAX);
+        self.required_approvals.saturating_sub(approvals)
+    }
+
+    /// The change request the submitter has yet to answer.
+    pub fn open_change_request(&self) -> Option<&ChangeRequest> {
+        if self.status == ItemStatus::ChangesRequested {
+            self.change_requests.last()
+        } else {
+            None
+        }
+    }
+
+    /// Applies one event. Total: it never fails, whatever the event, so that any stored history folds.
+    pub fn apply(&mut self, event: &ItemEvent) {
+        match event {
+            ItemEvent::ItemSubmitted(submitted) => {
+                self.status = ItemStatus::Pending;
+                self.id = submitted.item_id;
+                self.queue = submitted.queue.clone();
+                self.kind = submitted.kind.clone();
+                self.model = submitted.model.clone();
+                self.submitted_by = submitted.submitted_by.clone();
+                self.submitted_at = submitted.submitted_at;
+                self.output = submitted.output.clone();
+                self.output_hash = submitted.output_hash.clone();
+                self.revision = submitted.revision;
+                self.output_edited_by = None;
+                self.revisions = vec![Revision {
+                    revision: submitted.revision,
+                    output: submitted.output.clone(),
+                    output_hash: submitted.output_hash.clone(),
+                    note: None,
+                    at: submitted.submitted_at,
+                }];
+                self.context = submitted.context.clone();
+                self.confidence = submitted.confidence;
+                self.risk = submitted.risk;
+                self.priority = submitted.priority;
+                self.due_at = submitted.due_at;
+                self.required_approvals = submitted.required_approvals;
+                self.on_expiry = submitted.on_expiry.clone();
+                self.callback_url = submitted.callback_url.clone();
+            }
+            ItemEvent::ItemClaimed(claimed) => {
+                self.claim = Some(Claim {
+                    reviewer: claimed.reviewer.clone(),
+                    claimed_at: claimed.claimed_at,
+                    expires_at: claimed.expires_at,
+                });
+            }
+            ItemEvent::ClaimReleased(released) => self.drop_claim_of(&released.reviewer),
+            ItemEvent::ClaimExpired(expired) => self.drop_claim_of(&expired.reviewer),
+            ItemEvent::OutputApproved(approved) => {
+                self.approvals.push(Approval {
+                    reviewer: approved.reviewer.clone(),
+                    at: approved.at,
+                });
+            }
+            ItemEvent::OutputEdited(edited) => {
+                self.output = edited.edited_output.clone();
+                self.output_hash = edited.output_hash.clone();
+                self.output_edited_by = Some(edited.reviewer.clone());
+                self.edits.push(Edit {
+                    reviewer: edited.reviewer.clone(),
+                    revision: edited.revision,
+                    output: edited.edited_output.clone(),
+                    output_hash: edited.output_hash.clone(),
+                    previous_output_hash: edited.previous_output_hash.clone(),
+                    note: edited.note.clone(),
+                    at: edited.at,
+                });
+                // Approvals are bound to content: the edit is the editor's approval of the new content, and only that.
+                self.approvals = vec![Approval {
+                    reviewer: edited.reviewer.clone(),
+                    at: edited.at,
+                }];
+            }
+            ItemEvent::OutputRejected(rejected) => {
+                self.rejection = Some(Rejection {
+                    reviewer: rejected.reviewer.clone(),
+                    reason: rejected.reason.clone(),
+                    at: rejected.at,
+                });
+            }
+            ItemEvent::ChangesRequested(requested) => {
+                self.status = ItemStatus::ChangesRequested;
+                self.claim = None;
+                self.change_requests.push(ChangeRequest {
+                    reviewer: requested.reviewer.clone(),
+                    instructions: requested.instructions.clone(),
+                    revision: requested.revision,
+                    output_hash: requested.output_hash.clone(),
+                    at: requested.at,
+                });
+            }
+            ItemEvent::OutputRevised(revised) => {
+                self.status = ItemStatus::Pending;
+                self.claim = None;
+                self.output = revised.output.clone();
+                self.output_hash = revised.output_hash.clone();
+                self.revision = revised.revision;
+                self.output_edited_by = None;
+                self.approvals.clear();
+                self.revisions.push(Revision {
+                    revision: revised.revision,
+                    output: revised.output.clone(),
+                    output_hash: revised.output_hash.clone(),
+                    note: revised.note.clone(),
+                    at: revised.at,
+                });
+            }
+            ItemEvent::ItemEscalated(escalated) => {
+                self.queue = escalated.to_queue.clone();
+                self.claim = None;
+                self.escalations.push(Escalation {
+                    by: escalated.by.clone(),
+                    from_queue: escalated.from_queue.clone(),
+                    to_queue: escalated.to_queue.clone(),
+                    reason: escalated.reason.clone(),
+                    at: escalated.at,
+                });
+            }
+            ItemEvent::CommentAdded(commented) => {
+                self.comments.push(Comment {
+                    author: commented.author.clone(),
+                    text: commented.text.clone(),
+                    at: commented.at,
+                });
+            }
+            ItemEvent::ItemWithdrawn(withdrawn) => {
+                self.status = ItemStatus::Withdrawn;
+                self.claim = None;
+                self.withdrawal = Some(Withdrawal {
+                    by: withdrawn.by.clone(),
+                    reason: withdrawn.reason.clone(),
+                    at: withdrawn.at,
+                });
+            }
+            ItemEvent::ItemExpired(expired) => {
+                self.expiry = Some(Expiry {
+                    due_at: expired.due_at,
+                    configured_action: expired.configured_action.clone(),
+                    applied_action: expired.applied_action.clone(),
+                    at: expired.at,
+                });
+                if matches!(expired.applied_action, ExpiryAction::Escalate { .. }) {
+                    // Reviewed in the escalation queue from now on, not expired a second time.
+                    self.due_at = None;
+                    self.claim = None;
+                }
+            }
+            ItemEvent::ItemDecided(decided) => {
+                self.status = ItemStatus::from(decided.outcome);
+                self.claim = None;
+                self.decision = Some(Decision {
+                    outcome: decided.outcome,
+                    decided_by: decided.decided_by.clone(),
+                    revision: decided.revision,
+                    output_hash: decided.output_hash.clone(),
+                    final_output: decided.final_output.clone(),
+                    decided_at: decided.decided_at,
+                });
+            }
+        }
+        self.event_count += 1;
+        self.last_event_at = Some(event.occurred_at());
+    }
+
+    fn drop_claim_of(&mut self, reviewer: &str) {
+        if self
+            .claim
+            .as_ref()
+            .is_some_and(|claim| claim.reviewer == reviewer)
+        {
+            self.claim = None;
+        }
+    }
+}
+
+/// Applies one event to a state and returns the new state.
+pub fn evolve(mut state: ItemState, event: &ItemEvent) -> ItemState {
+    state.apply(event);
+    state
+}
+
+/// Folds a whole stream from the state before submission.
+pub fn fold<'events>(events: impl IntoIterator<Item = &'events ItemEvent>) -> ItemState {
+    events.into_iter().fold(ItemState::default(), evolve)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decide
+// ---------------------------------------------------------------------------------------------
+
+/// What `command`, asked by `context.actor` at `context.now`, causes to an item in `state`: the events to append, or why not.
+pub fn decide(
+    state: &ItemState,
+    command: &Command,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    validate_name("actor", &context.actor)?;
+    match command {
+        Command::Submit(submission) => submit(state, submission, context),
+        Command::Claim { lease } => claim(state, *lease, context),
+        Command::Release => release(state, context),
+        Command::Approve { seen_output_hash } => {
+            approve(state, seen_output_hash.as_deref(), context)
+        }
+        Command::EditAndApprove {
+            edited_output,
+            note,
+            seen_output_hash,
+        } => edit_and_approve(
+            state,
+            edited_output,
+            note.as_deref(),
+            seen_output_hash.as_deref(),
+            context,
+        ),
+        Command::Reject {
+            reason,
+            seen_output_hash,
+        } => reject(state, reason, seen_output_hash.as_deref(), context),
+        Command::RequestChanges {
+            instructions,
+            seen_output_hash,
+        } => request_changes(state, instructions, seen_output_hash.as_deref(), context),
+        Command::Revise { output, note } => revise(state, output, note.as_deref(), context),
+        Command::Escalate { to_queue, reason } => escalate(state, to_queue, reason, context),
+        Command::Comment { text } => comment(state, text, context),
+        Command::Withdraw { reason } => withdraw(state, reason.as_deref(), context),
+        Command::Expire => expire(state, context),
+        Command::ExpireClaim => expire_claim(state, context),
+    }
+}
+
+fn submit(
+    state: &ItemState,
+    submission: &Submission,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    if state.is_submitted() {
+        return Err(DomainError::AlreadySubmitted);
+    }
+    validate_submission(submission, context.now)?;
+    Ok(vec![ItemEvent::ItemSubmitted(ItemSubmitted {
+        item_id: submission.item_id,
+        queue: submission.queue.clone(),
+        kind: submission.kind.clone(),
+        model: submission.model.clone(),
+        revision: 1,
+        output: submission.output.clone(),
+        output_hash: output_hash(&submission.output),
+        context: submission.context.clone(),
+        confidence: submission.confidence,
+        risk: submission.risk,
+        priority: submission.priority,
+        due_at: submission.due_at,
+        required_approvals: submission.required_approvals,
+        on_expiry: submission.on_expiry.clone(),
+        callback_url: submission.callback_url.clone(),
+        submitted_by: context.actor.clone(),
+        submitted_at: context.now,
+    })])
+}
+
+fn claim(
+    state: &ItemState,
+    lease: Duration,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    require_not_submitter(state, &context.actor)?;
+    if lease <= Duration::zero() {
+        return Err(DomainError::invalid("lease", "must be positive"));
+    }
+    if lease > MAXIMUM_CLAIM_LEASE {
+        return Err(DomainError::invalid(
+            "lease",
+            format!(
+                "must be at most {} hours",
+                MAXIMUM_CLAIM_LEASE.num_hours()
+            ),
+        ));
+    }
+    let expires_at = context
+        .now
+        .checked_add_signed(lease)
+        .ok_or_else(|| DomainError::invalid("lease", "ends past the representable time"))?;
+    require_not_waiting_for_submitter(state)?;
+    require_no_live_claim_by_someone_else(state, context)?;
+    // Claiming content one approved already would only block the second pair of eyes.
+    if state.has_approved(&context.actor) {
+        return Err(DomainError::AlreadyApprovedByYou);
+    }
+    Ok(vec![ItemEvent::ItemClaimed(ItemClaimed {
+        reviewer: context.actor.clone(),
+        claimed_at: context.now,
+        expires_at,
+    })])
+}
+
+fn release(state: &ItemState, context: &CommandContext) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    let live_claim = state.live_claim(context.now).ok_or(DomainError::NoClaim)?;
+    if live_claim.reviewer != context.actor {
+        return Err(DomainError::NotClaimedByYou {
+            holder: live_claim.reviewer.clone(),
+        });
+    }
+    Ok(vec![ItemEvent::ClaimReleased(ClaimReleased {
+        reviewer: context.actor.clone(),
+        at: context.now,
+    })])
+}
+
+fn approve(
+    state: &ItemState,
+    seen_output_hash: Option<&str>,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    require_not_submitter(state, &context.actor)?;
+    validate_seen_output_hash(seen_output_hash)?;
+    require_reviewable_now(state, seen_output_hash, context)?;
+    if state.has_approved(&context.actor) {
+        return Err(DomainError::AlreadyApprovedByYou);
+    }
+    let approvals_after = u32::try_from(state.approvals.len() + 1).unwrap_or(u32::MAX);
+    let mut events = vec![ItemEvent::OutputApproved(OutputApproved {
+        reviewer: context.actor.clone(),
+        revision: state.revision,
+        output_hash: state.output_hash.clone(),
+        approvals: approvals_after,
+        required_approvals: state.required_approvals,
+        at: context.now,
+    })];
+    if approvals_after >= state.required_approvals {
+        let outcome = if state.output_edited_by.is_some() {
+            Outcome::EditedAndApproved
+        } else {
+            Outcome::Approved
+        };
+        let decided_by = state
+            .approvals
+            .iter()
+            .map(|approval| approval.reviewer.clone())
+            .chain(std::iter::once(context.actor.clone()))
+            .collect();
+        events.push(ItemEvent::ItemDecided(ItemDecided {
+            outcome,
+            decided_by,
+            revision: state.revision,
+            output_hash: state.output_hash.clone(),
+            final_output: Some(state.output.clone()),
+            decided_at: context.now,
+        }));
+    } else {
+        events.extend(release_after_partial_approval(state, context));
+    }
+    Ok(events)
+}
+
+fn edit_and_approve(
+    state: &ItemState,
+    edited_output: &Value,
+    note: Option<&str>,
+    seen_output_hash: Option<&str>,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    require_not_submitter(state, &context.actor)?;
+    validate_output("edited_output", edited_output)?;
+    validate_optional_text("note", note)?;
+    validate_seen_output_hash(seen_output_hash)?;
+    let edited_output_hash = output_hash(edited_output);
+    if edited_output_hash == state.output_hash {
+        // An "edit" that changes nothing would count as an override in the analytics; it is an approval.
+        return Err(DomainError::invalid(
+            "edited_output",
+            "is identical to the current output; approve it instead",
+        ));
+    }
+    require_reviewable_now(state, seen_output_hash, context)?;
+    let mut events = vec![ItemEvent::OutputEdited(OutputEdited {
+        reviewer: context.actor.clone(),
+        revision: state.revision,
+        edited_output: edited_output.clone(),
+        output_hash: edited_output_hash.clone(),
+        previous_output_hash: state.output_hash.clone(),
+        note: note.map(str::to_owned),
+        at: context.now,
+    })];
+    // The edit is the editor's approval of the new content and the only approval of it so far.
+    if state.required_approvals <= 1 {
+        events.push(ItemEvent::ItemDecided(ItemDecided {
+            outcome: Outcome::EditedAndApproved,
+            decided_by: vec![context.actor.clone()],
+            revision: state.revision,
+            output_hash: edited_output_hash,
+            final_output: Some(edited_output.clone()),
+            decided_at: context.now,
+        }));
+    } else {
+        events.extend(release_after_partial_approval(state, context));
+    }
+    Ok(events)
+}
+
+fn reject(
+    state: &ItemState,
+    reason: &str,
+    seen_output_hash: Option<&str>,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    require_not_submitter(state, &context.actor)?;
+    validate_text("reason", reason)?;
+    validate_seen_output_hash(seen_output_hash)?;
+    require_reviewable_now(state, seen_output_hash, context)?;
+    // One rejection ends the item, whatever approvals it had: four-eyes guards approval, not refusal.
+    Ok(vec![
+        ItemEvent::OutputRejected(OutputRejected {
+            reviewer: context.actor.clone(),
+            reason: reason.to_owned(),
+            revision: state.revision,
+            output_hash: state.output_hash.clone(),
+            at: context.now,
+        }),
+        ItemEvent::ItemDecided(ItemDecided {
+            outcome: Outcome::Rejected,
+            decided_by: vec![context.actor.clone()],
+            revision: state.revision,
+            output_hash: state.output_hash.clone(),
+            final_output: None,
+            decided_at: context.now,
+        }),
+    ])
+}
+
+fn request_changes(
+    state: &ItemState,
+    instructions: &str,
+    seen_output_hash: Option<&str>,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    require_not_submitter(state, &context.actor)?;
+    validate_text("instructions", instructions)?;
+    validate_seen_output_hash(seen_output_hash)?;
+    require_reviewable_now(state, seen_output_hash, context)?;
+    Ok(vec![ItemEvent::ChangesRequested(ChangesRequested {
+        reviewer: context.actor.clone(),
+        instructions: instructions.to_owned(),
+        revision: state.revision,
+        output_hash: state.output_hash.clone(),
+        at: context.now,
+    })])
+}
+
+fn revise(
+    state: &ItemState,
+    output: &Value,
+    note: Option<&str>,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    require_submitter(state, &context.actor)?;
+    validate_output("output", output)?;
+    validate_optional_text("note", note)?;
+    if state.status != ItemStatus::ChangesRequested {
+        return Err(DomainError::NoChangesRequested);
+    }
+    Ok(vec![ItemEvent::OutputRevised(OutputRevised {
+        revised_by: context.actor.clone(),
+        revision: state.revision + 1,
+        output: output.clone(),
+        output_hash: output_hash(output),
+        previous_output_hash: state.output_hash.clone(),
+        note: note.map(str::to_owned),
+        at: context.now,
+    })])
+}
+
+fn escalate(
+    state: &ItemState,
+    to_queue: &str,
+    reason: &str,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    require_not_submitter(state, &context.actor)?;
+    validate_name("to_queue", to_queue)?;
+    validate_text("reason", reason)?;
+    if to_queue == state.queue {
+        return Err(DomainError::invalid(
+            "to_queue",
+            "is the item's queue already",
+        ));
+    }
+    require_reviewable_now(state, None, context)?;
+    Ok(vec![ItemEvent::ItemEscalated(ItemEscalated {
+        by: context.actor.clone(),
+        from_queue: state.queue.clone(),
+        to_queue: to_queue.to_owned(),
+        reason: reason.to_owned(),
+        at: context.now,
+    })])
+}
+
+fn comment(
+    state: &ItemState,
+    text: &str,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    // Comments are allowed at every stage, after a decision too: they never change it.
+    if !state.is_submitted() {
+        return Err(DomainError::ItemNotFound);
+    }
+    validate_text("text", text)?;
+    Ok(vec![ItemEvent::CommentAdded(CommentAdded {
+        author: context.actor.clone(),
+        text: text.to_owned(),
+        at: context.now,
+    })])
+}
+
+fn withdraw(
+    state: &ItemState,
+    reason: Option<&str>,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    require_submitter(state, &context.actor)?;
+    validate_optional_text("reason", reason)?;
+    Ok(vec![ItemEvent::ItemWithdrawn(ItemWithdrawn {
+        by: context.actor.clone(),
+        reason: reason.map(str::to_owned),
+        at: context.now,
+    })])
+}
+
+fn expire(state: &ItemState, context: &CommandContext) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    let due_at = state.due_at.ok_or(DomainError::NoDeadline)?;
+    if context.now < due_at {
+        return Err(DomainError::NotDue { due_at });
+    }
+    let configured_action = state.on_expiry.clone();
+    // A reviewer asked for changes to this very content: approving it by default would overrule that reviewer.
+    let applied_action = match &configured_action {
+        ExpiryAction::Approve if state.status == ItemStatus::ChangesRequested => {
+            ExpiryAction::Reject
+        }
+        other => other.clone(),
+    };
+    let mut events = vec![ItemEvent::ItemExpired(ItemExpired {
+        due_at,
+        configured_action,
+        applied_action: applied_action.clone(),
+        at: context.now,
+    })];
+    match applied_action {
+        ExpiryAction::Reject => events.push(ItemEvent::ItemDecided(ItemDecided {
+            outcome: Outcome::RejectedOnExpiry,
+            decided_by: Vec::new(),
+            revision: state.revision,
+            output_hash: state.output_hash.clone(),
+            final_output: None,
+            decided_at: context.now,
+        })),
+        ExpiryAction::Approve => events.push(ItemEvent::ItemDecided(ItemDecided {
+            outcome: Outcome::ApprovedOnExpiry,
+            decided_by: Vec::new(),
+            revision: state.revision,
+            output_hash: state.output_hash.clone(),
+            final_output: Some(state.output.clone()),
+            decided_at: context.now,
+        })),
+        ExpiryAction::Escalate { queue } => {
+            events.push(ItemEvent::ItemEscalated(ItemEscalated {
+                by: context.actor.clone(),
+                from_queue: state.queue.clone(),
+                to_queue: queue,
+                reason: EXPIRY_ESCALATION_REASON.to_owned(),
+                at: context.now,
+            }));
+        }
+    }
+    Ok(events)
+}
+
+fn expire_claim(
+    state: &ItemState,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
+    require_open(state)?;
+    let claim = state.claim.as_ref().ok_or(DomainError::NoClaim)?;
+    if claim.is_live_at(context.now) {
+        return Err(DomainError::ClaimStillLive {
+            expires_at: claim.expires_at,
+        });
+    }
+    Ok(vec![ItemEvent::ClaimExpired(ClaimExpired {
+        reviewer: claim.reviewer.clone(),
+        expired_at: claim.expires_at,
+        at: context.now,
+    })])
+}
+
+/// After an approval that does not complete the item, the approver's claim goes, so the next reviewer can claim it.
+fn release_after_partial_approval(state: &ItemState, context: &CommandContext) -> Option<ItemEvent> {
+    let approver_holds_claim = state
+        .claim
+        .as_ref()
+        .is_some_and(|claim| claim.reviewer == context.actor);
+    approver_holds_claim.then(|| {
+        ItemEvent::ClaimReleased(ClaimReleased {
+            reviewer: context.actor.clone(),
+            at: context.now,
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preconditions
+// ---------------------------------------------------------------------------------------------
+
+fn require_open(state: &ItemState) -> Result<(), DomainError> {
+    if !state.is_submitted() {
+        return Err(DomainError::ItemNotFound);
+    }
+    if let Some(decision) = &state.decision {
+        return Err(DomainError::AlreadyDecided {
+            outcome: decision.outcome,
+        });
+    }
+    if state.is_withdrawn() {
+        return Err(DomainError::AlreadyWithdrawn);
+    }
+    Ok(())
+}
+
+fn require_not_submitter(state: &ItemState, actor: &str) -> Result<(), DomainError> {
+    if state.submitted_by == actor {
+        return Err(DomainError::SelfReview);
+    }
+    Ok(())
+}
+
+fn require_submitter(state: &ItemState, actor: &str) -> Result<(), DomainError> {
+    if state.submitted_by != actor {
+        return Err(DomainError::NotTheSubmitter);
+    }
+    Ok(())
+}
+
+fn require_not_waiting_for_submitter(state: &ItemState) -> Result<(), DomainError> {
+    if state.status == ItemStatus::ChangesRequested {
+        return Err(DomainError::ChangesRequestedPending);
+    }
+    Ok(())
+}
+
+fn require_no_live_claim_by_someone_else(
+    state: &ItemState,
+    context: &CommandContext,
+) -> Result<(), DomainError> {
+    match state.live_claim(context.now) {
+        Some(live_claim) if live_claim.reviewer != context.actor => {
+            Err(DomainError::ClaimedBySomeoneElse {
+                holder: live_claim.reviewer.clone(),
+                expires_at: live_claim.expires_at,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The state checks every reviewer decision shares: not waiting for the submitter, not held by someone else,
+/// and still showing the content the reviewer saw.
+fn require_reviewable_now(
+    state: &ItemState,
+    seen_output_hash: Option<&str>,
+    context: &CommandContext,
+) -> Result<(), DomainError> {
+    require_not_waiting_for_submitter(state)?;
+    require_no_live_claim_by_someone_else(state, context)?;
+    if let Some(seen_output_hash) = seen_output_hash
+        && seen_output_hash != state.output_hash
+    {
+        return Err(DomainError::OutputChanged {
+            expected: seen_output_hash.to_owned(),
+            current: state.output_hash.clone(),
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payload validation
+// ---------------------------------------------------------------------------------------------
+
+fn validate_submission(submission: &Submission, now: DateTime<Utc>) -> Result<(), DomainError> {
+    if submission.item_id.is_nil() {
+        return Err(DomainError::invalid("item_id", "must not be the nil UUID"));
+    }
+    validate_name("queue", &submission.queue)?;
+    validate_name("kind", &submission.kind)?;
+    validate_name("model.name", &submission.model.name)?;
+    validate_name("model.version", &submission.model.version)?;
+    validate_output("output", &submission.output)?;
+    if let Some(confidence) = submission.confidence
+        && !(0.0..=1.0).contains(&confidence)
+    {
+        return Err(DomainError::invalid(
+            "confidence",
+            "must be a number from 0 to 1",
+        ));
+    }
+    if let Some(due_at) = submission.due_at
+        && due_at <= now
+    {
+        return Err(DomainError::invalid(
+            "due_at",
+            "must be after the submission time",
+        ));
+    }
+    if !(1..=MAXIMUM_REQUIRED_APPROVALS).contains(&submission.required_approvals) {
+        return Err(DomainError::invalid(
+            "required_approvals",
+            format!("must be from 1 to {MAXIMUM_REQUIRED_APPROVALS}"),
+        ));
+    }
+    if let ExpiryAction::Escalate { queue } = &submission.on_expiry {
+        validate_name("on_expiry.queue", queue)?;
+        if *queue == submission.queue {
+            return Err(DomainError::invalid(
+                "on_expiry.queue",
+                "must differ from the item's queue",
+            ));
+        }
+    }
+    if let Some(callback_url) = &submission.callback_url {
+        validate_callback_url(callback_url)?;
+    }
+    Ok(())
+}
+
+/// Names (queues, kinds, models, actors) are identifiers people read and group by: non-blank, trimmed, printable, bounded.
+fn validate_name(field: &'static str, name: &str) -> Result<(), DomainError> {
+    if name.trim().is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if name.trim() != name {
+        return Err(DomainError::invalid(
+            field,
+            "must not start or end with whitespace",
+        ));
+    }
+    if name.chars().count() > MAXIMUM_NAME_LENGTH {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {MAXIMUM_NAME_LENGTH} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_text(field: &'static str, text: &str) -> Result<(), DomainError> {
+    if text.trim().is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if text.chars().count() > MAXIMUM_TEXT_LENGTH {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {MAXIMUM_TEXT_LENGTH} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Optional text is either absent or real text: a blank note is refused rather than silently dropped.
+fn validate_optional_text(field: &'static str, text: Option<&str>) -> Result<(), DomainError> {
+    match text {
+        Some(text) => validate_text(field, text),
+        None => Ok(()),
+    }
+}
+
+/// Any JSON but `null`: an absent output has nothing to review, and refusing it keeps `Option<Value>` payloads unambiguous.
+fn validate_output(field: &'static str, output: &Value) -> Result<(), DomainError> {
+    if output.is_null() {
+        return Err(DomainError::invalid(field, "must not be null"));
+    }
+    Ok(())
+}
+
+fn validate_seen_output_hash(seen_output_hash: Option<&str>) -> Result<(), DomainError> {
+    if let Some(seen_output_hash) = seen_output_hash {
+        let is_sha256_hex = seen_output_hash.len() == 64
+            && seen_output_hash
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+        if !is_sha256_hex {
+            return Err(DomainError::invalid(
+                "seen_output_hash",
+                "must be 64 lowercase hexadecimal digits",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_callback_url(callback_url: &str) -> Result<(), DomainError> {
+    let has_http_scheme =
+        callback_url.starts_with("https://") || callback_url.starts_with("http://");
+    if !has_http_scheme {
+        return Err(DomainError::invalid(
+            "callback_url",
+            "must start with http:// or https://",
+        ));
+    }
+    if callback_url.chars().count() > MAXIMUM_CALLBACK_URL_LENGTH {
+        return Err(DomainError::invalid(
+            "callback_url",
+            format!("must be at most {MAXIMUM_CALLBACK_URL_LENGTH} characters"),
+        ));
+    }
+    if callback_url
+        .chars()
+        .any(|character| character.is_whitespace() || character.is_control())
+    {
+        return Err(DomainError::invalid(
+            "callback_url",
+            "must not contain whitespace or control characters",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "item_tests.rs"]
+mod tests;

@@ -1,0 +1,12 @@
+//! The pure core of the approval ledger: events and their hash, the review domain, and the folds
+//! from events to read models.
+//!
+//! # Layout
+//! - [`event`]: the event envelope, its canonical byte form and SHA-256 hash.
+//! - [`item`]: the review domain for one item: commands, events, `decide` and `evolve`.
+//!
+//! Nothing here does I/O, reads a clock, draws randomness or awaits: time and ids come in as
+//! arguments. The test `core_is_pure` in the integration suite checks the dependency graph.
+
+pub mod event;
+pub mod item;

@@ -1,0 +1,259 @@
+//! `ledger bench append` and `ledger bench read`: durable append throughput at several levels of
+//! concurrency, and the speed of opening, reading and verifying a large log.
+//!
+//! Each figure is the median of several runs made in one invocation, so that ratios between
+//! levels come from the same machine state. The logs are written to a scratch directory on the
+//! disk the data directory is on (never /tmp, which may be a RAM disk where fsync costs nothing).
+
+use crate::log::{EventLog, ExpectedVersion, FileLog, FileLogOptions};
+use anyhow::Context;
+use projections::event::NewEvent;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// An event whose stored frame is about `bytes` long.
+pub fn sample_event(bytes: usize, sequence: u64) -> NewEvent {
+    // Header (80) and fixed payload fields (~150 with the names below) take the rest.
+    let filler = "x".repeat(bytes.saturating_sub(80 + 150 + 120));
+    NewEvent {
+        id: Uuid::new_v4(),
+        event_type: "OutputApproved".into(),
+        schema_version: 1,
+        data: serde_json::json!({
+            "reviewer": "reviewer-0042",
+            "revision": 1,
+            "output_hash": "9f2c1e5b7a04d3c8e6f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7",
+            "sequence": sequence,
+            "note": filler,
+        }),
+        actor: "reviewer-0042".into(),
+        causation_id: Some(Uuid::new_v4()),
+        correlation_id: Some(Uuid::new_v4()),
+    }
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(parent: &Path, label: &str) -> anyhow::Result<Scratch> {
+        let path = parent.join(format!("bench-{label}-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One measured level of `bench append`.
+#[derive(Debug, Clone)]
+pub struct AppendFigures {
+    pub appenders: usize,
+    pub events: u64,
+    pub events_per_second: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// Appends `events` single-event appends spread over `appenders` tasks, each on its own stream
+/// with an exact expected version, and measures throughput and per-append latency.
+pub async fn measure_append(
+    dir: &Path,
+    appenders: usize,
+    events: u64,
+    event_bytes: usize,
+) -> anyhow::Result<AppendFigures> {
+    let scratch = Scratch::new(dir, "append")?;
+    let log = Arc::new(FileLog::open(
+        &scratch.0,
+        FileLogOptions::default(),
+        "bench",
+    )?);
+    let per_appender = events.div_ceil(appenders as u64);
+    // Build the events first so that only appending is timed.
+    let prepared: Vec<Vec<NewEvent>> = (0..appenders)
+        .map(|appender| {
+            (0..per_appender)
+                .map(|sequence| {
+                    sample_event(event_bytes, appender as u64 * per_appender + sequence)
+                })
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(appenders);
+    for (appender, events) in prepared.into_iter().enumerate() {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("item-{appender}");
+            let mut latencies = Vec::with_capacity(events.len());
+            for (version, event) in events.into_iter().enumerate() {
+                let expected = match version {
+                    0 => ExpectedVersion::NoStream,
+                    _ => ExpectedVersion::Exact(version as u64 - 1),
+                };
+                let began = Instant::now();
+                log.append(&stream, expected, vec![event]).await?;
+                latencies.push(began.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.context("appender task")??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let total = latencies.len() as u64;
+    Ok(AppendFigures {
+        appenders,
+        events: total,
+        events_per_second: total as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+    })
+}
+
+fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * quantile).round() as usize;
+    sorted[index]
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+/// `ledger bench append`: prints a Markdown table, one row a level of concurrency.
+pub async fn run_append(
+    dir: &Path,
+    levels: &[usize],
+    events_per_appender: u64,
+    min_events: u64,
+    event_bytes: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "durable appends, {event_bytes}-byte events, one event an append, median of {runs} runs\n"
+    );
+    println!("| appenders | events a run | events/s (median) | p50 latency | p99 latency |");
+    println!("|---:|---:|---:|---:|---:|");
+    for &appenders in levels {
+        let events = (appenders as u64 * events_per_appender).max(min_events);
+        let mut figures = Vec::new();
+        for _ in 0..runs {
+            figures.push(measure_append(dir, appenders, events, event_bytes).await?);
+        }
+        figures.sort_by(|a, b| a.events_per_second.total_cmp(&b.events_per_second));
+        let middle = &figures[figures.len() / 2];
+        println!(
+            "| {} | {} | {:.0} | {:.0} µs | {:.0} µs |",
+            appenders,
+            middle.events,
+            middle.events_per_second,
+            middle.p50.as_secs_f64() * 1e6,
+            middle.p99.as_secs_f64() * 1e6
+        );
+    }
+    Ok(())
+}
+
+/// `ledger bench read`: writes a log of `events` events, then measures opening it, reading it
+/// through the log's API (decode and hash check per event, one thread), and `verify` (every hash
+/// and link, on every core).
+pub async fn run_read(
+    dir: &Path,
+    events: u64,
+    event_bytes: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let scratch = Scratch::new(dir, "read")?;
+    {
+        let log = Arc::new(FileLog::open(
+            &scratch.0,
+            FileLogOptions::default(),
+            "bench",
+        )?);
+        let writers = 256u64;
+        // Eight events an append, so the log holds about `events` events.
+        let per_writer = events.div_ceil(writers * 8);
+        let mut tasks = Vec::new();
+        for writer in 0..writers {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for sequence in 0..per_writer {
+                    let batch: Vec<NewEvent> = (0..8)
+                        .map(|offset| sample_event(event_bytes, sequence * 8 + offset))
+                        .collect();
+                    log.append(
+                        &format!("item-{writer}-{sequence}"),
+                        ExpectedVersion::NoStream,
+                        batch,
+                    )
+                    .await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for task in tasks {
+            task.await.context("writer task")??;
+        }
+    }
+    let bytes: u64 = crate::log::segment::list_segments(&scratch.0)?
+        .iter()
+        .map(|(_, path)| std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0))
+        .sum();
+    let mut open_seconds = Vec::new();
+    let mut read_rates = Vec::new();
+    let mut verify_rates = Vec::new();
+    let mut stored = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let log = FileLog::open(&scratch.0, FileLogOptions::default(), "bench")?;
+        open_seconds.push(started.elapsed().as_secs_f64());
+        stored = log.head();
+        let started = Instant::now();
+        let mut position = 0;
+        while position < stored {
+            position += log.read_all(position, 8192).await?.len() as u64;
+        }
+        read_rates.push(stored as f64 / started.elapsed().as_secs_f64());
+        drop(log);
+        let started = Instant::now();
+        let report = crate::verify::verify(&scratch.0, &|_| {})?;
+        anyhow::ensure!(
+            report.damage.is_none(),
+            "the benchmark's own log did not verify"
+        );
+        verify_rates.push(report.events as f64 / started.elapsed().as_secs_f64());
+    }
+    println!(
+        "a log of {stored} events ({:.0} MB, {event_bytes}-byte events), median of {runs} runs\n",
+        bytes as f64 / 1e6
+    );
+    println!("| measure | median |");
+    println!("|---|---:|");
+    println!(
+        "| open (rebuild the index) | {:.0} ms |",
+        median(open_seconds) * 1e3
+    );
+    println!(
+        "| read_all through the API (decode + SHA-256 per event, one thread) | {:.0} events/s |",
+        median(read_rates)
+    );
+    println!(
+        "| verify (every event hash, chain hash and stream link, all cores) | {:.0} events/s |",
+        median(verify_rates)
+    );
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! The approval ledger's shell: the event log and its backends, the commands, the HTTP server,
+//! the benchmarks and the CLI's subcommands. The pure core lives in the `projections` crate.
+//!
+//! # Layout
+//! - [`log`]: the `EventLog` semantics and the embedded file backend (segments, group commit).
+//! - [`verify`]: walks a data directory and recomputes every hash and link, naming the first bad one.
+//! - [`inspect`]: prints events as JSON lines (`ledger log tail`, `ledger log show`).
+//! - [`server`]: the HTTP server (`ledger serve`).
+//! - [`bench`]: `ledger bench append` and `ledger bench read`.
+
+pub mod bench;
+pub mod inspect;
+pub mod log;
+pub mod server;
+pub mod verify;

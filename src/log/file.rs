@@ -1,0 +1,1042 @@
+//! The embedded backend: append-only segment files under a data directory, written by one writer
+//! thread with group commit, read by anyone through an in-memory index.
+//!
+//! Concurrency: appends go over a channel to one writer thread (a plain OS thread, not a tokio
+//! task, because `write` and `fdatasync` block). The writer drains every request that queued while
+//! the previous fsync ran, encodes them all into one buffer, writes it with one `write` and makes
+//! it durable with one `fdatasync`, and only then updates the index and answers each caller. A
+//! caller is therefore acknowledged only after the fsync that covers its events.
+//!
+//! The index (`Index`) is behind a std `RwLock`: it is never held across an `.await`, and readers
+//! hold it only to copy out file offsets; the file reads themselves happen outside the lock.
+
+use super::segment::{
+    FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, chain_hash, decode_segment_header, encode_frame,
+    encode_segment_header, frame_at, list_segments, segment_file_name,
+};
+use super::{AppendResult, DirectoryLock, EventLog, ExpectedVersion, LogError, Subscription};
+use async_trait::async_trait;
+use projections::event::{
+    Hash, NewEvent, PayloadFields, RecordedEvent, ZERO_HASH, check_lengths, encode_payload,
+};
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, mpsc};
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+/// Tunables of the embedded log.
+#[derive(Debug, Clone)]
+pub struct FileLogOptions {
+    /// A segment is closed and a new one started once it reaches this many bytes.
+    pub segment_size: u64,
+    /// The writer stops draining queued requests into one batch past this many bytes.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for FileLogOptions {
+    fn default() -> Self {
+        FileLogOptions {
+            segment_size: 256 * 1024 * 1024,
+            max_batch_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// The embedded event log. Cheap to share behind an `Arc`; dropping the last handle stops the
+/// writer and releases the directory lock.
+#[derive(Debug)]
+pub struct FileLog {
+    shared: Arc<Shared>,
+    requests: Option<mpsc::Sender<AppendRequest>>,
+    head_receiver: watch::Receiver<u64>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What readers and the writer share.
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    index: RwLock<Index>,
+}
+
+#[derive(Debug)]
+struct Index {
+    segments: Vec<Segment>,
+    streams: HashMap<String, StreamEntry>,
+    /// Every stored event id and its position, for idempotent appends.
+    ids: HashMap<Uuid, u64>,
+    /// The position the next event gets.
+    head: u64,
+    /// The chain hash of the last record (`ZERO_HASH` for an empty log).
+    last_chain: Hash,
+    last_recorded_micros: i64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    first_position: u64,
+    name: String,
+    file: Arc<File>,
+    /// Byte offset of each record in the file, by position - first_position.
+    offsets: Vec<u32>,
+    /// Bytes of the file that hold acknowledged records (the header included).
+    committed_len: u64,
+}
+
+/// The bytes of one record: `start..end` of a segment file.
+struct Location {
+    position: u64,
+    file: Arc<File>,
+    segment: String,
+    start: u64,
+    end: u64,
+}
+
+impl Location {
+    fn read(&self) -> Result<RecordedEvent, LogError> {
+        let mut bytes = vec![0u8; (self.end - self.start) as usize];
+        self.file
+            .read_exact_at(&mut bytes, self.start)
+            .map_err(|error| LogError::io(format!("reading {}", self.segment), error))?;
+        Ok(decode_verified(&bytes, self.position, &self.segment, self.start)?.0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct StreamEntry {
+    /// The global position of each version of the stream.
+    positions: Vec<u64>,
+    last_hash: Hash,
+}
+
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<AppendResult, LogError>>,
+}
+
+impl Index {
+    fn segment_for(&self, position: u64) -> Option<&Segment> {
+        let after = self
+            .segments
+            .partition_point(|segment| segment.first_position <= position);
+        let segment = self.segments.get(after.checked_sub(1)?)?;
+        (position < segment.first_position + segment.offsets.len() as u64).then_some(segment)
+    }
+
+    /// Where the record at `position` lies.
+    fn location(&self, position: u64) -> Option<Location> {
+        let segment = self.segment_for(position)?;
+        let slot = (position - segment.first_position) as usize;
+        let end = segment
+            .offsets
+            .get(slot + 1)
+            .map(|offset| *offset as u64)
+            .unwrap_or(segment.committed_len);
+        Some(Location {
+            position,
+            file: segment.file.clone(),
+            segment: segment.name.clone(),
+            start: segment.offsets[slot] as u64,
+            end,
+        })
+    }
+
+    fn stream_version(&self, stream: &str) -> Option<u64> {
+        self.streams
+            .get(stream)
+            .and_then(|entry| entry.positions.len().checked_sub(1))
+            .map(|version| version as u64)
+    }
+}
+
+/// How a data directory is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    /// Locks the directory, cuts a torn tail, starts the writer.
+    Write,
+    /// Takes no lock and changes nothing; a torn tail is left alone and not read.
+    ReadOnly,
+}
+
+impl FileLog {
+    /// Opens (or creates) the log in `dir` for writing. Takes the directory lock for this process.
+    pub fn open(dir: &Path, options: FileLogOptions, purpose: &str) -> anyhow::Result<FileLog> {
+        Self::open_with_mode(dir, options, purpose, OpenMode::Write)
+    }
+
+    /// Opens an existing log for reading only, alongside a writer that may hold it.
+    pub fn open_read_only(dir: &Path) -> anyhow::Result<FileLog> {
+        Self::open_with_mode(dir, FileLogOptions::default(), "read", OpenMode::ReadOnly)
+    }
+
+    fn open_with_mode(
+        dir: &Path,
+        options: FileLogOptions,
+        purpose: &str,
+        mode: OpenMode,
+    ) -> anyhow::Result<FileLog> {
+        use anyhow::Context;
+        let lock = match mode {
+            OpenMode::Write => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating data directory {}", dir.display()))?;
+                Some(DirectoryLock::acquire(dir, purpose)?)
+            }
+            OpenMode::ReadOnly => {
+                anyhow::ensure!(dir.is_dir(), "no data directory at {}", dir.display());
+                None
+            }
+        };
+        let started = std::time::Instant::now();
+        let mut index = load_index(dir, mode)?;
+        if index.segments.is_empty() && mode == OpenMode::Write {
+            let segment = create_segment(dir, 0, &ZERO_HASH)?;
+            index.segments.push(segment);
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            events = index.head,
+            streams = index.streams.len(),
+            segments = index.segments.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "opened event log"
+        );
+        let (head_sender, head_receiver) = watch::channel(index.head);
+        let shared = Arc::new(Shared {
+            dir: dir.to_owned(),
+            index: RwLock::new(index),
+        });
+        let (requests, writer) = match lock {
+            Some(lock) => {
+                let (sender, receiver) = mpsc::channel();
+                let writer = Writer::start(shared.clone(), options, lock, head_sender)?;
+                let handle = std::thread::Builder::new()
+                    .name("ledger-log-writer".into())
+                    .spawn(move || writer.run(receiver))
+                    .context("starting the log writer thread")?;
+                (Some(sender), Some(handle))
+            }
+            None => {
+                drop(head_sender);
+                (None, None)
+            }
+        };
+        Ok(FileLog {
+            shared,
+            requests,
+            head_receiver,
+            writer,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The number of streams.
+    pub fn stream_count(&self) -> usize {
+        self.shared.index.read().expect("index lock").streams.len()
+    }
+}
+
+impl Drop for FileLog {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer once it has answered everything queued.
+        self.requests.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for FileLog {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, LogError> {
+        let requests = self
+            .requests
+            .as_ref()
+            .ok_or_else(|| LogError::InvalidAppend("the log is open read-only".into()))?;
+        let (reply, answer) = oneshot::channel();
+        requests
+            .send(AppendRequest {
+                stream: stream.to_owned(),
+                expected,
+                events,
+                reply,
+            })
+            .map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.shared.read_stream(stream, from_version, max)
+    }
+
+    async fn read_all(
+        &self,
+        from_position: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.shared.read_all(from_position, max)
+    }
+
+    fn head(&self) -> u64 {
+        self.shared.index.read().expect("index lock").head
+    }
+
+    fn stream_version(&self, stream: &str) -> Option<u64> {
+        self.shared
+            .index
+            .read()
+            .expect("index lock")
+            .stream_version(stream)
+    }
+
+    fn subscribe(&self, from_position: u64) -> Box<dyn Subscription> {
+        Box::new(FileSubscription {
+            shared: self.shared.clone(),
+            next_position: from_position,
+            buffer: VecDeque::new(),
+            head: self.head_receiver.clone(),
+        })
+    }
+}
+
+struct FileSubscription {
+    shared: Arc<Shared>,
+    next_position: u64,
+    buffer: VecDeque<RecordedEvent>,
+    head: watch::Receiver<u64>,
+}
+
+#[async_trait]
+impl Subscription for FileSubscription {
+    async fn next(&mut self) -> Result<RecordedEvent, LogError> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Ok(event);
+            }
+            // Mark the current head as seen before reading up to it: an append acknowledged after
+            // this line changes the watch again, so `changed()` below cannot miss it.
+            let head = *self.head.borrow_and_update();
+            if self.next_position < head {
+                let events = self.shared.read_all(self.next_position, 1024)?;
+                self.next_position += events.len() as u64;
+                self.buffer.extend(events);
+                continue;
+            }
+            if self.head.changed().await.is_err() {
+                // The writer is gone; whatever it acknowledged is readable, then the feed ends.
+                let head = self.shared.index.read().expect("index lock").head;
+                if self.next_position < head {
+                    continue;
+                }
+                return Err(LogError::Closed);
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn read_all(&self, from_position: u64, max: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        // Copy out the byte range to read, within one segment, under the lock; read outside it.
+        let (file, name, first_offset, end_offset, count) = {
+            let index = self.index.read().expect("index lock");
+            let Some(segment) = index.segment_for(from_position) else {
+                return Ok(Vec::new());
+            };
+            let start = (from_position - segment.first_position) as usize;
+            let end = (start + max.max(1)).min(segment.offsets.len());
+            let end_offset = match segment.offsets.get(end) {
+                Some(offset) => *offset as u64,
+                None => segment.committed_len,
+            };
+            (
+                segment.file.clone(),
+                segment.name.clone(),
+                segment.offsets[start] as u64,
+                end_offset,
+                end - start,
+            )
+        };
+        let mut bytes = vec![0u8; (end_offset - first_offset) as usize];
+        file.read_exact_at(&mut bytes, first_offset)
+            .map_err(|error| LogError::io(format!("reading {name}"), error))?;
+        let mut events = Vec::with_capacity(count);
+        let mut cursor = 0usize;
+        for expected_position in from_position..from_position + count as u64 {
+            let offset = first_offset + cursor as u64;
+            let event = decode_verified(&bytes[cursor..], expected_position, &name, offset)?;
+            cursor += event.1;
+            events.push(event.0);
+        }
+        Ok(events)
+    }
+
+    fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let locations: Vec<Location> = {
+            let index = self.index.read().expect("index lock");
+            let Some(entry) = index.streams.get(stream) else {
+                return Ok(Vec::new());
+            };
+            entry
+                .positions
+                .iter()
+                .skip(from_version as usize)
+                .take(max)
+                .filter_map(|&position| index.location(position))
+                .collect()
+        };
+        locations.iter().map(Location::read).collect()
+    }
+}
+
+/// Decodes the frame at the start of `bytes`, checking its position and hash.
+fn decode_verified(
+    bytes: &[u8],
+    expected_position: u64,
+    segment: &str,
+    offset: u64,
+) -> Result<(RecordedEvent, usize), LogError> {
+    let corrupt = |reason: String| LogError::Corrupt {
+        segment: segment.to_owned(),
+        offset,
+        reason,
+    };
+    let frame = match frame_at(bytes) {
+        FrameAt::Frame(frame) => frame,
+        FrameAt::End | FrameAt::Incomplete => return Err(corrupt("record is cut short".into())),
+        FrameAt::Damaged(reason) => return Err(corrupt(reason)),
+    };
+    if frame.position != expected_position {
+        return Err(corrupt(format!(
+            "record says position {}, expected {expected_position}",
+            frame.position
+        )));
+    }
+    if !frame.hash_matches() {
+        return Err(corrupt(format!(
+            "hash of position {expected_position} does not match its payload"
+        )));
+    }
+    let fields = frame.fields().map_err(corrupt)?;
+    Ok((
+        fields.to_recorded(frame.position, frame.event_hash),
+        frame.len,
+    ))
+}
+
+/// Reads the one event at `position`, with the index already in hand.
+fn read_at_position(index: &Index, position: u64) -> Result<RecordedEvent, LogError> {
+    index
+        .location(position)
+        .ok_or_else(|| LogError::Corrupt {
+            segment: String::new(),
+            offset: 0,
+            reason: format!("indexed position {position} is in no segment"),
+        })?
+        .read()
+}
+
+fn create_segment(
+    dir: &Path,
+    first_position: u64,
+    chain_before: &Hash,
+) -> Result<Segment, LogError> {
+    let name = segment_file_name(first_position);
+    let path = dir.join(&name);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|error| LogError::io(format!("creating {}", path.display()), error))?;
+    file.write_all(&encode_segment_header(first_position, chain_before))
+        .and_then(|()| file.sync_all())
+        .map_err(|error| LogError::io(format!("writing header of {name}"), error))?;
+    // The new file's directory entry must be durable too, or a crash could lose the whole file.
+    File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(|error| LogError::io(format!("syncing directory {}", dir.display()), error))?;
+    Ok(Segment {
+        first_position,
+        name,
+        file: Arc::new(file),
+        offsets: Vec::new(),
+        committed_len: SEGMENT_HEADER_LEN as u64,
+    })
+}
+
+/// Rebuilds the in-memory index from the segment files.
+///
+/// Every segment is scanned frame by frame (structure, positions, stream versions and links);
+/// the SHA-256 of each payload is recomputed for the last segment only, which is where a crash
+/// can leave damage. Older segments were verified when they were written and are verified again
+/// by every read and by `ledger verify`; skipping their hashes here keeps opening fast.
+fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
+    use anyhow::Context;
+    let mut index = Index {
+        segments: Vec::new(),
+        streams: HashMap::new(),
+        ids: HashMap::new(),
+        head: 0,
+        last_chain: ZERO_HASH,
+        last_recorded_micros: i64::MIN,
+    };
+    let segment_paths =
+        list_segments(dir).with_context(|| format!("listing segments in {}", dir.display()))?;
+    let segment_count = segment_paths.len();
+    for (number, (first_position, path)) in segment_paths.into_iter().enumerate() {
+        let is_last = number + 1 == segment_count;
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let corrupt = |offset: u64, reason: String| LogError::Corrupt {
+            segment: name.clone(),
+            offset,
+            reason,
+        };
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let header = decode_segment_header(&bytes).map_err(|reason| corrupt(0, reason))?;
+        if header.first_position != first_position || first_position != index.head {
+            return Err(corrupt(
+                8,
+                format!(
+                    "segment starts at position {} (named {first_position}), expected {}",
+                    header.first_position, index.head
+                ),
+            )
+            .into());
+        }
+        if header.chain_before != index.last_chain {
+            return Err(corrupt(
+                16,
+                "chain hash does not continue the previous segment".into(),
+            )
+            .into());
+        }
+        let mut offsets = Vec::new();
+        let mut offset = SEGMENT_HEADER_LEN;
+        loop {
+            let frame = match frame_at(&bytes[offset..]) {
+                FrameAt::Frame(frame) => frame,
+                FrameAt::End => break,
+                FrameAt::Incomplete if is_last => {
+                    cut_torn_tail(&path, offset as u64, bytes.len() as u64, mode)?;
+                    break;
+                }
+                FrameAt::Incomplete => {
+                    return Err(corrupt(offset as u64, "record is cut short".into()).into());
+                }
+                FrameAt::Damaged(reason) => return Err(corrupt(offset as u64, reason).into()),
+            };
+            if frame.position != index.head {
+                return Err(corrupt(
+                    offset as u64,
+                    format!(
+                        "record says position {}, expected {}",
+                        frame.position, index.head
+                    ),
+                )
+                .into());
+            }
+            if is_last {
+                let is_final_frame = offset + frame.len == bytes.len();
+                if !frame.hash_matches() {
+                    // A write the crash interrupted can leave the file extended with zeros inside
+                    // the final record; a real payload never ends in a zero byte (it ends in JSON).
+                    if is_final_frame && bytes.last() == Some(&0) {
+                        cut_torn_tail(&path, offset as u64, bytes.len() as u64, mode)?;
+                        break;
+                    }
+                    return Err(corrupt(
+                        offset as u64,
+                        format!(
+                            "hash of position {} does not match its payload",
+                            frame.position
+                        ),
+                    )
+                    .into());
+                }
+                if chain_hash(&index.last_chain, frame.position, &frame.event_hash)
+                    != frame.chain_hash
+                {
+                    return Err(corrupt(offset as u64, "chain hash does not link".into()).into());
+                }
+            }
+            let fields = frame
+                .fields()
+                .map_err(|reason| corrupt(offset as u64, reason))?;
+            index_event(&mut index, &fields, frame.event_hash)
+                .map_err(|reason| corrupt(offset as u64, reason))?;
+            index.last_chain = frame.chain_hash;
+            index.last_recorded_micros = index.last_recorded_micros.max(fields.recorded_at_micros);
+            offsets.push(offset as u32);
+            offset += frame.len;
+        }
+        let file = match mode {
+            OpenMode::Write => OpenOptions::new().read(true).append(true).open(&path),
+            OpenMode::ReadOnly => File::open(&path),
+        }
+        .with_context(|| format!("opening {}", path.display()))?;
+        index.segments.push(Segment {
+            first_position,
+            name,
+            file: Arc::new(file),
+            offsets,
+            committed_len: offset as u64,
+        });
+    }
+    Ok(index)
+}
+
+/// Adds one stored event to the index, checking its stream version and link.
+fn index_event(index: &mut Index, fields: &PayloadFields<'_>, hash: Hash) -> Result<(), String> {
+    let position = index.head;
+    let entry = index.streams.entry(fields.stream.to_owned()).or_default();
+    if fields.version != entry.positions.len() as u64 {
+        return Err(format!(
+            "stream {} version {} follows version {:?}",
+            fields.stream,
+            fields.version,
+            entry.positions.len().checked_sub(1)
+        ));
+    }
+    if fields.prev_hash != entry.last_hash {
+        return Err(format!(
+            "stream {} version {} does not link to the previous event's hash",
+            fields.stream, fields.version
+        ));
+    }
+    if index.ids.insert(fields.id, position).is_some() {
+        return Err(format!("event id {} is stored twice", fields.id));
+    }
+    entry.positions.push(position);
+    entry.last_hash = hash;
+    index.head += 1;
+    Ok(())
+}
+
+fn cut_torn_tail(path: &Path, offset: u64, file_len: u64, mode: OpenMode) -> anyhow::Result<()> {
+    use anyhow::Context;
+    match mode {
+        OpenMode::Write => {
+            tracing::warn!(
+                segment = %path.display(),
+                offset,
+                bytes = file_len - offset,
+                "cutting a torn record at the tail of the log (a write a crash interrupted; it was never acknowledged)"
+            );
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("opening {} to cut its torn tail", path.display()))?;
+            file.set_len(offset)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cutting the torn tail of {}", path.display()))?;
+        }
+        OpenMode::ReadOnly => {
+            tracing::warn!(
+                segment = %path.display(),
+                offset,
+                "incomplete record at the tail of the log (a write in progress, or a crash's; the next writer cuts it)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The writer thread's state.
+struct Writer {
+    shared: Arc<Shared>,
+    options: FileLogOptions,
+    /// Held for the writer's life: the directory is ours until the writer stops.
+    _lock: DirectoryLock,
+    head_sender: watch::Sender<u64>,
+    /// The open segment, appended to by this thread only.
+    current: Arc<File>,
+    current_len: u64,
+    poisoned: Option<String>,
+    buffer: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// A request whose events are in the batch buffer: its caller and the answer it gets once durable.
+type Staged = (
+    oneshot::Sender<Result<AppendResult, LogError>>,
+    AppendResult,
+);
+
+/// An event encoded into the batch buffer, to be indexed once durable.
+struct StagedEvent {
+    stream: String,
+    id: Uuid,
+    hash: Hash,
+    offset_in_batch: usize,
+}
+
+impl Writer {
+    fn start(
+        shared: Arc<Shared>,
+        options: FileLogOptions,
+        lock: DirectoryLock,
+        head_sender: watch::Sender<u64>,
+    ) -> anyhow::Result<Writer> {
+        let (current, current_len) = {
+            let index = shared.index.read().expect("index lock");
+            let segment = index.segments.last().expect("a writable log has a segment");
+            (segment.file.clone(), segment.committed_len)
+        };
+        Ok(Writer {
+            shared,
+            options,
+            _lock: lock,
+            head_sender,
+            current,
+            current_len,
+            poisoned: None,
+            buffer: Vec::with_capacity(1 << 20),
+            payload: Vec::with_capacity(4096),
+        })
+    }
+
+    fn run(mut self, requests: mpsc::Receiver<AppendRequest>) {
+        while let Ok(first) = requests.recv() {
+            let mut batch = vec![first];
+            let mut batch_bytes = estimate_bytes(&batch[0]);
+            while batch_bytes < self.options.max_batch_bytes {
+                match requests.try_recv() {
+                    Ok(request) => {
+                        batch_bytes += estimate_bytes(&request);
+                        batch.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.write_batch(batch);
+        }
+    }
+
+    fn write_batch(&mut self, batch: Vec<AppendRequest>) {
+        let _span = tracing::debug_span!("group_commit", requests = batch.len()).entered();
+        if let Some(reason) = &self.poisoned {
+            for request in batch {
+                let _ = request.reply.send(Err(LogError::Poisoned(reason.clone())));
+            }
+            return;
+        }
+        if let Err(error) = self.roll_if_full() {
+            let reason = error.to_string();
+            tracing::error!(%reason, "could not start a new segment");
+            for request in batch {
+                let _ = request.reply.send(Err(LogError::Poisoned(reason.clone())));
+            }
+            self.poisoned = Some(reason);
+            return;
+        }
+        self.buffer.clear();
+        let mut staged: Vec<Staged> = Vec::with_capacity(batch.len());
+        let mut staged_events = Vec::new();
+        let (batch_chain, batch_recorded_micros) = {
+            let index = self.shared.index.read().expect("index lock");
+            let mut batch_state = BatchState {
+                index: &index,
+                streams: HashMap::new(),
+                ids: HashMap::new(),
+                next_position: index.head,
+                chain: index.last_chain,
+                recorded_at_micros: chrono::Utc::now()
+                    .timestamp_micros()
+                    .max(index.last_recorded_micros),
+            };
+            for request in batch {
+                match batch_state.stage(
+                    &request,
+                    &mut self.buffer,
+                    &mut self.payload,
+                    &mut staged_events,
+                ) {
+                    Ok(result) => staged.push((request.reply, result)),
+                    Err(error) => {
+                        let _ = request.reply.send(Err(error));
+                    }
+                }
+            }
+            (batch_state.chain, batch_state.recorded_at_micros)
+        };
+        if !self.buffer.is_empty()
+            && let Err(reason) = self.write_and_sync()
+        {
+            for (reply, _) in staged {
+                let _ = reply.send(Err(LogError::Poisoned(reason.clone())));
+            }
+            return;
+        }
+        let batch_start = self.current_len;
+        self.current_len += self.buffer.len() as u64;
+        let new_head = {
+            let mut index = self.shared.index.write().expect("index lock");
+            let index = &mut *index;
+            for event in staged_events {
+                let position = index.head;
+                let segment = index.segments.last_mut().expect("a segment");
+                segment
+                    .offsets
+                    .push((batch_start + event.offset_in_batch as u64) as u32);
+                let entry = index.streams.entry(event.stream).or_default();
+                entry.positions.push(position);
+                entry.last_hash = event.hash;
+                index.ids.insert(event.id, position);
+                index.head += 1;
+            }
+            if let Some(segment) = index.segments.last_mut() {
+                segment.committed_len = self.current_len;
+            }
+            if !self.buffer.is_empty() {
+                index.last_chain = batch_chain;
+                index.last_recorded_micros = batch_recorded_micros;
+            }
+            index.head
+        };
+        self.head_sender.send_replace(new_head);
+        for (reply, result) in staged {
+            let _ = reply.send(Ok(result));
+        }
+    }
+
+    /// Writes the batch and makes it durable; on failure leaves the file as it was if it can and
+    /// poisons the log (see `LogError::Poisoned`).
+    fn write_and_sync(&mut self) -> Result<(), String> {
+        let written = (&*self.current).write_all(&self.buffer);
+        let synced = written.and_then(|()| self.current.sync_data());
+        if let Err(error) = synced {
+            let reason = format!("writing the log failed: {error}");
+            tracing::error!(%reason, "refusing further appends until the log is reopened");
+            // Cut what may have reached the file, so that a reopen does not find unacknowledged
+            // records that are complete and valid.
+            let _ = self.current.set_len(self.current_len);
+            let _ = self.current.sync_all();
+            self.poisoned = Some(reason.clone());
+            return Err(reason);
+        }
+        Ok(())
+    }
+
+    fn roll_if_full(&mut self) -> Result<(), LogError> {
+        if self.current_len < self.options.segment_size {
+            return Ok(());
+        }
+        let (head, chain) = {
+            let index = self.shared.index.read().expect("index lock");
+            (index.head, index.last_chain)
+        };
+        let segment = create_segment(&self.shared.dir, head, &chain)?;
+        self.current = segment.file.clone();
+        self.current_len = segment.committed_len;
+        tracing::info!(segment = %segment.name, first_position = head, "started a new segment");
+        self.shared
+            .index
+            .write()
+            .expect("index lock")
+            .segments
+            .push(segment);
+        Ok(())
+    }
+}
+
+fn estimate_bytes(request: &AppendRequest) -> usize {
+    request.events.len() * (FRAME_HEADER_LEN + 256)
+}
+
+/// The state of streams and ids as the batch being built leaves them.
+struct BatchState<'a> {
+    index: &'a Index,
+    /// Streams this batch appends to: (version of the last event, its hash).
+    streams: HashMap<String, (u64, Hash)>,
+    /// Ids this batch stores: position, stream, version.
+    ids: HashMap<Uuid, (u64, String, u64)>,
+    next_position: u64,
+    chain: Hash,
+    recorded_at_micros: i64,
+}
+
+impl BatchState<'_> {
+    fn current(&self, stream: &str) -> Option<(u64, Hash)> {
+        self.streams.get(stream).copied().or_else(|| {
+            let entry = self.index.streams.get(stream)?;
+            let version = entry.positions.len().checked_sub(1)? as u64;
+            Some((version, entry.last_hash))
+        })
+    }
+
+    /// Where an already-stored id lives: (position, stream, version).
+    fn stored_id(&self, id: &Uuid) -> Result<Option<(u64, String, u64)>, LogError> {
+        if let Some(found) = self.ids.get(id) {
+            return Ok(Some(found.clone()));
+        }
+        let Some(&position) = self.index.ids.get(id) else {
+            return Ok(None);
+        };
+        // Only a retry gets here: reading the stored record is cheaper than keeping every id's
+        // stream in memory.
+        let event = read_at_position(self.index, position)?;
+        Ok(Some((position, event.stream, event.version)))
+    }
+
+    fn stage(
+        &mut self,
+        request: &AppendRequest,
+        buffer: &mut Vec<u8>,
+        payload: &mut Vec<u8>,
+        staged_events: &mut Vec<StagedEvent>,
+    ) -> Result<AppendResult, LogError> {
+        if request.events.is_empty() {
+            return Err(LogError::InvalidAppend(
+                "an append needs at least one event".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for event in &request.events {
+            if !seen.insert(event.id) {
+                return Err(LogError::InvalidAppend(format!(
+                    "event id {} appears twice in one append",
+                    event.id
+                )));
+            }
+        }
+        if let Some(result) = self.deduplicate(request)? {
+            return Ok(result);
+        }
+        let current = self.current(&request.stream);
+        let matches = match request.expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::Exact(version) => current.map(|(v, _)| v) == Some(version),
+        };
+        if !matches {
+            return Err(LogError::Conflict {
+                stream: request.stream.clone(),
+                expected: request.expected,
+                current: current.map(|(version, _)| version),
+            });
+        }
+        let mut encoded_data = Vec::with_capacity(request.events.len());
+        for event in &request.events {
+            let data = serde_json::to_string(&event.data)
+                .map_err(|error| LogError::InvalidAppend(format!("event data: {error}")))?;
+            check_lengths(&request.stream, &event.event_type, &event.actor, data.len())
+                .map_err(|error| LogError::InvalidAppend(error.to_string()))?;
+            encoded_data.push(data);
+        }
+        let (mut version, mut prev_hash) = match current {
+            Some((version, hash)) => (version + 1, hash),
+            None => (0, ZERO_HASH),
+        };
+        let first_position = self.next_position;
+        for (event, data) in request.events.iter().zip(&encoded_data) {
+            payload.clear();
+            encode_payload(
+                &PayloadFields {
+                    id: event.id,
+                    stream: &request.stream,
+                    version,
+                    event_type: &event.event_type,
+                    schema_version: event.schema_version,
+                    recorded_at_micros: self.recorded_at_micros,
+                    actor: &event.actor,
+                    causation_id: event.causation_id,
+                    correlation_id: event.correlation_id,
+                    prev_hash,
+                    data,
+                },
+                payload,
+            );
+            let offset_in_batch = buffer.len();
+            let (event_hash, chain) =
+                encode_frame(buffer, self.next_position, payload, &self.chain);
+            staged_events.push(StagedEvent {
+                stream: request.stream.clone(),
+                id: event.id,
+                hash: event_hash,
+                offset_in_batch,
+            });
+            self.ids.insert(
+                event.id,
+                (self.next_position, request.stream.clone(), version),
+            );
+            self.chain = chain;
+            prev_hash = event_hash;
+            self.next_position += 1;
+            version += 1;
+        }
+        let last_version = version - 1;
+        self.streams
+            .insert(request.stream.clone(), (last_version, prev_hash));
+        Ok(AppendResult {
+            first_position,
+            last_position: self.next_position - 1,
+            stream_version: last_version,
+            deduplicated: false,
+        })
+    }
+
+    /// The first result again when every id of the request is stored, as one earlier append.
+    fn deduplicate(&self, request: &AppendRequest) -> Result<Option<AppendResult>, LogError> {
+        let mut stored = Vec::with_capacity(request.events.len());
+        let mut first_stored_id = None;
+        for event in &request.events {
+            let found = self.stored_id(&event.id)?;
+            if found.is_some() && first_stored_id.is_none() {
+                first_stored_id = Some(event.id);
+            }
+            stored.push(found);
+        }
+        let Some(first_stored_id) = first_stored_id else {
+            return Ok(None);
+        };
+        let Some(stored) = stored.into_iter().collect::<Option<Vec<_>>>() else {
+            return Err(LogError::DuplicateEventId {
+                id: first_stored_id,
+            });
+        };
+        let consecutive = stored
+            .windows(2)
+            .all(|pair| pair[1].1 == pair[0].1 && pair[1].2 == pair[0].2 + 1);
+        if !consecutive || stored[0].1 != request.stream {
+            return Err(LogError::DuplicateEventId {
+                id: request.events[0].id,
+            });
+        }
+        let (first_position, _, _) = stored[0];
+        let (last_position, _, last_version) = stored[stored.len() - 1].clone();
+        Ok(Some(AppendResult {
+            first_position,
+            last_position,
+            stream_version: last_version,
+            deduplicated: true,
+        }))
+    }
+}

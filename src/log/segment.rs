@@ -1,0 +1,179 @@
+//! The on-disk format of the embedded log: segment files, their header, and record frames.
+//!
+//! `docs/ledger-format.md` is the normative description; this file is one implementation of it.
+//!
+//! ```text
+//! segment header (48 bytes): "LEDGSEG1" | u64 first position | [32] chain hash before it
+//! record frame (80-byte header + payload):
+//!   "LREC" | u32 payload length | u64 position | [32] event hash | [32] chain hash | payload
+//! event hash = SHA-256(payload)
+//! chain hash = SHA-256(previous chain hash | u64 position | event hash)
+//! ```
+
+use projections::event::{Hash, MAX_DATA_BYTES, PayloadFields, decode_payload, sha256};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+pub const SEGMENT_MAGIC: &[u8; 8] = b"LEDGSEG1";
+pub const SEGMENT_HEADER_LEN: usize = 48;
+pub const FRAME_MAGIC: &[u8; 4] = b"LREC";
+pub const FRAME_HEADER_LEN: usize = 80;
+/// The largest payload a frame may declare: the data limit plus room for the other fields.
+pub const MAX_PAYLOAD_LEN: usize = MAX_DATA_BYTES + 4096;
+
+/// The file name of the segment whose first record has `first_position`.
+pub fn segment_file_name(first_position: u64) -> String {
+    format!("segment-{first_position:020}.log")
+}
+
+/// The first position encoded in a segment's file name, if it is one.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("segment-")?.strip_suffix(".log")?;
+    if digits.len() != 20 {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The segment files of a data directory, sorted by first position.
+pub fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(first) = entry.file_name().to_str().and_then(parse_segment_file_name) {
+            segments.push((first, entry.path()));
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// The 48-byte header that opens every segment.
+pub fn encode_segment_header(first_position: u64, chain_before: &Hash) -> [u8; SEGMENT_HEADER_LEN] {
+    let mut header = [0u8; SEGMENT_HEADER_LEN];
+    header[..8].copy_from_slice(SEGMENT_MAGIC);
+    header[8..16].copy_from_slice(&first_position.to_be_bytes());
+    header[16..48].copy_from_slice(chain_before);
+    header
+}
+
+/// A segment header, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub first_position: u64,
+    pub chain_before: Hash,
+}
+
+pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, String> {
+    if bytes.len() < SEGMENT_HEADER_LEN {
+        return Err(format!(
+            "segment is {} bytes, shorter than its {SEGMENT_HEADER_LEN}-byte header",
+            bytes.len()
+        ));
+    }
+    if &bytes[..8] != SEGMENT_MAGIC {
+        return Err("segment does not start with LEDGSEG1".into());
+    }
+    Ok(SegmentHeader {
+        first_position: u64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes")),
+        chain_before: bytes[16..48].try_into().expect("32 bytes"),
+    })
+}
+
+/// The chain hash of the record at `position` whose event hash is `event_hash`.
+pub fn chain_hash(previous_chain: &Hash, position: u64, event_hash: &Hash) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update(previous_chain);
+    hasher.update(position.to_be_bytes());
+    hasher.update(event_hash);
+    hasher.finalize().into()
+}
+
+/// Appends one frame for an already-encoded payload; returns (event hash, chain hash).
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    position: u64,
+    payload: &[u8],
+    previous_chain: &Hash,
+) -> (Hash, Hash) {
+    let event_hash = sha256(payload);
+    let chain = chain_hash(previous_chain, position, &event_hash);
+    out.extend_from_slice(FRAME_MAGIC);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&position.to_be_bytes());
+    out.extend_from_slice(&event_hash);
+    out.extend_from_slice(&chain);
+    out.extend_from_slice(payload);
+    (event_hash, chain)
+}
+
+/// One frame as it lies in a buffer, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    pub position: u64,
+    pub event_hash: Hash,
+    pub chain_hash: Hash,
+    pub payload: &'a [u8],
+    /// Total bytes of the frame (header and payload).
+    pub len: usize,
+}
+
+impl<'a> Frame<'a> {
+    /// Parses the payload's fields (without checking the hash).
+    pub fn fields(&self) -> Result<PayloadFields<'a>, String> {
+        decode_payload(self.payload).map_err(|error| error.to_string())
+    }
+
+    /// True when the stored event hash is the SHA-256 of the payload.
+    pub fn hash_matches(&self) -> bool {
+        sha256(self.payload) == self.event_hash
+    }
+}
+
+/// What lies at an offset of a segment's bytes.
+#[derive(Debug)]
+pub enum FrameAt<'a> {
+    /// A complete frame (its hash not yet checked).
+    Frame(Frame<'a>),
+    /// The bytes end exactly here.
+    End,
+    /// The bytes end inside a frame, or the rest is all zero bytes: what a crash mid-write leaves.
+    Incomplete,
+    /// Something that is not a frame.
+    Damaged(String),
+}
+
+/// Reads the frame at the start of `bytes`.
+pub fn frame_at(bytes: &[u8]) -> FrameAt<'_> {
+    if bytes.is_empty() {
+        return FrameAt::End;
+    }
+    let magic_len = bytes.len().min(4);
+    if bytes[..magic_len] != FRAME_MAGIC[..magic_len] {
+        // A run of zeros to the end is space the file system extended but whose data never
+        // reached the disk; anything else is not a frame.
+        return if bytes.iter().all(|&byte| byte == 0) {
+            FrameAt::Incomplete
+        } else {
+            FrameAt::Damaged("bad frame magic".into())
+        };
+    }
+    if bytes.len() < FRAME_HEADER_LEN {
+        return FrameAt::Incomplete;
+    }
+    let payload_len = u32::from_be_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+    if payload_len > MAX_PAYLOAD_LEN {
+        return FrameAt::Damaged(format!("frame declares a payload of {payload_len} bytes"));
+    }
+    let len = FRAME_HEADER_LEN + payload_len;
+    if bytes.len() < len {
+        return FrameAt::Incomplete;
+    }
+    FrameAt::Frame(Frame {
+        position: u64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes")),
+        event_hash: bytes[16..48].try_into().expect("32 bytes"),
+        chain_hash: bytes[48..80].try_into().expect("32 bytes"),
+        payload: &bytes[FRAME_HEADER_LEN..len],
+        len,
+    })
+}

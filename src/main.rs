@@ -1,0 +1,237 @@
+//! The `ledger` command: serve the ledger, verify a data directory, print its events, benchmark.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ledger::log::{EventLog, FileLog, FileLogOptions};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// An event-sourced, audit-first approval ledger for human-in-the-loop AI.
+#[derive(Debug, Parser)]
+#[command(name = "ledger", version)]
+struct Cli {
+    /// The data directory holding the log's segment files.
+    #[arg(
+        long,
+        global = true,
+        env = "LEDGER_DATA_DIR",
+        default_value = "./ledger-data"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the ledger's HTTP server on the data directory.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Recompute every hash and chain link; exit 1 naming the first bad position.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print events as JSON lines.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+    /// Measure the log's speed (writes scratch logs under the data directory's parent).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCommand {
+    /// The last N events of the whole log.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        count: u64,
+    },
+    /// Every event of one stream.
+    Show {
+        #[arg(long)]
+        stream: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Durable appends per second at several levels of concurrency.
+    Append {
+        /// Comma-separated numbers of concurrent appenders.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        appenders: Vec<usize>,
+        /// Appends each appender makes in a run.
+        #[arg(long, default_value_t = 400)]
+        per_appender: u64,
+        /// At least this many events in a run, whatever the level.
+        #[arg(long, default_value_t = 5000)]
+        min_events: u64,
+        /// Approximate size of one stored event.
+        #[arg(long, default_value_t = 600)]
+        event_bytes: usize,
+        /// Runs per level; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Open, read and verify a log of this many events.
+    Read {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 600)]
+        event_bytes: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LEDGER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the runtime: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Serve { listen } => {
+            serve(cli.data_dir, &listen).await?;
+        }
+        Command::Verify { json } => return verify(cli.data_dir, json),
+        Command::Log { command } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match command {
+                LogCommand::Tail { count } => {
+                    ledger::inspect::tail(&cli.data_dir, count, &mut out).await?
+                }
+                LogCommand::Show { stream } => {
+                    ledger::inspect::show(&cli.data_dir, &stream, &mut out).await?
+                }
+            }
+            std::io::Write::flush(&mut out).context("writing output")?;
+        }
+        Command::Bench { command } => {
+            let parent = cli
+                .data_dir
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            match command {
+                BenchCommand::Append {
+                    appenders,
+                    per_appender,
+                    min_events,
+                    event_bytes,
+                    runs,
+                } => {
+                    ledger::bench::run_append(
+                        &parent,
+                        &appenders,
+                        per_appender,
+                        min_events,
+                        event_bytes,
+                        runs.max(1),
+                    )
+                    .await?
+                }
+                BenchCommand::Read {
+                    events,
+                    event_bytes,
+                    runs,
+                } => ledger::bench::run_read(&parent, events, event_bytes, runs.max(1)).await?,
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn serve(data_dir: PathBuf, listen: &str) -> anyhow::Result<()> {
+    let log = Arc::new(FileLog::open(
+        &data_dir,
+        FileLogOptions::default(),
+        "ledger serve",
+    )?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%address, data_dir = %data_dir.display(), events = log.head(), "ledger serving");
+    let state = ledger::server::AppState { log };
+    ledger::server::serve(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await
+}
+
+fn verify(data_dir: PathBuf, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let total: u64 = ledger::log::segment::list_segments(&data_dir)
+        .with_context(|| format!("reading data directory {}", data_dir.display()))?
+        .iter()
+        .map(|(_, path)| std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0))
+        .sum();
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("verifying {bar:40} {bytes}/{total_bytes} ({eta})")
+            .expect("a valid template"),
+    );
+    let report = ledger::verify::verify(&data_dir, &|bytes| bar.inc(bytes))?;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        match &report.damage {
+            None => println!(
+                "ok: {} events in {} streams, {} segments; head chain hash {}",
+                report.events, report.streams, report.segments, report.head_chain_hash
+            ),
+            Some(damage) => println!(
+                "DAMAGED at {damage}\n{} events before it verified",
+                report.events
+            ),
+        }
+        if let Some(tail) = &report.incomplete_tail {
+            println!(
+                "note: incomplete record at the tail ({tail}): a write in progress or interrupted by a crash; never acknowledged"
+            );
+        }
+    }
+    Ok(if report.damage.is_some() {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
