@@ -8,6 +8,7 @@
 use crate::log::{EventLog, ExpectedVersion, FileLog, FileLogOptions};
 use anyhow::Context;
 use projections::event::NewEvent;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -255,5 +256,42 @@ pub async fn run_read(
         "| verify (every event hash, chain hash and stream link, all cores) | {:.0} events/s |",
         median(verify_rates)
     );
+    Ok(())
+}
+
+/// Appends forever from `appenders` tasks, each to streams of its own, and prints
+/// `ack <event id> <position>` on stdout after each acknowledged append (flushed at once), so that
+/// a parent process that kills this one knows exactly what was acknowledged.
+pub async fn append_until_killed(log: Arc<FileLog>, appenders: usize) -> anyhow::Result<()> {
+    let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let mut tasks = Vec::new();
+    for _ in 0..appenders {
+        let log = log.clone();
+        let stdout = stdout.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("item-{}", Uuid::new_v4());
+            for sequence in 0u64.. {
+                let batch_size = 1 + (sequence % 3) as usize;
+                let events: Vec<NewEvent> = (0..batch_size)
+                    .map(|offset| sample_event(200 + 40 * offset, sequence))
+                    .collect();
+                let ids: Vec<Uuid> = events.iter().map(|event| event.id).collect();
+                let expected = match log.stream_version(&stream) {
+                    None => ExpectedVersion::NoStream,
+                    Some(version) => ExpectedVersion::Exact(version),
+                };
+                let result = log.append(&stream, expected, events).await?;
+                let mut out = stdout.lock().expect("stdout lock");
+                for (offset, id) in ids.iter().enumerate() {
+                    writeln!(out, "ack {id} {}", result.first_position + offset as u64)?;
+                }
+                out.flush()?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await.context("appender task")??;
+    }
     Ok(())
 }

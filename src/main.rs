@@ -47,6 +47,14 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Append until killed, printing each acknowledged event id (the crash-safety test's child).
+    #[command(hide = true)]
+    AppendUntilKilled {
+        #[arg(long, default_value_t = 16)]
+        appenders: usize,
+        #[arg(long, default_value_t = 64 * 1024)]
+        segment_size: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +145,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
             }
             std::io::Write::flush(&mut out).context("writing output")?;
+        }
+        Command::AppendUntilKilled {
+            appenders,
+            segment_size,
+        } => {
+            let options = FileLogOptions {
+                segment_size,
+                ..FileLogOptions::default()
+            };
+            let log = Arc::new(FileLog::open(&cli.data_dir, options, "append-until-killed")?);
+            ledger::bench::append_until_killed(log, appenders).await?;
         }
         Command::Bench { command } => {
             let parent = cli

@@ -676,7 +676,10 @@ impl ItemEvent {
 
     /// Whether this event ends the item (a decision or a withdrawal); after it only comments follow.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, ItemEvent::ItemDecided(_) | ItemEvent::ItemWithdrawn(_))
+        matches!(
+            self,
+            ItemEvent::ItemDecided(_) | ItemEvent::ItemWithdrawn(_)
+        )
     }
 }
 
@@ -1160,10 +1163,7 @@ fn claim(
     if lease > MAXIMUM_CLAIM_LEASE {
         return Err(DomainError::invalid(
             "lease",
-            format!(
-                "must be at most {} hours",
-                MAXIMUM_CLAIM_LEASE.num_hours()
-            ),
+            format!("must be at most {} hours", MAXIMUM_CLAIM_LEASE.num_hours()),
         ));
     }
     let expires_at = context
@@ -1492,7 +1492,10 @@ fn expire_claim(
 }
 
 /// After an approval that does not complete the item, the approver's claim goes, so the next reviewer can claim it.
-fn release_after_partial_approval(state: &ItemState, context: &CommandContext) -> Option<ItemEvent> {
+fn release_after_partial_approval(
+    state: &ItemState,
+    context: &CommandContext,
+) -> Option<ItemEvent> {
     let approver_holds_claim = state
         .claim
         .as_ref()

@@ -1,1 +1,10 @@
-//! x
+//! The integration suite: one binary (see Cargo.toml's `autotests = false`), one module a concern.
+//! Everything runs against real files on disk, real child processes and a real socket.
+
+mod cli;
+mod crash;
+mod log;
+mod purity;
+mod server;
+mod support;
+mod tamper;

@@ -1,0 +1,80 @@
+//! The CLI as a user runs it: `ledger log tail`, `ledger log show`, `ledger verify --json`, and a
+//! second writer refused while another process holds the data directory.
+
+use crate::support::{fill, ledger_binary, open};
+use std::process::Command;
+
+fn ledger(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(ledger_binary())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("LEDGER_LOG", "warn")
+        .output()
+        .expect("running ledger")
+}
+
+#[tokio::test]
+async fn log_tail_and_show_print_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 3, 4).await;
+
+    let output = ledger(dir.path(), &["log", "tail", "-n", "5"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 5);
+    let positions: Vec<u64> = lines.iter().map(|line| line["position"].as_u64().unwrap()).collect();
+    assert_eq!(positions, vec![7, 8, 9, 10, 11]);
+    for key in ["stream", "version", "id", "type", "recorded_at", "actor", "data", "prev_hash", "hash"] {
+        assert!(lines[0].get(key).is_some(), "missing {key}: {}", lines[0]);
+    }
+    assert_eq!(lines[0]["hash"].as_str().unwrap().len(), 64);
+
+    let output = ledger(dir.path(), &["log", "show", "--stream", "item-1"]);
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines.iter().all(|line| line["stream"] == "item-1"));
+    assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+    assert_eq!(lines[3]["data"]["n"], 3);
+
+    let output = ledger(dir.path(), &["log", "show", "--stream", "item-9"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no stream named \"item-9\""));
+}
+
+#[tokio::test]
+async fn verify_json_reports_counts_and_head() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 2, 3).await;
+    let output = ledger(dir.path(), &["verify", "--json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["events"], 6);
+    assert_eq!(report["streams"], 2);
+    assert_eq!(report["damage"], serde_json::Value::Null);
+    assert_eq!(report["head_chain_hash"].as_str().unwrap().len(), 64);
+
+    let missing = ledger(&dir.path().join("nope"), &["verify"]);
+    assert_eq!(missing.status.code(), Some(2), "a missing directory is an error, not 'ok'");
+}
+
+#[tokio::test]
+async fn serve_is_refused_while_another_process_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = open(dir.path());
+    let output = ledger(dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is in use by another process"), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", std::process::id())), "{stderr}");
+    drop(holder);
+}
