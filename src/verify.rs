@@ -12,7 +12,7 @@ use crate::log::segment::{
 };
 use anyhow::Context;
 use projections::event::{Hash, ZERO_HASH, decode_payload, sha256};
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::path::Path;
 use uuid::Uuid;
 
@@ -59,18 +59,6 @@ pub struct Report {
     pub damage: Option<Damage>,
 }
 
-/// A record whose structure passed, waiting for its hashes to be checked.
-struct Pending<'a> {
-    offset: u64,
-    position: u64,
-    stream: &'a str,
-    version: u64,
-    payload: &'a [u8],
-    event_hash: Hash,
-    chain_before: Hash,
-    chain: Hash,
-}
-
 /// Verifies every segment of `dir`; `progress` is told how many bytes were read.
 pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
     let segments =
@@ -84,18 +72,36 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
         incomplete_tail: None,
         damage: None,
     };
-    let mut streams: HashMap<String, (u64, Hash)> = HashMap::new();
-    let mut ids: HashSet<Uuid> = HashSet::new();
+    let mut streams: HashMap<String, (u64, Hash)> = HashMap::default();
+    // Sized up front from the bytes on disk (no record is smaller than ~150 bytes), so that the
+    // set never rehashes on a large log.
+    let total_bytes: u64 = segments
+        .iter()
+        .map(|(_, path)| std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0))
+        .sum();
+    let mut ids: HashSet<Uuid> =
+        HashSet::with_capacity_and_hasher((total_bytes / 200) as usize, Default::default());
     let mut next_position = 0u64;
     let mut chain = ZERO_HASH;
     let segment_count = segments.len();
-    for (number, (named_first, path)) in segments.into_iter().enumerate() {
+    // A reader thread reads the next segment while this one is checked.
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    let paths = segments.clone();
+    std::thread::spawn(move || {
+        for (first, path) in paths {
+            let bytes = std::fs::read(&path);
+            if sender.send((first, path, bytes)).is_err() {
+                break;
+            }
+        }
+    });
+    for (number, (named_first, path, bytes)) in receiver.iter().enumerate() {
         let is_last = number + 1 == segment_count;
         let name = path
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = bytes.with_context(|| format!("reading {}", path.display()))?;
         report.bytes += bytes.len() as u64;
         let damage_at = |offset: u64, position: u64, reason: String| Damage {
             segment: name.clone(),
@@ -132,13 +138,17 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
             return Ok(finish(report, &streams, chain));
         }
 
-        // Pass 1: structure, in order.
-        let mut pending = Vec::new();
-        let mut structural_damage = None;
+        // Find the record boundaries (cheap: only lengths are read), then check structure in
+        // order on this thread while other threads recompute the hashes.
+        let mut offsets = Vec::new();
+        let mut boundary_damage = None;
         let mut offset = SEGMENT_HEADER_LEN;
         loop {
-            let frame = match frame_at(&bytes[offset..]) {
-                FrameAt::Frame(frame) => frame,
+            match frame_at(&bytes[offset..]) {
+                FrameAt::Frame(frame) => {
+                    offsets.push(offset);
+                    offset += frame.len;
+                }
                 FrameAt::End => break,
                 FrameAt::Incomplete if is_last => {
                     report.incomplete_tail = Some(format!(
@@ -148,109 +158,68 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
                     break;
                 }
                 FrameAt::Incomplete => {
-                    structural_damage = Some(damage_at(
-                        offset as u64,
-                        next_position,
-                        "record is cut short before the end of a closed segment".into(),
+                    boundary_damage = Some((
+                        offset,
+                        "record is cut short before the end of a closed segment".to_owned(),
                     ));
                     break;
                 }
                 FrameAt::Damaged(reason) => {
-                    structural_damage = Some(damage_at(offset as u64, next_position, reason));
+                    boundary_damage = Some((offset, reason));
                     break;
                 }
-            };
-            let mut damage = |reason: String, stream: Option<&str>, version: Option<u64>| {
-                let mut damage = damage_at(offset as u64, next_position, reason);
-                damage.stream = stream.map(str::to_owned);
-                damage.version = version;
-                structural_damage = Some(damage);
-            };
-            if frame.position != next_position {
-                damage(
-                    format!(
-                        "record says position {}, expected {next_position}",
-                        frame.position
-                    ),
-                    None,
-                    None,
-                );
-                break;
             }
-            let fields = match decode_payload(frame.payload) {
-                Ok(fields) => fields,
-                Err(error) => {
-                    damage(format!("payload does not decode: {error}"), None, None);
-                    break;
-                }
-            };
-            let (expected_version, last_hash) = streams
-                .get(fields.stream)
-                .map(|&(version, hash)| (version + 1, hash))
-                .unwrap_or((0, ZERO_HASH));
-            if fields.version != expected_version {
-                damage(
-                    format!(
-                        "stream version {} where {expected_version} was expected",
-                        fields.version
-                    ),
-                    Some(fields.stream),
-                    Some(fields.version),
-                );
-                break;
-            }
-            if fields.prev_hash != last_hash {
-                damage(
-                    "previous-hash link does not match the stream's previous event".into(),
-                    Some(fields.stream),
-                    Some(fields.version),
-                );
-                break;
-            }
-            if !ids.insert(fields.id) {
-                damage(
-                    format!("event id {} is stored twice", fields.id),
-                    Some(fields.stream),
-                    Some(fields.version),
-                );
-                break;
-            }
-            // The stream link is checked against the stored event hash here; pass 2 proves the
-            // stored hash is the payload's.
-            streams.insert(fields.stream.to_owned(), (fields.version, frame.event_hash));
-            pending.push(Pending {
-                offset: offset as u64,
-                position: frame.position,
-                stream: fields.stream,
-                version: fields.version,
-                payload: frame.payload,
-                event_hash: frame.event_hash,
-                chain_before: chain,
-                chain: frame.chain_hash,
-            });
-            chain = frame.chain_hash;
-            next_position += 1;
-            offset += frame.len;
-            progress(frame.len as u64);
         }
-
-        // Pass 2: hashes, on every core; the first failure by position wins.
-        if let Some(bad) = first_bad_hash(&pending) {
-            let record = &pending[bad.0];
-            report.events += bad.0 as u64;
+        progress(offset as u64);
+        let first_position = next_position;
+        let (structure, hashes) = std::thread::scope(|scope| {
+            let hashes = scope.spawn(|| first_bad_hash(&bytes, &offsets, &header.chain_before));
+            let structure = check_structure(
+                &bytes,
+                &offsets,
+                first_position,
+                &mut streams,
+                &mut ids,
+            );
+            (structure, hashes.join().expect("hash workers"))
+        });
+        // The earliest problem wins: a bad hash, a structural fault, or the end of the records.
+        let mut first_bad: Option<(usize, String)> = structure;
+        if let Some((index, reason)) = hashes
+            && first_bad.as_ref().is_none_or(|(structural, _)| index <= *structural)
+        {
+            first_bad = Some((index, reason));
+        }
+        if let Some((index, reason)) = first_bad {
+            let frame_offset = offsets[index];
+            let fields = match frame_at(&bytes[frame_offset..]) {
+                FrameAt::Frame(frame) => decode_payload(frame.payload).ok().map(|fields| {
+                    (fields.stream.to_owned(), fields.version)
+                }),
+                _ => None,
+            };
+            report.events += index as u64;
             report.damage = Some(Damage {
                 segment: name.clone(),
-                offset: record.offset,
-                position: record.position,
-                stream: Some(record.stream.to_owned()),
-                version: Some(record.version),
-                reason: bad.1,
+                offset: frame_offset as u64,
+                position: first_position + index as u64,
+                stream: fields.as_ref().map(|(stream, _)| stream.clone()),
+                version: fields.map(|(_, version)| version),
+                reason,
             });
-            return Ok(finish(report, &streams, record.chain_before));
+            let chain_before = match index {
+                0 => header.chain_before,
+                _ => chain_of(&bytes, offsets[index - 1]),
+            };
+            return Ok(finish(report, &streams, chain_before));
         }
-        report.events += pending.len() as u64;
-        if let Some(damage) = structural_damage {
-            report.damage = Some(damage);
+        report.events += offsets.len() as u64;
+        next_position += offsets.len() as u64;
+        if let Some(&last) = offsets.last() {
+            chain = chain_of(&bytes, last);
+        }
+        if let Some((offset, reason)) = boundary_damage {
+            report.damage = Some(damage_at(offset as u64, next_position, reason));
             return Ok(finish(report, &streams, chain));
         }
     }
@@ -263,13 +232,81 @@ fn finish(mut report: Report, streams: &HashMap<String, (u64, Hash)>, chain: Has
     report
 }
 
-/// The index and reason of the first record whose event hash or chain hash is wrong.
-fn first_bad_hash(pending: &[Pending<'_>]) -> Option<(usize, String)> {
-    let check = |record: &Pending<'_>| -> Option<String> {
-        if sha256(record.payload) != record.event_hash {
+/// The chain hash stored in the frame at `offset`.
+fn chain_of(bytes: &[u8], offset: usize) -> Hash {
+    bytes[offset + 48..offset + 80].try_into().expect("32 bytes")
+}
+
+/// Checks, in order, what needs order: positions, stream versions and links, unique ids.
+/// Returns the index (in `offsets`) and reason of the first fault.
+fn check_structure(
+    bytes: &[u8],
+    offsets: &[usize],
+    first_position: u64,
+    streams: &mut HashMap<String, (u64, Hash)>,
+    ids: &mut HashSet<Uuid>,
+) -> Option<(usize, String)> {
+    for (index, &offset) in offsets.iter().enumerate() {
+        let FrameAt::Frame(frame) = frame_at(&bytes[offset..]) else {
+            unreachable!("offsets hold whole frames");
+        };
+        let expected_position = first_position + index as u64;
+        if frame.position != expected_position {
+            return Some((
+                index,
+                format!("record says position {}, expected {expected_position}", frame.position),
+            ));
+        }
+        let fields = match decode_payload(frame.payload) {
+            Ok(fields) => fields,
+            Err(error) => return Some((index, format!("payload does not decode: {error}"))),
+        };
+        let (expected_version, last_hash) = streams
+            .get(fields.stream)
+            .map(|&(version, hash)| (version + 1, hash))
+            .unwrap_or((0, ZERO_HASH));
+        if fields.version != expected_version {
+            return Some((
+                index,
+                format!("stream version {} where {expected_version} was expected", fields.version),
+            ));
+        }
+        if fields.prev_hash != last_hash {
+            return Some((
+                index,
+                "previous-hash link does not match the stream's previous event".into(),
+            ));
+        }
+        if !ids.insert(fields.id) {
+            return Some((index, format!("event id {} is stored twice", fields.id)));
+        }
+        // The link is checked against the stored event hash; the hash workers prove the stored
+        // hash is the payload's.
+        match streams.get_mut(fields.stream) {
+            Some(entry) => *entry = (fields.version, frame.event_hash),
+            None => {
+                streams.insert(fields.stream.to_owned(), (fields.version, frame.event_hash));
+            }
+        }
+    }
+    None
+}
+
+/// The index (in `offsets`) and reason of the first record whose event hash or chain hash is
+/// wrong, computed on every core.
+fn first_bad_hash(bytes: &[u8], offsets: &[usize], chain_before: &Hash) -> Option<(usize, String)> {
+    let check = |index: usize| -> Option<String> {
+        let FrameAt::Frame(frame) = frame_at(&bytes[offsets[index]..]) else {
+            unreachable!("offsets hold whole frames");
+        };
+        if sha256(frame.payload) != frame.event_hash {
             return Some("event hash does not match its payload (the record was altered)".into());
         }
-        if chain_hash(&record.chain_before, record.position, &record.event_hash) != record.chain {
+        let previous = match index {
+            0 => *chain_before,
+            _ => chain_of(bytes, offsets[index - 1]),
+        };
+        if chain_hash(&previous, frame.position, &frame.event_hash) != frame.chain_hash {
             return Some("chain hash does not link to the previous record".into());
         }
         None
@@ -277,17 +314,15 @@ fn first_bad_hash(pending: &[Pending<'_>]) -> Option<(usize, String)> {
     let threads = std::thread::available_parallelism()
         .map(|count| count.get())
         .unwrap_or(1)
-        .min(8);
-    let chunk = pending.len().div_ceil(threads).max(1024);
+        .clamp(1, 8);
+    let chunk = offsets.len().div_ceil(threads).max(1024);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = pending
-            .chunks(chunk)
-            .enumerate()
-            .map(|(number, records)| {
+        let workers: Vec<_> = (0..offsets.len())
+            .step_by(chunk)
+            .map(|start| {
+                let end = (start + chunk).min(offsets.len());
                 scope.spawn(move || {
-                    records.iter().enumerate().find_map(|(index, record)| {
-                        check(record).map(|reason| (number * chunk + index, reason))
-                    })
+                    (start..end).find_map(|index| check(index).map(|reason| (index, reason)))
                 })
             })
             .collect();

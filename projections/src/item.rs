@@ -614,6 +614,7 @@ macro_rules! item_events {
             }
 
             /// Reads back an event stored as [`ItemEvent::event_type`] and [`ItemEvent::to_data`]; the round trip is exact.
+            /// (Through JSON text it is exact only when serde_json parses floats with its `float_roundtrip` feature.)
             pub fn from_type_and_data(event_type: &str, data: &Value) -> Result<ItemEvent, EventDecodingError> {
                 match event_type {
                     $(stringify!($variant) => $variant::deserialize(data)

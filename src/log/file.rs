@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use projections::event::{
     Hash, NewEvent, PayloadFields, RecordedEvent, ZERO_HASH, check_lengths, encode_payload,
 };
-use std::collections::{HashMap, VecDeque};
+use foldhash::HashMap;
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -499,8 +500,8 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
     use anyhow::Context;
     let mut index = Index {
         segments: Vec::new(),
-        streams: HashMap::new(),
-        ids: HashMap::new(),
+        streams: HashMap::default(),
+        ids: HashMap::default(),
         head: 0,
         last_chain: ZERO_HASH,
         last_recorded_micros: i64::MIN,
@@ -616,7 +617,11 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
 /// Adds one stored event to the index, checking its stream version and link.
 fn index_event(index: &mut Index, fields: &PayloadFields<'_>, hash: Hash) -> Result<(), String> {
     let position = index.head;
-    let entry = index.streams.entry(fields.stream.to_owned()).or_default();
+    // Look up before inserting: allocating the name for every event would dominate opening.
+    if !index.streams.contains_key(fields.stream) {
+        index.streams.insert(fields.stream.to_owned(), StreamEntry::default());
+    }
+    let entry = index.streams.get_mut(fields.stream).expect("inserted above");
     if fields.version != entry.positions.len() as u64 {
         return Err(format!(
             "stream {} version {} follows version {:?}",
@@ -764,8 +769,8 @@ impl Writer {
             let index = self.shared.index.read().expect("index lock");
             let mut batch_state = BatchState {
                 index: &index,
-                streams: HashMap::new(),
-                ids: HashMap::new(),
+                streams: HashMap::default(),
+                ids: HashMap::default(),
                 next_position: index.head,
                 chain: index.last_chain,
                 recorded_at_micros: chrono::Utc::now()

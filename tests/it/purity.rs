@@ -6,7 +6,7 @@ use std::process::Command;
 #[test]
 fn core_depends_on_no_runtime_io_or_dataframe_crate() {
     let output = Command::new(env!("CARGO"))
-        .args(["tree", "-p", "projections", "-e", "normal", "--prefix", "none", "--offline"])
+        .args(["tree", "-p", "projections", "-e", "normal", "--prefix", "none"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("running cargo tree");

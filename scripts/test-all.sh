@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, then every test of the workspace
+# (the pure core's given/when/then and property tests, the log's conformance, crash and tamper
+# tests, the CLI and the server on a real socket, and the independent Python reader of the
+# file format). Installs what it needs; builds into a target directory outside the checkout so
+# that later runs reuse the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ledger-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need python3; then
+  echo "installing python3 (the independent format reader runs on it)"
+  apt-get update -qq && apt-get install -y -qq python3
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
