@@ -85,11 +85,17 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
     let mut chain = ZERO_HASH;
     let segment_count = segments.len();
     // A reader thread reads the next segment while this one is checked.
+    // Buffers go back to it once checked, so that their pages are faulted in only once.
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     let paths = segments.clone();
     std::thread::spawn(move || {
         for (first, path) in paths {
-            let bytes = std::fs::read(&path);
+            let mut buffer = recycled.try_recv().unwrap_or_default();
+            buffer.clear();
+            let bytes = std::fs::File::open(&path)
+                .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut buffer))
+                .map(|_| buffer);
             if sender.send((first, path, bytes)).is_err() {
                 break;
             }
@@ -222,6 +228,7 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
             report.damage = Some(damage_at(offset as u64, next_position, reason));
             return Ok(finish(report, &streams, chain));
         }
+        let _ = recycle.send(bytes);
     }
     Ok(finish(report, &streams, chain))
 }
@@ -261,9 +268,12 @@ fn check_structure(
             Ok(fields) => fields,
             Err(error) => return Some((index, format!("payload does not decode: {error}"))),
         };
-        let (expected_version, last_hash) = streams
-            .get(fields.stream)
-            .map(|&(version, hash)| (version + 1, hash))
+        // One lookup per event; the name is copied only for a new stream. The link is checked
+        // against the stored event hash; the hash workers prove the stored hash is the payload's.
+        let entry = streams.get_mut(fields.stream);
+        let (expected_version, last_hash) = entry
+            .as_ref()
+            .map(|&&mut (version, hash)| (version + 1, hash))
             .unwrap_or((0, ZERO_HASH));
         if fields.version != expected_version {
             return Some((
@@ -277,16 +287,14 @@ fn check_structure(
                 "previous-hash link does not match the stream's previous event".into(),
             ));
         }
-        if !ids.insert(fields.id) {
-            return Some((index, format!("event id {} is stored twice", fields.id)));
-        }
-        // The link is checked against the stored event hash; the hash workers prove the stored
-        // hash is the payload's.
-        match streams.get_mut(fields.stream) {
+        match entry {
             Some(entry) => *entry = (fields.version, frame.event_hash),
             None => {
                 streams.insert(fields.stream.to_owned(), (fields.version, frame.event_hash));
             }
+        }
+        if !ids.insert(fields.id) {
+            return Some((index, format!("event id {} is stored twice", fields.id)));
         }
     }
     None
