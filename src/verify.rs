@@ -8,6 +8,7 @@
 //! the time goes.
 
 use crate::log::segment::{
+    declared_record_len, is_torn_segment_header, is_torn_tail,
     FrameAt, SEGMENT_HEADER_LEN, chain_hash, decode_segment_header, frame_at, list_segments,
 };
 use anyhow::Context;
@@ -117,6 +118,13 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
             version: None,
             reason,
         };
+        if is_last && named_first == next_position && is_torn_segment_header(&bytes) {
+            report.incomplete_tail = Some(format!(
+                "{name} has no complete header ({} bytes): a crash while creating it",
+                bytes.len()
+            ));
+            break;
+        }
         let header = match decode_segment_header(&bytes) {
             Ok(header) => header,
             Err(reason) => {
@@ -156,7 +164,15 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
                     offset += frame.len;
                 }
                 FrameAt::End => break,
-                FrameAt::Incomplete if is_last => {
+                FrameAt::Incomplete | FrameAt::Damaged(_)
+                    if is_last
+                        && is_torn_tail(
+                            &bytes,
+                            offset,
+                            offset + declared_record_len(&bytes[offset..]),
+                            next_position + offsets.len() as u64,
+                        ) =>
+                {
                     report.incomplete_tail = Some(format!(
                         "{} bytes at offset {offset} of {name}",
                         bytes.len() - offset
@@ -195,6 +211,25 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
             && first_bad.as_ref().is_none_or(|(structural, _)| index <= *structural)
         {
             first_bad = Some((index, reason));
+        }
+        if let Some((index, _)) = first_bad
+            && is_last
+        {
+            let frame_offset = offsets[index];
+            let frame_end = frame_offset + declared_record_len(&bytes[frame_offset..]);
+            let position = first_position + index as u64;
+            if is_torn_tail(&bytes, frame_offset, frame_end, position) {
+                report.incomplete_tail = Some(format!(
+                    "{} bytes at offset {frame_offset} of {name}",
+                    bytes.len() - frame_offset
+                ));
+                report.events += index as u64;
+                let chain_before = match index {
+                    0 => header.chain_before,
+                    _ => chain_of(&bytes, offsets[index - 1]),
+                };
+                return Ok(finish(report, &streams, chain_before));
+            }
         }
         if let Some((index, reason)) = first_bad {
             let frame_offset = offsets[index];

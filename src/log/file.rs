@@ -11,6 +11,7 @@
 //! hold it only to copy out file offsets; the file reads themselves happen outside the lock.
 
 use super::segment::{
+    declared_record_len, is_torn_segment_header, is_torn_tail,
     FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, chain_hash, decode_segment_header, encode_frame,
     encode_segment_header, frame_at, list_segments, segment_file_name,
 };
@@ -533,6 +534,10 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
             reason,
         };
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        if is_last && first_position == index.head && is_torn_segment_header(&bytes) {
+            remove_torn_segment(&path, mode)?;
+            break;
+        }
         let header = decode_segment_header(&bytes).map_err(|reason| corrupt(0, reason))?;
         if header.first_position != first_position || first_position != index.head {
             return Err(corrupt(
@@ -554,10 +559,15 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
         let mut offsets = Vec::new();
         let mut offset = SEGMENT_HEADER_LEN;
         loop {
+            let torn = |record_end: usize| {
+                is_last && is_torn_tail(&bytes, offset, record_end, index.head)
+            };
             let frame = match frame_at(&bytes[offset..]) {
                 FrameAt::Frame(frame) => frame,
                 FrameAt::End => break,
-                FrameAt::Incomplete if is_last => {
+                FrameAt::Incomplete | FrameAt::Damaged(_)
+                    if torn(offset + declared_record_len(&bytes[offset..])) =>
+                {
                     cut_torn_tail(&path, offset as u64, bytes.len() as u64, mode)?;
                     break;
                 }
@@ -566,6 +576,13 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
                 }
                 FrameAt::Damaged(reason) => return Err(corrupt(offset as u64, reason).into()),
             };
+            // Hashes are recomputed in the last segment only (see above).
+            let hash_ok = !is_last || frame.hash_matches();
+            let frame_verifies = frame.position == index.head && hash_ok && frame.fields().is_ok();
+            if !frame_verifies && torn(offset + frame.len) {
+                cut_torn_tail(&path, offset as u64, bytes.len() as u64, mode)?;
+                break;
+            }
             if frame.position != index.head {
                 return Err(corrupt(
                     offset as u64,
@@ -577,14 +594,7 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
                 .into());
             }
             if is_last {
-                let is_final_frame = offset + frame.len == bytes.len();
-                if !frame.hash_matches() {
-                    // A write the crash interrupted can leave the file extended with zeros inside
-                    // the final record; a real payload never ends in a zero byte (it ends in JSON).
-                    if is_final_frame && bytes.last() == Some(&0) {
-                        cut_torn_tail(&path, offset as u64, bytes.len() as u64, mode)?;
-                        break;
-                    }
+                if !hash_ok {
                     return Err(corrupt(
                         offset as u64,
                         format!(
@@ -654,6 +664,19 @@ fn index_event(index: &mut Index, fields: &PayloadFields<'_>, hash: Hash) -> Res
     entry.positions.push(position);
     entry.last_hash = hash;
     index.head += 1;
+    Ok(())
+}
+
+fn remove_torn_segment(path: &Path, mode: OpenMode) -> anyhow::Result<()> {
+    use anyhow::Context;
+    tracing::warn!(
+        segment = %path.display(),
+        "the last segment has no complete header (a crash while creating it); it held no record"
+    );
+    if mode == OpenMode::Write {
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing torn segment {}", path.display()))?;
+    }
     Ok(())
 }
 

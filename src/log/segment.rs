@@ -177,3 +177,59 @@ pub fn frame_at(bytes: &[u8]) -> FrameAt<'_> {
         len,
     })
 }
+
+/// Where the run of zero bytes that ends `bytes` begins (`bytes.len()` when the last byte is not
+/// zero).
+pub fn trailing_zeros_start(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(0, |last_non_zero| last_non_zero + 1)
+}
+
+/// Whether the first record that fails to verify in the **last** segment is what a crash
+/// mid-write leaves rather than damage (`docs/ledger-format.md`, "The tail after a crash"):
+/// `segment` is the whole segment, `offset` where the failing record starts, `record_end` where it
+/// ends (or would end), `expected_position` the position it should have.
+///
+/// A torn tail is either a record cut short by the end of the file whose header, as far as it
+/// goes, is the expected one; or a file that ends in a run of zero bytes beginning at or before
+/// the end of the failing record (space the file system extended but whose data never reached
+/// the disk).
+pub fn is_torn_tail(segment: &[u8], offset: usize, record_end: usize, expected_position: u64) -> bool {
+    let zeros_from = trailing_zeros_start(segment);
+    if zeros_from < segment.len() && zeros_from < record_end {
+        return true;
+    }
+    let rest = &segment[offset..];
+    if record_end <= segment.len() {
+        return false;
+    }
+    // Cut short by the end of the file: the magic and, if present, the position must be right.
+    let magic_len = rest.len().min(4);
+    if rest[..magic_len] != FRAME_MAGIC[..magic_len] {
+        return false;
+    }
+    if rest.len() >= 16 {
+        let position = u64::from_be_bytes(rest[8..16].try_into().expect("8 bytes"));
+        return position == expected_position;
+    }
+    true
+}
+
+/// Where the record at the start of `rest` would end, relative to `rest`, as far as its header
+/// says (its header's length when the header itself is cut short).
+pub fn declared_record_len(rest: &[u8]) -> usize {
+    if rest.len() < 8 {
+        return FRAME_HEADER_LEN;
+    }
+    FRAME_HEADER_LEN + u32::from_be_bytes(rest[4..8].try_into().expect("4 bytes")) as usize
+}
+
+/// Whether a last segment's header is what a crash while creating the segment leaves: shorter
+/// than a header, or all zeros. Such a segment never held an acknowledged record.
+pub fn is_torn_segment_header(segment: &[u8]) -> bool {
+    let header = &segment[..segment.len().min(SEGMENT_HEADER_LEN)];
+    segment.len() < SEGMENT_HEADER_LEN && SEGMENT_MAGIC.starts_with(&header[..header.len().min(8)])
+        || segment.iter().all(|&byte| byte == 0)
+}

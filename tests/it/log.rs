@@ -445,3 +445,55 @@ async fn read_only_open_changes_nothing() {
     ));
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), len);
 }
+
+#[tokio::test]
+async fn a_torn_record_followed_by_zeros_and_a_torn_segment_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    support::fill(dir.path(), 2, 5).await;
+    let segment = last_segment(dir.path());
+    let intact_len = std::fs::metadata(&segment).unwrap().len();
+    // A complete-looking header for position 10, part of its payload, then zeros well past it:
+    // the block holding the rest of the batch never reached the disk.
+    let mut torn = b"LREC".to_vec();
+    torn.extend_from_slice(&300u32.to_be_bytes());
+    torn.extend_from_slice(&10u64.to_be_bytes());
+    torn.extend_from_slice(&[0x42; 150]);
+    torn.extend_from_slice(&[0u8; 4000]);
+    append_bytes(&segment, &torn);
+    let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
+    assert_eq!(report.damage, None, "a torn tail is not damage");
+    assert!(report.incomplete_tail.is_some());
+    assert_eq!(report.events, 10);
+    let log = open(dir.path());
+    assert_eq!(log.head(), 10);
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), intact_len);
+    drop(log);
+
+    // A crash right after creating the next segment's file, before its header was written whole.
+    let next = dir.path().join(ledger::log::segment::segment_file_name(10));
+    std::fs::write(&next, b"LEDGSEG1\0\0\0").unwrap();
+    let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
+    assert_eq!(report.damage, None);
+    assert!(report.incomplete_tail.unwrap().contains("no complete header"));
+    let log = open(dir.path());
+    assert!(!next.exists(), "the torn segment was removed");
+    log.append("item-0", ExpectedVersion::Exact(4), vec![event("CommentAdded", serde_json::json!({}))])
+        .await
+        .unwrap();
+    drop(log);
+    assert_eq!(ledger::verify::verify(dir.path(), &|_| {}).unwrap().events, 11);
+}
+
+#[tokio::test]
+async fn a_cut_short_record_with_the_wrong_position_is_damage_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    support::fill(dir.path(), 2, 5).await;
+    let mut torn = b"LREC".to_vec();
+    torn.extend_from_slice(&300u32.to_be_bytes());
+    torn.extend_from_slice(&99u64.to_be_bytes());
+    torn.extend_from_slice(&[0x42; 40]);
+    append_bytes(&last_segment(dir.path()), &torn);
+    let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
+    assert_eq!(report.damage.map(|damage| damage.position), Some(10));
+    assert!(FileLog::open(dir.path(), support::small_segments(), "test").is_err());
+}

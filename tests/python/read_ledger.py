@@ -229,16 +229,22 @@ class Verifier:
                 # Anything that does not verify is damage unless it is one of the crash tails.
                 raise Damage(name, off, pos, why)
 
-            # (a) all zero from this record boundary to the end of the file
-            if buf.count(0, off) == rem:
-                if is_last:
-                    tail("all zero bytes")
-                    return
-                bad(f"{rem} zero bytes where a record should start (not the last segment)")
+            def all_zero_tail():
+                # (a) all zero from this record boundary to the end of the file. Only looked at
+                # when the record does not start with "LREC" (else it would cost O(n) per record).
+                if buf.count(0, off) == rem:
+                    if is_last:
+                        tail("all zero bytes")
+                        return True
+                    bad(f"{rem} zero bytes where a record should start (not the last segment)")
+                return False
+
             # (b) the file ends inside the record header
             if rem < REC_HEADER.size:
                 k = min(4, rem)
                 if mv[off:off + k] != RECORD_MAGIC[:k]:
+                    if all_zero_tail():
+                        return
                     bad(f"bad record magic {bytes(mv[off:off + k])!r}")
                 if is_last:
                     tail(f"record cut short inside its {REC_HEADER.size}-byte header")
@@ -248,6 +254,8 @@ class Verifier:
             magic, plen, rpos, ev_hash, ch_hash = REC_HEADER.unpack_from(mv, off)
             # --- check 2: magic and position ---------------------------------------------
             if magic != RECORD_MAGIC:
+                if all_zero_tail():
+                    return
                 bad(f"bad record magic {magic!r}")
             if rpos != pos:
                 bad(f"record carries position {rpos}, expected {pos}")
@@ -582,6 +590,10 @@ def main(argv=None):
     try:
         segments = list_segments(args.data_dir)
         s, code = verify_segments(segments, dump_to=out.write if args.dump else None)
+    except BrokenPipeError:
+        # The reader of --dump went away (e.g. `| head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 2
     except OSError as e:
         print(f"read_ledger: {e}", file=sys.stderr)
         return 2
