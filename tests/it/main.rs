@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod format;
 mod log;
 mod purity;
 mod server;

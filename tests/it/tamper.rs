@@ -72,73 +72,90 @@ async fn verify_passes_an_intact_log() {
     assert!(verdict.stdout.starts_with("ok: 120 events in 4 streams"), "{}", verdict.stdout);
 }
 
-#[tokio::test]
-async fn verify_catches_each_alteration() {
+/// One altered copy of a log, and where the first damage must be reported.
+pub struct Tampered {
+    pub case: &'static str,
+    pub dir: tempfile::TempDir,
+    pub position: u64,
+    pub segment: String,
+}
+
+/// Copies of a pristine log, each altered in one way.
+pub async fn tampered_copies() -> Vec<Tampered> {
     let original = pristine().await;
     let (first, path, records) = segment(original.path(), 1);
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let bytes = std::fs::read(&path).unwrap();
     let target = records[2].clone();
+    let mut cases = Vec::new();
+    let mut altered_copy = |case: &'static str, altered: Option<Vec<u8>>, position: u64, segment: &str| {
+        let dir = copy_dir(original.path());
+        match altered {
+            Some(altered) => std::fs::write(dir.path().join(&name), altered).unwrap(),
+            None => std::fs::remove_file(dir.path().join(&name)).unwrap(),
+        }
+        cases.push(Tampered {
+            case,
+            dir,
+            position,
+            segment: segment.to_owned(),
+        });
+    };
 
-    // One byte flipped inside a record's data.
-    let dir = copy_dir(original.path());
-    let mut altered = bytes.clone();
-    altered[target.end - 3] ^= 0x01;
-    std::fs::write(dir.path().join(&name), &altered).unwrap();
-    assert_caught(dir.path(), first + 2, &name, "flipped byte");
+    let mut flipped = bytes.clone();
+    flipped[target.end - 3] ^= 0x01;
+    altered_copy("flipped byte", Some(flipped.clone()), first + 2, &name);
 
-    // One record deleted.
-    let dir = copy_dir(original.path());
-    let mut altered = bytes[..target.start].to_vec();
-    altered.extend_from_slice(&bytes[target.end..]);
-    std::fs::write(dir.path().join(&name), &altered).unwrap();
-    assert_caught(dir.path(), first + 2, &name, "deleted record");
+    let mut deleted = bytes[..target.start].to_vec();
+    deleted.extend_from_slice(&bytes[target.end..]);
+    altered_copy("deleted record", Some(deleted), first + 2, &name);
 
-    // Two records swapped.
-    let dir = copy_dir(original.path());
     let next = records[3].clone();
-    let mut altered = bytes[..target.start].to_vec();
-    altered.extend_from_slice(&bytes[next.clone()]);
-    altered.extend_from_slice(&bytes[target.clone()]);
-    altered.extend_from_slice(&bytes[next.end..]);
-    std::fs::write(dir.path().join(&name), &altered).unwrap();
-    assert_caught(dir.path(), first + 2, &name, "swapped records");
+    let mut swapped = bytes[..target.start].to_vec();
+    swapped.extend_from_slice(&bytes[next.clone()]);
+    swapped.extend_from_slice(&bytes[target.clone()]);
+    swapped.extend_from_slice(&bytes[next.end..]);
+    altered_copy("swapped records", Some(swapped), first + 2, &name);
 
-    // Truncated in the middle of a (closed) segment.
-    let dir = copy_dir(original.path());
-    std::fs::write(dir.path().join(&name), &bytes[..target.start + 40]).unwrap();
-    assert_caught(dir.path(), first + 2, &name, "truncated segment");
+    altered_copy(
+        "truncated segment",
+        Some(bytes[..target.start + 40].to_vec()),
+        first + 2,
+        &name,
+    );
 
     // The data changed and the event hash recomputed to match: the chain hash gives it away.
-    let dir = copy_dir(original.path());
-    let mut altered = bytes.clone();
-    altered[target.end - 3] ^= 0x01;
-    let payload = &altered[target.start + 80..target.end];
-    let rehashed = projections::event::sha256(payload);
-    altered[target.start + 16..target.start + 48].copy_from_slice(&rehashed);
-    std::fs::write(dir.path().join(&name), &altered).unwrap();
-    assert_caught(dir.path(), first + 2, &name, "recomputed event hash");
+    let mut rehashed = flipped;
+    let new_hash = projections::event::sha256(&rehashed[target.start + 80..target.end]);
+    rehashed[target.start + 16..target.start + 48].copy_from_slice(&new_hash);
+    altered_copy("recomputed event hash", Some(rehashed), first + 2, &name);
 
-    // A whole segment removed.
-    let dir = copy_dir(original.path());
-    std::fs::remove_file(dir.path().join(&name)).unwrap();
     let (_, next_path, _) = segment(original.path(), 2);
     let next_name = next_path.file_name().unwrap().to_string_lossy().into_owned();
-    assert_caught(dir.path(), first, &next_name, "removed segment");
+    altered_copy("removed segment", None, first, &next_name);
 
     // The very last record altered: damage, not mistaken for a torn tail.
     let dir = copy_dir(original.path());
     let last_number = list_segments(dir.path()).unwrap().len() - 1;
     let (last_first, last_path, last_records) = segment(dir.path(), last_number);
-    let last_name = last_path.file_name().unwrap().to_string_lossy().into_owned();
     let mut last_bytes = std::fs::read(&last_path).unwrap();
     let last_record = last_records.last().unwrap().clone();
     last_bytes[last_record.start + 100] ^= 0x20;
     std::fs::write(&last_path, &last_bytes).unwrap();
-    assert_caught(
-        dir.path(),
-        last_first + last_records.len() as u64 - 1,
-        &last_name,
-        "altered last record",
-    );
+    cases.push(Tampered {
+        case: "altered last record",
+        dir,
+        position: last_first + last_records.len() as u64 - 1,
+        segment: last_path.file_name().unwrap().to_string_lossy().into_owned(),
+    });
+    cases
+}
+
+#[tokio::test]
+async fn verify_catches_each_alteration() {
+    let cases = tampered_copies().await;
+    assert_eq!(cases.len(), 7);
+    for tampered in &cases {
+        assert_caught(tampered.dir.path(), tampered.position, &tampered.segment, tampered.case);
+    }
 }
