@@ -154,7 +154,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 segment_size,
                 ..FileLogOptions::default()
             };
-            let log = Arc::new(FileLog::open(&cli.data_dir, options, "append-until-killed")?);
+            let log = Arc::new(FileLog::open(
+                &cli.data_dir,
+                options,
+                "append-until-killed",
+            )?);
             ledger::bench::append_until_killed(log, appenders).await?;
         }
         Command::Bench { command } => {

@@ -8,12 +8,12 @@
 //! the time goes.
 
 use crate::log::segment::{
-    declared_record_len, is_torn_segment_header, is_torn_tail,
-    FrameAt, SEGMENT_HEADER_LEN, chain_hash, decode_segment_header, frame_at, list_segments,
+    FrameAt, SEGMENT_HEADER_LEN, chain_hash, declared_record_len, decode_segment_header, frame_at,
+    is_torn_segment_header, is_torn_tail, list_segments,
 };
 use anyhow::Context;
-use projections::event::{Hash, ZERO_HASH, decode_payload, sha256};
 use foldhash::{HashMap, HashSet};
+use projections::event::{Hash, ZERO_HASH, decode_payload, sha256};
 use std::path::Path;
 use uuid::Uuid;
 
@@ -196,19 +196,16 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
         let first_position = next_position;
         let (structure, hashes) = std::thread::scope(|scope| {
             let hashes = scope.spawn(|| first_bad_hash(&bytes, &offsets, &header.chain_before));
-            let structure = check_structure(
-                &bytes,
-                &offsets,
-                first_position,
-                &mut streams,
-                &mut ids,
-            );
+            let structure =
+                check_structure(&bytes, &offsets, first_position, &mut streams, &mut ids);
             (structure, hashes.join().expect("hash workers"))
         });
         // The earliest problem wins: a bad hash, a structural fault, or the end of the records.
         let mut first_bad: Option<(usize, String)> = structure;
         if let Some((index, reason)) = hashes
-            && first_bad.as_ref().is_none_or(|(structural, _)| index <= *structural)
+            && first_bad
+                .as_ref()
+                .is_none_or(|(structural, _)| index <= *structural)
         {
             first_bad = Some((index, reason));
         }
@@ -234,9 +231,9 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
         if let Some((index, reason)) = first_bad {
             let frame_offset = offsets[index];
             let fields = match frame_at(&bytes[frame_offset..]) {
-                FrameAt::Frame(frame) => decode_payload(frame.payload).ok().map(|fields| {
-                    (fields.stream.to_owned(), fields.version)
-                }),
+                FrameAt::Frame(frame) => decode_payload(frame.payload)
+                    .ok()
+                    .map(|fields| (fields.stream.to_owned(), fields.version)),
                 _ => None,
             };
             report.events += index as u64;
@@ -276,7 +273,9 @@ fn finish(mut report: Report, streams: &HashMap<String, (u64, Hash)>, chain: Has
 
 /// The chain hash stored in the frame at `offset`.
 fn chain_of(bytes: &[u8], offset: usize) -> Hash {
-    bytes[offset + 48..offset + 80].try_into().expect("32 bytes")
+    bytes[offset + 48..offset + 80]
+        .try_into()
+        .expect("32 bytes")
 }
 
 /// Checks, in order, what needs order: positions, stream versions and links, unique ids.
@@ -296,7 +295,10 @@ fn check_structure(
         if frame.position != expected_position {
             return Some((
                 index,
-                format!("record says position {}, expected {expected_position}", frame.position),
+                format!(
+                    "record says position {}, expected {expected_position}",
+                    frame.position
+                ),
             ));
         }
         let fields = match decode_payload(frame.payload) {
@@ -313,7 +315,10 @@ fn check_structure(
         if fields.version != expected_version {
             return Some((
                 index,
-                format!("stream version {} where {expected_version} was expected", fields.version),
+                format!(
+                    "stream version {} where {expected_version} was expected",
+                    fields.version
+                ),
             ));
         }
         if fields.prev_hash != last_hash {

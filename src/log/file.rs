@@ -11,16 +11,16 @@
 //! hold it only to copy out file offsets; the file reads themselves happen outside the lock.
 
 use super::segment::{
-    declared_record_len, is_torn_segment_header, is_torn_tail,
-    FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, chain_hash, decode_segment_header, encode_frame,
-    encode_segment_header, frame_at, list_segments, segment_file_name,
+    FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, chain_hash, declared_record_len,
+    decode_segment_header, encode_frame, encode_segment_header, frame_at, is_torn_segment_header,
+    is_torn_tail, list_segments, segment_file_name,
 };
 use super::{AppendResult, DirectoryLock, EventLog, ExpectedVersion, LogError, Subscription};
 use async_trait::async_trait;
+use foldhash::HashMap;
 use projections::event::{
     Hash, NewEvent, PayloadFields, RecordedEvent, ZERO_HASH, check_lengths, encode_payload,
 };
-use foldhash::HashMap;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -559,9 +559,8 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
         let mut offsets = Vec::new();
         let mut offset = SEGMENT_HEADER_LEN;
         loop {
-            let torn = |record_end: usize| {
-                is_last && is_torn_tail(&bytes, offset, record_end, index.head)
-            };
+            let torn =
+                |record_end: usize| is_last && is_torn_tail(&bytes, offset, record_end, index.head);
             let frame = match frame_at(&bytes[offset..]) {
                 FrameAt::Frame(frame) => frame,
                 FrameAt::End => break,
@@ -641,9 +640,14 @@ fn index_event(index: &mut Index, fields: &PayloadFields<'_>, hash: Hash) -> Res
     let position = index.head;
     // Look up before inserting: allocating the name for every event would dominate opening.
     if !index.streams.contains_key(fields.stream) {
-        index.streams.insert(fields.stream.to_owned(), StreamEntry::default());
+        index
+            .streams
+            .insert(fields.stream.to_owned(), StreamEntry::default());
     }
-    let entry = index.streams.get_mut(fields.stream).expect("inserted above");
+    let entry = index
+        .streams
+        .get_mut(fields.stream)
+        .expect("inserted above");
     if fields.version != entry.positions.len() as u64 {
         return Err(format!(
             "stream {} version {} follows version {:?}",

@@ -196,7 +196,12 @@ pub fn trailing_zeros_start(bytes: &[u8]) -> usize {
 /// goes, is the expected one; or a file that ends in a run of zero bytes beginning at or before
 /// the end of the failing record (space the file system extended but whose data never reached
 /// the disk).
-pub fn is_torn_tail(segment: &[u8], offset: usize, record_end: usize, expected_position: u64) -> bool {
+pub fn is_torn_tail(
+    segment: &[u8],
+    offset: usize,
+    record_end: usize,
+    expected_position: u64,
+) -> bool {
     let zeros_from = trailing_zeros_start(segment);
     if zeros_from < segment.len() && zeros_from < record_end {
         return true;

@@ -20,16 +20,33 @@ async fn log_tail_and_show_print_json_lines() {
     fill(dir.path(), 3, 4).await;
 
     let output = ledger(dir.path(), &["log", "tail", "-n", "5"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(line).expect("each line is JSON"))
         .collect();
     assert_eq!(lines.len(), 5);
-    let positions: Vec<u64> = lines.iter().map(|line| line["position"].as_u64().unwrap()).collect();
+    let positions: Vec<u64> = lines
+        .iter()
+        .map(|line| line["position"].as_u64().unwrap())
+        .collect();
     assert_eq!(positions, vec![7, 8, 9, 10, 11]);
-    for key in ["stream", "version", "id", "type", "recorded_at", "actor", "data", "prev_hash", "hash"] {
+    for key in [
+        "stream",
+        "version",
+        "id",
+        "type",
+        "recorded_at",
+        "actor",
+        "data",
+        "prev_hash",
+        "hash",
+    ] {
         assert!(lines[0].get(key).is_some(), "missing {key}: {}", lines[0]);
     }
     assert_eq!(lines[0]["hash"].as_str().unwrap().len(), 64);
@@ -64,7 +81,11 @@ async fn verify_json_reports_counts_and_head() {
     assert_eq!(report["head_chain_hash"].as_str().unwrap().len(), 64);
 
     let missing = ledger(&dir.path().join("nope"), &["verify"]);
-    assert_eq!(missing.status.code(), Some(2), "a missing directory is an error, not 'ok'");
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "a missing directory is an error, not 'ok'"
+    );
 }
 
 #[tokio::test]
@@ -75,6 +96,9 @@ async fn serve_is_refused_while_another_process_writes() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is in use by another process"), "{stderr}");
-    assert!(stderr.contains(&format!("pid {}", std::process::id())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", std::process::id())),
+        "{stderr}"
+    );
     drop(holder);
 }

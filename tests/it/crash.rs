@@ -51,7 +51,13 @@ fn acknowledged_appends_survive_sigkill() {
         let mut child = Command::new(ledger_binary())
             .args(["--data-dir"])
             .arg(dir.path())
-            .args(["append-until-killed", "--appenders", "16", "--segment-size", "65536"])
+            .args([
+                "append-until-killed",
+                "--appenders",
+                "16",
+                "--segment-size",
+                "65536",
+            ])
             .env("LEDGER_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -98,7 +104,10 @@ fn acknowledged_appends_survive_sigkill() {
             record.extend_from_slice(&next_position.to_be_bytes());
             record.extend(std::iter::repeat_n(0x5a, 472));
             let cut = 1 + (rng.next_u64() % 470) as usize;
-            let mut file = std::fs::OpenOptions::new().append(true).open(&segment).unwrap();
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&segment)
+                .unwrap();
             file.write_all(&record[..cut]).unwrap();
             expect_cut_to = Some(intact_len);
         }
@@ -130,7 +139,10 @@ fn acknowledged_appends_survive_sigkill() {
         );
         let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
         assert_eq!(report.damage, None, "cycle {cycle}: the log verifies");
-        assert_eq!(report.incomplete_tail, None, "cycle {cycle}: reopening cut the tail");
+        assert_eq!(
+            report.incomplete_tail, None,
+            "cycle {cycle}: reopening cut the tail"
+        );
         println!(
             "cycle {cycle}: ran {ran_for:?}, {} acknowledged this cycle, {} stored in all",
             acks.len(),
@@ -142,7 +154,10 @@ fn acknowledged_appends_survive_sigkill() {
         "the child acknowledged too little to prove anything: {}",
         acknowledged.len()
     );
-    assert!(torn_tails_cut >= CYCLES / 2 - 2, "only {torn_tails_cut} torn tails were simulated");
+    assert!(
+        torn_tails_cut >= CYCLES / 2 - 2,
+        "only {torn_tails_cut} torn tails were simulated"
+    );
     let segments = ledger::log::segment::list_segments(dir.path()).unwrap();
     assert!(segments.len() > 2, "the run crossed segment boundaries");
 }

@@ -42,10 +42,17 @@ async fn the_independent_reader_agrees_with_the_ledger_on_an_intact_log() {
             serde_json::json!({"edited_output": {"text": "Grüße — naïve café ✓", "score": 0.1, "big": 12345678901234567u64, "list": [1, -2.5e-7, null, true]}}),
         );
         first.causation_id = Some(uuid::Uuid::new_v4());
-        let second = event("ItemDecided", serde_json::json!({"outcome": "edited_and_approved"}));
-        log.append("item-unicode", ExpectedVersion::NoStream, vec![first, second])
-            .await
-            .unwrap();
+        let second = event(
+            "ItemDecided",
+            serde_json::json!({"outcome": "edited_and_approved"}),
+        );
+        log.append(
+            "item-unicode",
+            ExpectedVersion::NoStream,
+            vec![first, second],
+        )
+        .await
+        .unwrap();
     }
     let rust_report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
     assert_eq!(rust_report.damage, None);
@@ -57,7 +64,10 @@ async fn the_independent_reader_agrees_with_the_ledger_on_an_intact_log() {
     assert_eq!(python_report["events"], rust_report.events);
     assert_eq!(python_report["streams"], rust_report.streams);
     assert_eq!(python_report["segments"], rust_report.segments);
-    assert_eq!(python_report["head_chain_hash"], rust_report.head_chain_hash);
+    assert_eq!(
+        python_report["head_chain_hash"],
+        rust_report.head_chain_hash
+    );
 
     let (code, stdout) = python_reader(&["--dump".as_ref(), dir.path().as_os_str()]);
     assert_eq!(code, 0);
@@ -75,7 +85,10 @@ async fn the_independent_reader_agrees_with_the_ledger_on_an_intact_log() {
         assert_eq!(python["id"], rust.id.to_string());
         assert_eq!(python["type"], rust.event_type);
         assert_eq!(python["schema_version"], rust.schema_version);
-        assert_eq!(python["recorded_at_micros"], rust.recorded_at.timestamp_micros());
+        assert_eq!(
+            python["recorded_at_micros"],
+            rust.recorded_at.timestamp_micros()
+        );
         assert_eq!(python["actor"], rust.actor);
         assert_eq!(
             python["causation_id"],
@@ -95,13 +108,21 @@ async fn the_independent_reader_agrees_with_the_ledger_on_an_intact_log() {
 async fn the_independent_reader_finds_the_same_damage() {
     for tampered in crate::tamper::tampered_copies().await {
         let (code, stdout) = python_reader(&[tampered.dir.path().as_os_str()]);
-        assert_eq!(code, 1, "{}: the reader must report damage: {stdout}", tampered.case);
+        assert_eq!(
+            code, 1,
+            "{}: the reader must report damage: {stdout}",
+            tampered.case
+        );
         let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(
             report["damage"]["position"], tampered.position,
             "{}: {stdout}",
             tampered.case
         );
-        assert_eq!(report["damage"]["segment"], tampered.segment, "{}", tampered.case);
+        assert_eq!(
+            report["damage"]["segment"], tampered.segment,
+            "{}",
+            tampered.case
+        );
     }
 }

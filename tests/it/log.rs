@@ -17,7 +17,10 @@ async fn check_append_and_read(log: &dyn EventLog) {
             "item-a",
             ExpectedVersion::NoStream,
             vec![
-                event("ItemSubmitted", serde_json::json!({"queue": "q", "confidence": 0.87})),
+                event(
+                    "ItemSubmitted",
+                    serde_json::json!({"queue": "q", "confidence": 0.87}),
+                ),
                 event("ItemClaimed", serde_json::json!({"reviewer": "bob"})),
             ],
         )
@@ -40,12 +43,18 @@ async fn check_append_and_read(log: &dyn EventLog) {
     log.append(
         "item-a",
         ExpectedVersion::Exact(1),
-        vec![event("OutputApproved", serde_json::json!({"reviewer": "bob"}))],
+        vec![event(
+            "OutputApproved",
+            serde_json::json!({"reviewer": "bob"}),
+        )],
     )
     .await
     .expect("append at the expected version");
 
-    let stream = log.read_stream("item-a", 0, 100).await.expect("read stream");
+    let stream = log
+        .read_stream("item-a", 0, 100)
+        .await
+        .expect("read stream");
     assert_eq!(stream.len(), 3);
     let versions: Vec<u64> = stream.iter().map(|event| event.version).collect();
     assert_eq!(versions, vec![0, 1, 2]);
@@ -54,7 +63,11 @@ async fn check_append_and_read(log: &dyn EventLog) {
     assert_eq!(stream[2].prev_hash, stream[1].hash);
     assert_eq!(stream[2].position, head + 3);
     for recorded in &stream {
-        assert_eq!(recorded.hash, recorded.computed_hash(), "stored hash is the payload's");
+        assert_eq!(
+            recorded.hash,
+            recorded.computed_hash(),
+            "stored hash is the payload's"
+        );
         assert_eq!(recorded.actor, "tester");
         assert_eq!(recorded.schema_version, 1);
         assert!(recorded.correlation_id.is_some());
@@ -74,7 +87,12 @@ async fn check_append_and_read(log: &dyn EventLog) {
     let positions: Vec<u64> = all.iter().map(|event| event.position).collect();
     assert_eq!(positions, (head..head + 4).collect::<Vec<_>>());
     assert_eq!(all[2].stream, "item-b");
-    assert!(log.read_stream("no-such-stream", 0, 10).await.unwrap().is_empty());
+    assert!(
+        log.read_stream("no-such-stream", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(log.read_all(head + 4, 10).await.unwrap().is_empty());
     assert_eq!(log.stream_version("item-a"), Some(2));
     assert_eq!(log.stream_version("nothing"), None);
@@ -82,25 +100,35 @@ async fn check_append_and_read(log: &dyn EventLog) {
 
 async fn check_expected_versions(log: &dyn EventLog) {
     let one = || vec![event("CommentAdded", serde_json::json!({"text": "x"}))];
-    log.append("item-c", ExpectedVersion::NoStream, one()).await.unwrap();
+    log.append("item-c", ExpectedVersion::NoStream, one())
+        .await
+        .unwrap();
     let head = log.head();
     match log.append("item-c", ExpectedVersion::NoStream, one()).await {
         Err(LogError::Conflict { current, .. }) => assert_eq!(current, Some(0)),
         other => panic!("expected a conflict, got {other:?}"),
     }
     match log.append("item-c", ExpectedVersion::Exact(5), one()).await {
-        Err(LogError::Conflict { current, expected, .. }) => {
+        Err(LogError::Conflict {
+            current, expected, ..
+        }) => {
             assert_eq!(current, Some(0));
             assert_eq!(expected, ExpectedVersion::Exact(5));
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    match log.append("item-none", ExpectedVersion::Exact(0), one()).await {
+    match log
+        .append("item-none", ExpectedVersion::Exact(0), one())
+        .await
+    {
         Err(LogError::Conflict { current, .. }) => assert_eq!(current, None),
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(log.head(), head, "a conflict writes nothing");
-    let any = log.append("item-c", ExpectedVersion::Any, one()).await.unwrap();
+    let any = log
+        .append("item-c", ExpectedVersion::Any, one())
+        .await
+        .unwrap();
     assert_eq!(any.stream_version, 1);
 }
 
@@ -126,20 +154,29 @@ async fn check_idempotence(log: &dyn EventLog) {
     assert_eq!(log.head(), head, "a retry stores nothing");
 
     // Part of the ids stored, part new: refused, nothing stored.
-    let mixed = vec![events[0].clone(), event("CommentAdded", serde_json::json!({}))];
+    let mixed = vec![
+        events[0].clone(),
+        event("CommentAdded", serde_json::json!({})),
+    ];
     assert!(matches!(
         log.append("item-d", ExpectedVersion::Any, mixed).await,
         Err(LogError::DuplicateEventId { id }) if id == events[0].id
     ));
     // The same ids on another stream: refused.
     assert!(matches!(
-        log.append("item-e", ExpectedVersion::Any, events.clone()).await,
+        log.append("item-e", ExpectedVersion::Any, events.clone())
+            .await,
         Err(LogError::DuplicateEventId { .. })
     ));
     // One id twice in one call: refused.
     let repeated = event("CommentAdded", serde_json::json!({}));
     assert!(matches!(
-        log.append("item-e", ExpectedVersion::Any, vec![repeated.clone(), repeated]).await,
+        log.append(
+            "item-e",
+            ExpectedVersion::Any,
+            vec![repeated.clone(), repeated]
+        )
+        .await,
         Err(LogError::InvalidAppend(_))
     ));
     assert_eq!(log.head(), head);
@@ -156,7 +193,10 @@ async fn check_atomicity(log: &dyn EventLog) {
             vec![event("CommentAdded", serde_json::json!({})), bad],
         )
         .await;
-    assert!(matches!(result, Err(LogError::InvalidAppend(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(LogError::InvalidAppend(_))),
+        "{result:?}"
+    );
     assert!(matches!(
         log.append("item-f", ExpectedVersion::Any, vec![]).await,
         Err(LogError::InvalidAppend(_))
@@ -214,7 +254,11 @@ async fn check_racing_appenders(log: Arc<dyn EventLog>) {
             for _ in 0..40 {
                 let expected = ExpectedVersion::Exact(log.stream_version("item-race").unwrap());
                 match log
-                    .append("item-race", expected, vec![event("CommentAdded", serde_json::json!({}))])
+                    .append(
+                        "item-race",
+                        expected,
+                        vec![event("CommentAdded", serde_json::json!({}))],
+                    )
                     .await
                 {
                     Ok(result) => wins.push(result.stream_version),
@@ -287,16 +331,26 @@ async fn check_subscription(log: Arc<dyn EventLog>) {
         task.await.unwrap();
     }
     let positions: Vec<u64> = seen.iter().map(|event| event.position).collect();
-    assert_eq!(positions, (start..end).collect::<Vec<_>>(), "no gap, no duplicate");
+    assert_eq!(
+        positions,
+        (start..end).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
     // read_all may stop at a segment's end: read on until everything since `start` is in.
     let mut stored = Vec::new();
     while (stored.len() as u64) < end - start {
-        let batch = log.read_all(start + stored.len() as u64, 10_000).await.unwrap();
+        let batch = log
+            .read_all(start + stored.len() as u64, 10_000)
+            .await
+            .unwrap();
         assert!(!batch.is_empty(), "read_all stopped before the head");
         stored.extend(batch);
     }
     assert_eq!(stored.len(), seen.len());
-    assert!(stored == seen, "the subscription delivers exactly what is stored");
+    assert!(
+        stored == seen,
+        "the subscription delivers exactly what is stored"
+    );
     // Nothing more arrives until something is appended.
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(50), subscription.next())
@@ -324,7 +378,11 @@ async fn reopened_log_continues_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     support::fill(dir.path(), 5, 40).await;
     let segments = ledger::log::segment::list_segments(dir.path()).unwrap();
-    assert!(segments.len() > 3, "small segments roll: {}", segments.len());
+    assert!(
+        segments.len() > 3,
+        "small segments roll: {}",
+        segments.len()
+    );
     let log = open(dir.path());
     assert_eq!(log.head(), 200);
     assert_eq!(log.stream_version("item-3"), Some(39));
@@ -340,7 +398,10 @@ async fn reopened_log_continues_where_it_stopped() {
         .unwrap();
     assert_eq!(next.first_position, 200);
     let stream = log.read_stream("item-3", 39, 10).await.unwrap();
-    assert_eq!(stream[1].prev_hash, stream[0].hash, "the stream's chain continues");
+    assert_eq!(
+        stream[1].prev_hash, stream[0].hash,
+        "the stream's chain continues"
+    );
     drop(log);
     let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
     assert_eq!(report.damage, None);
@@ -356,7 +417,10 @@ async fn a_second_writer_is_refused_naming_the_holder() {
         .expect_err("a second writer must be refused");
     let message = format!("{error:#}");
     assert!(message.contains("in use by another process"), "{message}");
-    assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
     assert!(message.contains("(test)"), "names what holds it: {message}");
     // Readers are welcome beside the writer.
     FileLog::open_read_only(dir.path()).expect("read-only open beside a writer");
@@ -393,9 +457,17 @@ async fn a_torn_tail_is_cut_on_open() {
     append_bytes(&segment, &torn);
     let log = open(dir.path());
     assert_eq!(log.head(), 30);
-    assert_eq!(std::fs::metadata(&segment).unwrap().len(), intact_len, "the tail was cut");
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        intact_len,
+        "the tail was cut"
+    );
     let appended = log
-        .append("item-0", ExpectedVersion::Exact(9), vec![event("CommentAdded", serde_json::json!({}))])
+        .append(
+            "item-0",
+            ExpectedVersion::Exact(9),
+            vec![event("CommentAdded", serde_json::json!({}))],
+        )
         .await
         .unwrap();
     assert_eq!(appended.first_position, 30);
@@ -409,7 +481,10 @@ async fn a_torn_tail_is_cut_on_open() {
     assert_eq!(log.head(), 31);
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), intact_len);
     drop(log);
-    assert_eq!(ledger::verify::verify(dir.path(), &|_| {}).unwrap().damage, None);
+    assert_eq!(
+        ledger::verify::verify(dir.path(), &|_| {}).unwrap().damage,
+        None
+    );
 }
 
 #[tokio::test]
@@ -425,8 +500,14 @@ async fn damage_before_the_tail_is_an_error_naming_segment_and_offset() {
     std::fs::write(first_segment, &bytes).unwrap();
     let error = FileLog::open(dir.path(), support::small_segments(), "test").expect_err("refused");
     let message = format!("{error:#}");
-    assert!(message.contains("segment-00000000000000000000.log"), "{message}");
-    assert!(message.contains(&format!("offset {second_record}")), "{message}");
+    assert!(
+        message.contains("segment-00000000000000000000.log"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("offset {second_record}")),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -439,8 +520,12 @@ async fn read_only_open_changes_nothing() {
     let log = FileLog::open_read_only(dir.path()).unwrap();
     assert_eq!(log.head(), 10);
     assert!(matches!(
-        log.append("item-0", ExpectedVersion::Any, vec![event("CommentAdded", serde_json::json!({}))])
-            .await,
+        log.append(
+            "item-0",
+            ExpectedVersion::Any,
+            vec![event("CommentAdded", serde_json::json!({}))]
+        )
+        .await,
         Err(LogError::InvalidAppend(_))
     ));
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), len);
@@ -474,14 +559,26 @@ async fn a_torn_record_followed_by_zeros_and_a_torn_segment_are_cut() {
     std::fs::write(&next, b"LEDGSEG1\0\0\0").unwrap();
     let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
     assert_eq!(report.damage, None);
-    assert!(report.incomplete_tail.unwrap().contains("no complete header"));
+    assert!(
+        report
+            .incomplete_tail
+            .unwrap()
+            .contains("no complete header")
+    );
     let log = open(dir.path());
     assert!(!next.exists(), "the torn segment was removed");
-    log.append("item-0", ExpectedVersion::Exact(4), vec![event("CommentAdded", serde_json::json!({}))])
-        .await
-        .unwrap();
+    log.append(
+        "item-0",
+        ExpectedVersion::Exact(4),
+        vec![event("CommentAdded", serde_json::json!({}))],
+    )
+    .await
+    .unwrap();
     drop(log);
-    assert_eq!(ledger::verify::verify(dir.path(), &|_| {}).unwrap().events, 11);
+    assert_eq!(
+        ledger::verify::verify(dir.path(), &|_| {}).unwrap().events,
+        11
+    );
 }
 
 #[tokio::test]

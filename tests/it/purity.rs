@@ -6,7 +6,15 @@ use std::process::Command;
 #[test]
 fn core_depends_on_no_runtime_io_or_dataframe_crate() {
     let output = Command::new(env!("CARGO"))
-        .args(["tree", "-p", "projections", "-e", "normal", "--prefix", "none"])
+        .args([
+            "tree",
+            "-p",
+            "projections",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("running cargo tree");
@@ -16,14 +24,26 @@ fn core_depends_on_no_runtime_io_or_dataframe_crate() {
         "cargo tree failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(tree.contains("projections"), "unexpected cargo tree output: {tree}");
+    assert!(
+        tree.contains("projections"),
+        "unexpected cargo tree output: {tree}"
+    );
     let crates: Vec<&str> = tree
         .lines()
         .filter_map(|line| line.split_whitespace().next())
         .collect();
     for forbidden in [
-        "tokio", "axum", "hyper", "mio", "polars", "eventstore", "reqwest", "getrandom", "rand",
-        "async-trait", "futures",
+        "tokio",
+        "axum",
+        "hyper",
+        "mio",
+        "polars",
+        "eventstore",
+        "reqwest",
+        "getrandom",
+        "rand",
+        "async-trait",
+        "futures",
     ] {
         assert!(
             !crates.contains(&forbidden),
@@ -43,9 +63,20 @@ fn core_source_does_no_io_and_reads_no_clock() {
         }
         let text = std::fs::read_to_string(&path).expect("source");
         for forbidden in [
-            "std::fs", "std::net", "std::io::", "std::process", "std::thread", "std::env",
-            "SystemTime", "Instant::now", "Utc::now", "Local::now", "async fn", ".await",
-            "new_v4", "new_v7",
+            "std::fs",
+            "std::net",
+            "std::io::",
+            "std::process",
+            "std::thread",
+            "std::env",
+            "SystemTime",
+            "Instant::now",
+            "Utc::now",
+            "Local::now",
+            "async fn",
+            ".await",
+            "new_v4",
+            "new_v7",
         ] {
             assert!(
                 !text.contains(forbidden),
@@ -55,5 +86,8 @@ fn core_source_does_no_io_and_reads_no_clock() {
         }
         checked += 1;
     }
-    assert!(checked >= 3, "expected the core's source files, found {checked}");
+    assert!(
+        checked >= 3,
+        "expected the core's source files, found {checked}"
+    );
 }

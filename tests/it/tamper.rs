@@ -56,9 +56,15 @@ fn run_verify(dir: &Path) -> Verdict {
 
 fn assert_caught(dir: &Path, position: u64, segment_name: &str, case: &str) {
     let verdict = run_verify(dir);
-    assert_eq!(verdict.code, 1, "{case}: verify must exit 1; it said {}", verdict.stdout);
+    assert_eq!(
+        verdict.code, 1,
+        "{case}: verify must exit 1; it said {}",
+        verdict.stdout
+    );
     assert!(
-        verdict.stdout.contains(&format!("DAMAGED at position {position} (segment {segment_name}")),
+        verdict.stdout.contains(&format!(
+            "DAMAGED at position {position} (segment {segment_name}"
+        )),
         "{case}: expected position {position} in {segment_name}; verify said: {}",
         verdict.stdout
     );
@@ -69,7 +75,11 @@ async fn verify_passes_an_intact_log() {
     let dir = pristine().await;
     let verdict = run_verify(dir.path());
     assert_eq!(verdict.code, 0, "{}", verdict.stdout);
-    assert!(verdict.stdout.starts_with("ok: 120 events in 4 streams"), "{}", verdict.stdout);
+    assert!(
+        verdict.stdout.starts_with("ok: 120 events in 4 streams"),
+        "{}",
+        verdict.stdout
+    );
 }
 
 /// One altered copy of a log, and where the first damage must be reported.
@@ -88,19 +98,20 @@ pub async fn tampered_copies() -> Vec<Tampered> {
     let bytes = std::fs::read(&path).unwrap();
     let target = records[2].clone();
     let mut cases = Vec::new();
-    let mut altered_copy = |case: &'static str, altered: Option<Vec<u8>>, position: u64, segment: &str| {
-        let dir = copy_dir(original.path());
-        match altered {
-            Some(altered) => std::fs::write(dir.path().join(&name), altered).unwrap(),
-            None => std::fs::remove_file(dir.path().join(&name)).unwrap(),
-        }
-        cases.push(Tampered {
-            case,
-            dir,
-            position,
-            segment: segment.to_owned(),
-        });
-    };
+    let mut altered_copy =
+        |case: &'static str, altered: Option<Vec<u8>>, position: u64, segment: &str| {
+            let dir = copy_dir(original.path());
+            match altered {
+                Some(altered) => std::fs::write(dir.path().join(&name), altered).unwrap(),
+                None => std::fs::remove_file(dir.path().join(&name)).unwrap(),
+            }
+            cases.push(Tampered {
+                case,
+                dir,
+                position,
+                segment: segment.to_owned(),
+            });
+        };
 
     let mut flipped = bytes.clone();
     flipped[target.end - 3] ^= 0x01;
@@ -131,7 +142,11 @@ pub async fn tampered_copies() -> Vec<Tampered> {
     altered_copy("recomputed event hash", Some(rehashed), first + 2, &name);
 
     let (_, next_path, _) = segment(original.path(), 2);
-    let next_name = next_path.file_name().unwrap().to_string_lossy().into_owned();
+    let next_name = next_path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     altered_copy("removed segment", None, first, &next_name);
 
     // The very last record altered: damage, not mistaken for a torn tail.
@@ -146,7 +161,11 @@ pub async fn tampered_copies() -> Vec<Tampered> {
         case: "altered last record",
         dir,
         position: last_first + last_records.len() as u64 - 1,
-        segment: last_path.file_name().unwrap().to_string_lossy().into_owned(),
+        segment: last_path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned(),
     });
     cases
 }
@@ -156,6 +175,11 @@ async fn verify_catches_each_alteration() {
     let cases = tampered_copies().await;
     assert_eq!(cases.len(), 7);
     for tampered in &cases {
-        assert_caught(tampered.dir.path(), tampered.position, &tampered.segment, tampered.case);
+        assert_caught(
+            tampered.dir.path(),
+            tampered.position,
+            &tampered.segment,
+            tampered.case,
+        );
     }
 }
