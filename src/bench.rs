@@ -35,19 +35,23 @@ pub fn sample_event(bytes: usize, sequence: u64) -> NewEvent {
     }
 }
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+/// A scratch directory removed on drop, unless kept.
+struct Scratch(PathBuf, bool);
 
 impl Scratch {
     fn new(parent: &Path, label: &str) -> anyhow::Result<Scratch> {
         let path = parent.join(format!("bench-{label}-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Scratch(path))
+        Ok(Scratch(path, false))
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if self.1 {
+            eprintln!("kept the benchmark's log in {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -177,8 +181,10 @@ pub async fn run_read(
     events: u64,
     event_bytes: usize,
     runs: usize,
+    keep: bool,
 ) -> anyhow::Result<()> {
-    let scratch = Scratch::new(dir, "read")?;
+    let mut scratch = Scratch::new(dir, "read")?;
+    scratch.1 = keep;
     {
         let log = Arc::new(FileLog::open(
             &scratch.0,

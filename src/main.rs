@@ -99,6 +99,9 @@ enum BenchCommand {
         event_bytes: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Keep the log afterwards (its path is printed) instead of removing it.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -190,7 +193,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     events,
                     event_bytes,
                     runs,
-                } => ledger::bench::run_read(&parent, events, event_bytes, runs.max(1)).await?,
+                    keep,
+                } => {
+                    ledger::bench::run_read(&parent, events, event_bytes, runs.max(1), keep).await?
+                }
             }
         }
     }
