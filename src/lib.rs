@@ -3,12 +3,14 @@
 //!
 //! # Layout
 //! - [`log`]: the `EventLog` semantics and the embedded file backend (segments, group commit).
+//! - [`commands`]: load an item's stream, fold, `decide`, append with the expected version.
 //! - [`verify`]: walks a data directory and recomputes every hash and link, naming the first bad one.
 //! - [`inspect`]: prints events as JSON lines (`ledger log tail`, `ledger log show`).
 //! - [`server`]: the HTTP server (`ledger serve`).
 //! - [`bench`]: `ledger bench append` and `ledger bench read`.
 
 pub mod bench;
+pub mod commands;
 pub mod inspect;
 pub mod log;
 pub mod server;

@@ -1,0 +1,152 @@
+//! Command handling: load an item's stream, fold it, `decide`, and append the resulting events
+//! with the stream's version as the expected version.
+//!
+//! This is the one place where the pure domain meets the log. A concurrent change between the
+//! read and the append is a `Conflict`, never a silent overwrite: the caller decides whether to
+//! re-read and retry (a scheduler may; a reviewer who decided on what they saw should see the new
+//! state first).
+
+use crate::log::{EventLog, ExpectedVersion, LogError};
+use projections::event::{NewEvent, RecordedEvent};
+use projections::item::{
+    Command, CommandContext, DomainError, EventDecodingError, ItemEvent, ItemState, decide, fold,
+};
+use uuid::Uuid;
+
+/// The stream that holds one item's events.
+pub fn item_stream(item_id: Uuid) -> String {
+    format!("item-{item_id}")
+}
+
+/// Why a command was not carried out. Nothing was written in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The domain refused the command.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The item changed between reading it and appending; `current` is its version now.
+    #[error("the item changed while the command was decided (now at version {current:?})")]
+    Conflict { current: Option<u64> },
+    /// The log failed.
+    #[error(transparent)]
+    Log(LogError),
+    /// A stored event of the item's stream is not an item event.
+    #[error("stream {stream} holds an event that is not an item event: {source}")]
+    Decoding {
+        stream: String,
+        #[source]
+        source: EventDecodingError,
+    },
+}
+
+/// What a carried-out command wrote.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub events: Vec<ItemEvent>,
+    pub first_position: u64,
+    pub last_position: u64,
+    /// The item's stream version after the append.
+    pub version: u64,
+    /// The item's state after the events.
+    pub state: ItemState,
+}
+
+/// An item's state, folded from its stream, and the stream's version (`None`: no such item).
+pub async fn load_item(
+    log: &dyn EventLog,
+    item_id: Uuid,
+) -> Result<(ItemState, Option<u64>), CommandError> {
+    let stream = item_stream(item_id);
+    let mut events = Vec::new();
+    loop {
+        let batch = log
+            .read_stream(&stream, events.len() as u64, 1024)
+            .await
+            .map_err(CommandError::Log)?;
+        if batch.is_empty() {
+            break;
+        }
+        for recorded in &batch {
+            events.push(decode_item_event(recorded)?);
+        }
+    }
+    let version = events.len().checked_sub(1).map(|version| version as u64);
+    Ok((fold(&events), version))
+}
+
+/// An item event from a stored event.
+pub fn decode_item_event(recorded: &RecordedEvent) -> Result<ItemEvent, CommandError> {
+    let decoding_error = |source| CommandError::Decoding {
+        stream: recorded.stream.clone(),
+        source,
+    };
+    let data = recorded.data_json().map_err(|error| {
+        decoding_error(EventDecodingError::MalformedData {
+            event_type: "unknown",
+            source: std::sync::Arc::new(error),
+        })
+    })?;
+    ItemEvent::from_type_and_data(&recorded.event_type, &data).map_err(decoding_error)
+}
+
+/// Decides `command` on the item's current state and appends the events it produces.
+pub async fn execute(
+    log: &dyn EventLog,
+    item_id: Uuid,
+    command: &Command,
+    context: &CommandContext,
+    correlation_id: Option<Uuid>,
+) -> Result<Executed, CommandError> {
+    use tracing::Instrument;
+    let span = tracing::debug_span!("execute", item = %item_id, command = command.name());
+    decide_and_append(log, item_id, command, context, correlation_id)
+        .instrument(span)
+        .await
+}
+
+async fn decide_and_append(
+    log: &dyn EventLog,
+    item_id: Uuid,
+    command: &Command,
+    context: &CommandContext,
+    correlation_id: Option<Uuid>,
+) -> Result<Executed, CommandError> {
+    let (state, version) = load_item(log, item_id).await?;
+    let events = decide(&state, command, context)?;
+    let expected = match version {
+        None => ExpectedVersion::NoStream,
+        Some(version) => ExpectedVersion::Exact(version),
+    };
+    // The first event is caused by the command; the rest of the call by the first.
+    let first_id = Uuid::now_v7();
+    let new_events: Vec<NewEvent> = events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| NewEvent {
+            id: if index == 0 { first_id } else { Uuid::now_v7() },
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            data: event.to_data(),
+            actor: context.actor.clone(),
+            causation_id: (index > 0).then_some(first_id),
+            correlation_id,
+        })
+        .collect();
+    let appended = log
+        .append(&item_stream(item_id), expected, new_events)
+        .await
+        .map_err(|error| match error {
+            LogError::Conflict { current, .. } => CommandError::Conflict { current },
+            other => CommandError::Log(other),
+        })?;
+    let state = events.iter().fold(state, |state, event| {
+        projections::item::evolve(state, event)
+    });
+    Ok(Executed {
+        events,
+        first_position: appended.first_position,
+        last_position: appended.last_position,
+        version: appended.stream_version,
+        state,
+    })
+}
