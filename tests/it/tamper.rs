@@ -183,3 +183,48 @@ async fn verify_catches_each_alteration() {
         );
     }
 }
+
+/// A log built record by record with the format's own functions, so that it can hold what the
+/// writer never writes: here, one event id twice (in two streams, every hash and link valid).
+#[test]
+fn verify_catches_a_repeated_event_id() {
+    use ledger::log::segment::{encode_frame, encode_segment_header, segment_file_name};
+    use projections::event::{PayloadFields, ZERO_HASH, encode_payload};
+    let dir = tempfile::tempdir().unwrap();
+    let repeated = uuid::Uuid::new_v4();
+    let mut segment = encode_segment_header(0, &ZERO_HASH).to_vec();
+    let mut chain = ZERO_HASH;
+    for (position, (id, stream)) in [
+        (uuid::Uuid::new_v4(), "item-a"),
+        (repeated, "item-b"),
+        (repeated, "item-c"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut payload = Vec::new();
+        encode_payload(
+            &PayloadFields {
+                id,
+                stream,
+                version: 0,
+                event_type: "CommentAdded",
+                schema_version: 1,
+                recorded_at_micros: 1_764_000_000_000_000,
+                actor: "forger",
+                causation_id: None,
+                correlation_id: None,
+                prev_hash: ZERO_HASH,
+                data: "{}",
+            },
+            &mut payload,
+        );
+        chain = encode_frame(&mut segment, position as u64, &payload, &chain).1;
+    }
+    std::fs::write(dir.path().join(segment_file_name(0)), &segment).unwrap();
+    let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
+    let damage = report.damage.expect("a repeated id is damage");
+    assert_eq!(damage.position, 2);
+    assert!(damage.reason.contains("stored twice"), "{}", damage.reason);
+    assert_eq!(damage.stream.as_deref(), Some("item-c"));
+}
