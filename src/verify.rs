@@ -9,19 +9,16 @@
 //! time goes.
 
 use crate::log::segment::{
-    FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, chain_hash, declared_record_len,
-    decode_segment_header, frame_at, is_torn_segment_header, is_torn_tail, list_segments,
+    CHUNK_BYTES, Chunk, ChunkReader, FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, chain_hash,
+    declared_record_len, decode_segment_header, frame_at, is_torn_segment_header, is_torn_tail,
+    list_segments, read_from,
 };
 use anyhow::Context;
 use foldhash::{HashMap, HashSet};
 use projections::event::{Hash, ZERO_HASH, decode_payload, sha256};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use uuid::Uuid;
-
-/// How much the reader reads at a time (more when one record is larger).
-const CHUNK_BYTES: usize = 8 << 20;
 
 /// Where the first problem is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -286,12 +283,7 @@ impl Check {
         if segment.is_last {
             // Rare: a failing record in the last segment may be a torn tail; that depends on the
             // bytes from it to the end of the file.
-            let mut rest = Vec::new();
-            std::fs::File::open(&segment.path)
-                .and_then(|mut file| {
-                    file.seek(SeekFrom::Start(record_offset))?;
-                    file.read_to_end(&mut rest)
-                })
+            let rest = read_from(&segment.path, record_offset)
                 .with_context(|| format!("reading {}", segment.path.display()))?;
             if is_torn_tail(&rest, 0, declared_record_len(&rest), position) {
                 self.report.incomplete_tail = Some(format!(
@@ -370,84 +362,40 @@ fn read_segment(
     sender: &mpsc::SyncSender<Piece>,
     recycled: &mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<bool> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
-    (&mut file)
-        .take(SEGMENT_HEADER_LEN as u64)
-        .read_to_end(&mut header)?;
+    let (mut reader, header) = ChunkReader::open(path)?;
     let header_complete = header.len() == SEGMENT_HEADER_LEN;
     let piece = Piece::Segment {
         number,
         named_first,
         path: path.to_owned(),
         header,
-        len,
+        len: reader.len(),
     };
     if sender.send(piece).is_err() || !header_complete {
         return Ok(false);
     }
-    let mut offset = SEGMENT_HEADER_LEN as u64;
-    let mut carry: Vec<u8> = Vec::new();
-    let mut wanted = CHUNK_BYTES;
     loop {
         let mut buffer = recycled
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES));
-        buffer.clear();
-        buffer.append(&mut carry);
-        let missing = wanted.saturating_sub(buffer.len()) as u64;
-        (&mut file).take(missing).read_to_end(&mut buffer)?;
-        let at_end = offset + buffer.len() as u64 >= len;
         let mut starts = Vec::new();
-        let mut consumed = 0;
-        let stop = loop {
-            match frame_at(&buffer[consumed..]) {
-                FrameAt::Frame(frame) => {
-                    starts.push(consumed);
-                    consumed += frame.len;
-                }
-                other => break other,
-            }
-        };
-        wanted = CHUNK_BYTES;
-        let rest = match stop {
-            FrameAt::End => None,
-            FrameAt::Incomplete if !at_end => {
-                // A record runs past this chunk: carry it over, and read enough for it.
-                carry = buffer[consumed..].to_vec();
-                wanted = wanted.max(declared_record_len(&carry).max(FRAME_HEADER_LEN));
-                None
-            }
-            FrameAt::Incomplete | FrameAt::Damaged(_) | FrameAt::Frame(_) => {
-                let mut rest = buffer[consumed..].to_vec();
-                file.read_to_end(&mut rest)?;
-                Some(rest)
-            }
-        };
-        buffer.truncate(consumed);
-        let records_offset = offset;
-        offset += consumed as u64;
-        if !starts.is_empty()
-            && sender
-                .send(Piece::Records {
-                    bytes: buffer,
-                    offset: records_offset,
-                    starts,
-                })
-                .is_err()
-        {
-            return Ok(false);
-        }
-        if let Some(rest) = rest {
-            let _ = sender.send(Piece::Rest {
-                bytes: rest,
+        let piece = match reader.next_chunk(&mut buffer, &mut starts)? {
+            None => return Ok(true),
+            Some(Chunk::Records { offset }) => Piece::Records {
+                bytes: buffer,
                 offset,
-            });
+                starts,
+            },
+            Some(Chunk::Rest { offset }) => {
+                let _ = sender.send(Piece::Rest {
+                    bytes: buffer,
+                    offset,
+                });
+                return Ok(false);
+            }
+        };
+        if sender.send(piece).is_err() {
             return Ok(false);
-        }
-        if at_end && carry.is_empty() {
-            return Ok(true);
         }
     }
 }

@@ -11,9 +11,9 @@
 //! hold it only to copy out file offsets; the file reads themselves happen outside the lock.
 
 use super::segment::{
-    FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, chain_hash, declared_record_len,
-    decode_segment_header, encode_frame, encode_segment_header, frame_at, is_torn_segment_header,
-    is_torn_tail, list_segments, segment_file_name,
+    CHUNK_BYTES, Chunk, ChunkReader, FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, chain_hash,
+    declared_record_len, decode_segment_header, encode_frame, encode_segment_header, frame_at,
+    is_torn_segment_header, is_torn_tail, list_segments, read_from, segment_file_name,
 };
 use super::{AppendResult, DirectoryLock, EventLog, ExpectedVersion, LogError, Subscription};
 use async_trait::async_trait;
@@ -522,6 +522,9 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
     let segment_paths =
         list_segments(dir).with_context(|| format!("listing segments in {}", dir.display()))?;
     let segment_count = segment_paths.len();
+    // One buffer for every chunk of every segment: its pages are faulted in once.
+    let mut chunk_buffer = Vec::with_capacity(CHUNK_BYTES);
+    let mut chunk_starts = Vec::new();
     for (number, (first_position, path)) in segment_paths.into_iter().enumerate() {
         let is_last = number + 1 == segment_count;
         let name = path
@@ -533,12 +536,22 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
             offset,
             reason,
         };
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        if is_last && first_position == index.head && is_torn_segment_header(&bytes) {
-            remove_torn_segment(&path, mode)?;
-            break;
+        let (mut reader, header) =
+            ChunkReader::open(&path).with_context(|| format!("reading {}", path.display()))?;
+        if is_last && first_position == index.head {
+            // Only a short or all-zero header can be torn; read the whole file to tell.
+            let maybe_torn =
+                header.len() < SEGMENT_HEADER_LEN || header.iter().all(|&byte| byte == 0);
+            if maybe_torn
+                && is_torn_segment_header(
+                    &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                )
+            {
+                remove_torn_segment(&path, mode)?;
+                break;
+            }
         }
-        let header = decode_segment_header(&bytes).map_err(|reason| corrupt(0, reason))?;
+        let header = decode_segment_header(&header).map_err(|reason| corrupt(0, reason))?;
         if header.first_position != first_position || first_position != index.head {
             return Err(corrupt(
                 8,
@@ -557,67 +570,93 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
             .into());
         }
         let mut offsets = Vec::new();
-        let mut offset = SEGMENT_HEADER_LEN;
-        loop {
-            let torn =
-                |record_end: usize| is_last && is_torn_tail(&bytes, offset, record_end, index.head);
-            let frame = match frame_at(&bytes[offset..]) {
-                FrameAt::Frame(frame) => frame,
-                FrameAt::End => break,
-                FrameAt::Incomplete | FrameAt::Damaged(_)
-                    if torn(offset + declared_record_len(&bytes[offset..])) =>
-                {
-                    cut_torn_tail(&path, offset as u64, bytes.len() as u64, mode)?;
-                    break;
+        let mut end_of_records = SEGMENT_HEADER_LEN as u64;
+        // A failing record in the last segment may be a torn tail; that depends on the bytes from
+        // it to the end of the file (`Rest` chunks hold them already; for a whole record that
+        // fails, they are read again, which happens at most once).
+        let is_torn_at =
+            |offset: u64, rest: Option<&[u8]>, position: u64| -> anyhow::Result<bool> {
+                if !is_last {
+                    return Ok(false);
                 }
-                FrameAt::Incomplete => {
-                    return Err(corrupt(offset as u64, "record is cut short".into()).into());
-                }
-                FrameAt::Damaged(reason) => return Err(corrupt(offset as u64, reason).into()),
+                let owned;
+                let rest = match rest {
+                    Some(rest) => rest,
+                    None => {
+                        owned = read_from(&path, offset)
+                            .with_context(|| format!("reading {}", path.display()))?;
+                        &owned
+                    }
+                };
+                Ok(is_torn_tail(rest, 0, declared_record_len(rest), position))
             };
-            // Hashes are recomputed in the last segment only (see above).
-            let hash_ok = !is_last || frame.hash_matches();
-            let frame_verifies = frame.position == index.head && hash_ok && frame.fields().is_ok();
-            if !frame_verifies && torn(offset + frame.len) {
-                cut_torn_tail(&path, offset as u64, bytes.len() as u64, mode)?;
-                break;
-            }
-            if frame.position != index.head {
-                return Err(corrupt(
-                    offset as u64,
-                    format!(
-                        "record says position {}, expected {}",
-                        frame.position, index.head
-                    ),
-                )
-                .into());
-            }
-            if is_last {
-                if !hash_ok {
+        'chunks: while let Some(chunk) = reader
+            .next_chunk(&mut chunk_buffer, &mut chunk_starts)
+            .with_context(|| format!("reading {}", path.display()))?
+        {
+            let chunk_offset = match chunk {
+                Chunk::Records { offset } => offset,
+                Chunk::Rest { offset } => {
+                    if is_torn_at(offset, Some(&chunk_buffer), index.head)? {
+                        cut_torn_tail(&path, offset, reader.len(), mode)?;
+                        break 'chunks;
+                    }
+                    let reason = match frame_at(&chunk_buffer) {
+                        FrameAt::Damaged(reason) => reason,
+                        _ => "record is cut short".to_owned(),
+                    };
+                    return Err(corrupt(offset, reason).into());
+                }
+            };
+            for &start in &chunk_starts {
+                let offset = chunk_offset + start as u64;
+                let FrameAt::Frame(frame) = frame_at(&chunk_buffer[start..]) else {
+                    unreachable!("chunks hold whole records");
+                };
+                // Hashes are recomputed in the last segment only (see above).
+                let hash_ok = !is_last || frame.hash_matches();
+                let frame_verifies =
+                    frame.position == index.head && hash_ok && frame.fields().is_ok();
+                if !frame_verifies && is_torn_at(offset, None, index.head)? {
+                    cut_torn_tail(&path, offset, reader.len(), mode)?;
+                    break 'chunks;
+                }
+                if frame.position != index.head {
                     return Err(corrupt(
-                        offset as u64,
+                        offset,
                         format!(
-                            "hash of position {} does not match its payload",
-                            frame.position
+                            "record says position {}, expected {}",
+                            frame.position, index.head
                         ),
                     )
                     .into());
                 }
-                if chain_hash(&index.last_chain, frame.position, &frame.event_hash)
-                    != frame.chain_hash
-                {
-                    return Err(corrupt(offset as u64, "chain hash does not link".into()).into());
+                if is_last {
+                    if !hash_ok {
+                        return Err(corrupt(
+                            offset,
+                            format!(
+                                "hash of position {} does not match its payload",
+                                frame.position
+                            ),
+                        )
+                        .into());
+                    }
+                    if chain_hash(&index.last_chain, frame.position, &frame.event_hash)
+                        != frame.chain_hash
+                    {
+                        return Err(corrupt(offset, "chain hash does not link".into()).into());
+                    }
                 }
+                let fields = frame.fields().map_err(|reason| corrupt(offset, reason))?;
+                index_event(&mut index, &fields, frame.event_hash)
+                    .map_err(|reason| corrupt(offset, reason))?;
+                index.last_chain = frame.chain_hash;
+                index.last_recorded_micros =
+                    index.last_recorded_micros.max(fields.recorded_at_micros);
+                offsets.push(offset as u32);
+                end_of_records = offset + frame.len as u64;
             }
-            let fields = frame
-                .fields()
-                .map_err(|reason| corrupt(offset as u64, reason))?;
-            index_event(&mut index, &fields, frame.event_hash)
-                .map_err(|reason| corrupt(offset as u64, reason))?;
-            index.last_chain = frame.chain_hash;
-            index.last_recorded_micros = index.last_recorded_micros.max(fields.recorded_at_micros);
-            offsets.push(offset as u32);
-            offset += frame.len;
         }
         let file = match mode {
             OpenMode::Write => OpenOptions::new().read(true).append(true).open(&path),
@@ -629,7 +668,7 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
             name,
             file: Arc::new(file),
             offsets,
-            committed_len: offset as u64,
+            committed_len: end_of_records,
         });
     }
     Ok(index)

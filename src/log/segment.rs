@@ -238,3 +238,147 @@ pub fn is_torn_segment_header(segment: &[u8]) -> bool {
     segment.len() < SEGMENT_HEADER_LEN && SEGMENT_MAGIC.starts_with(&header[..header.len().min(8)])
         || segment.iter().all(|&byte| byte == 0)
 }
+
+/// How much `ChunkReader` reads at a time (more when one record is larger).
+pub const CHUNK_BYTES: usize = 8 << 20;
+
+/// What `ChunkReader::next_chunk` put in the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// Whole records, back to back, the first at `offset` of the segment.
+    Records { offset: u64 },
+    /// The bytes from `offset` to the end of the file, which do not begin with a whole record:
+    /// a torn tail or damage, for the caller to judge. Always the last chunk.
+    Rest { offset: u64 },
+}
+
+/// Reads a segment's records in chunks of whole records into buffers the caller owns (and can
+/// reuse, so that opening or verifying a large log neither holds a whole segment in memory nor
+/// faults in fresh pages for each one).
+#[derive(Debug)]
+pub struct ChunkReader {
+    file: std::fs::File,
+    len: u64,
+    /// Offset in the file of the next byte not yet handed out.
+    offset: u64,
+    carry: Vec<u8>,
+    finished: bool,
+}
+
+impl ChunkReader {
+    /// Opens a segment; returns the reader and up to the first 48 bytes (the header).
+    pub fn open(path: &Path) -> std::io::Result<(ChunkReader, Vec<u8>)> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut header = Vec::with_capacity(SEGMENT_HEADER_LEN);
+        (&mut file)
+            .take(SEGMENT_HEADER_LEN as u64)
+            .read_to_end(&mut header)?;
+        let reader = ChunkReader {
+            file,
+            len,
+            offset: header.len() as u64,
+            carry: Vec::new(),
+            finished: header.len() < SEGMENT_HEADER_LEN,
+        };
+        Ok((reader, header))
+    }
+
+    /// The file's length when it was opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Fills `buffer` with the next chunk and `starts` with its records' offsets in `buffer`;
+    /// `None` once the segment is done.
+    pub fn next_chunk(
+        &mut self,
+        buffer: &mut Vec<u8>,
+        starts: &mut Vec<usize>,
+    ) -> std::io::Result<Option<Chunk>> {
+        use std::io::Read;
+        buffer.clear();
+        starts.clear();
+        let mut wanted = CHUNK_BYTES;
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            buffer.append(&mut self.carry);
+            let missing = wanted.saturating_sub(buffer.len()) as u64;
+            let read = (&mut self.file).take(missing).read_to_end(buffer)?;
+            // The end is the length seen at open, or wherever reading stops (a file cut while
+            // being read must not make this loop forever).
+            let at_end =
+                self.offset + buffer.len() as u64 >= self.len || (missing > 0 && read == 0);
+            let mut consumed = 0;
+            let stop = loop {
+                match frame_at(&buffer[consumed..]) {
+                    FrameAt::Frame(frame) => {
+                        starts.push(consumed);
+                        consumed += frame.len;
+                    }
+                    other => break other,
+                }
+            };
+            let chunk_offset = self.offset;
+            match stop {
+                FrameAt::End => {
+                    self.offset += consumed as u64;
+                    self.finished = at_end;
+                    if consumed > 0 {
+                        return Ok(Some(Chunk::Records {
+                            offset: chunk_offset,
+                        }));
+                    }
+                    if self.finished {
+                        return Ok(None);
+                    }
+                }
+                FrameAt::Incomplete if !at_end => {
+                    // A record runs past what was read: hand out the whole ones, keep the rest.
+                    self.carry = buffer.split_off(consumed);
+                    self.offset += consumed as u64;
+                    if consumed > 0 {
+                        return Ok(Some(Chunk::Records {
+                            offset: chunk_offset,
+                        }));
+                    }
+                    wanted = declared_record_len(&self.carry).max(CHUNK_BYTES);
+                }
+                FrameAt::Incomplete | FrameAt::Damaged(_) | FrameAt::Frame(_) => {
+                    if consumed > 0 {
+                        // Whole records first; the rest comes as the next chunk.
+                        self.carry = buffer.split_off(consumed);
+                        self.offset += consumed as u64;
+                        (&mut self.file).read_to_end(&mut self.carry)?;
+                        self.len = self.len.max(self.offset + self.carry.len() as u64);
+                        return Ok(Some(Chunk::Records {
+                            offset: chunk_offset,
+                        }));
+                    }
+                    self.file.read_to_end(buffer)?;
+                    self.finished = true;
+                    return Ok(Some(Chunk::Rest {
+                        offset: chunk_offset,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// The bytes of a file from `offset` to its end.
+pub fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest)?;
+    Ok(rest)
+}
