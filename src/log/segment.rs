@@ -356,7 +356,7 @@ impl ChunkReader {
                         // Whole records first; the rest comes as the next chunk.
                         self.carry = buffer.split_off(consumed);
                         self.offset += consumed as u64;
-                        (&mut self.file).read_to_end(&mut self.carry)?;
+                        self.file.read_to_end(&mut self.carry)?;
                         self.len = self.len.max(self.offset + self.carry.len() as u64);
                         return Ok(Some(Chunk::Records {
                             offset: chunk_offset,
