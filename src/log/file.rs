@@ -30,6 +30,9 @@ use std::sync::{Arc, RwLock, mpsc};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
+/// How far ahead of the last record the writer extends a segment file with zeros.
+const PREALLOCATE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Tunables of the embedded log.
 #[derive(Debug, Clone)]
 pub struct FileLogOptions {
@@ -483,7 +486,7 @@ fn create_segment(
     let path = dir.join(&name);
     let mut file = OpenOptions::new()
         .read(true)
-        .append(true)
+        .write(true)
         .create_new(true)
         .open(&path)
         .map_err(|error| LogError::io(format!("creating {}", path.display()), error))?;
@@ -597,6 +600,10 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
             let chunk_offset = match chunk {
                 Chunk::Records { offset } => offset,
                 Chunk::Rest { offset } => {
+                    if is_last && chunk_buffer.iter().all(|&byte| byte == 0) {
+                        // Space the writer preallocated: the end of the log, kept for reuse.
+                        break 'chunks;
+                    }
                     if is_torn_at(offset, Some(&chunk_buffer), index.head)? {
                         cut_torn_tail(&path, offset, reader.len(), mode)?;
                         break 'chunks;
@@ -659,7 +666,8 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
             }
         }
         let file = match mode {
-            OpenMode::Write => OpenOptions::new().read(true).append(true).open(&path),
+            // Not O_APPEND: the writer writes at the committed length, inside preallocated space.
+            OpenMode::Write => OpenOptions::new().read(true).write(true).open(&path),
             OpenMode::ReadOnly => File::open(&path),
         }
         .with_context(|| format!("opening {}", path.display()))?;
@@ -761,7 +769,10 @@ struct Writer {
     head_sender: watch::Sender<u64>,
     /// The open segment, appended to by this thread only.
     current: Arc<File>,
+    /// Bytes of the open segment that hold acknowledged records.
     current_len: u64,
+    /// Bytes of the open segment file, zeros past `current_len` (see `preallocate_through`).
+    allocated_len: u64,
     poisoned: Option<String>,
     buffer: Vec<u8>,
     payload: Vec<u8>,
@@ -793,6 +804,12 @@ impl Writer {
             let segment = index.segments.last().expect("a writable log has a segment");
             (segment.file.clone(), segment.committed_len)
         };
+        // Zeros a previous run preallocated may follow the last record; they are reused.
+        let allocated_len = current
+            .metadata()
+            .map(|meta| meta.len())
+            .unwrap_or(current_len)
+            .max(current_len);
         Ok(Writer {
             shared,
             options,
@@ -800,6 +817,7 @@ impl Writer {
             head_sender,
             current,
             current_len,
+            allocated_len,
             poisoned: None,
             buffer: Vec::with_capacity(1 << 20),
             payload: Vec::with_capacity(4096),
@@ -820,6 +838,11 @@ impl Writer {
                 }
             }
             self.write_batch(batch);
+        }
+        if self.poisoned.is_none()
+            && let Err(error) = self.trim()
+        {
+            tracing::warn!(%error, "could not trim the preallocated space at shutdown");
         }
     }
 
@@ -913,17 +936,49 @@ impl Writer {
     /// Writes the batch and makes it durable; on failure leaves the file as it was if it can and
     /// poisons the log (see `LogError::Poisoned`).
     fn write_and_sync(&mut self) -> Result<(), String> {
-        let written = (&*self.current).write_all(&self.buffer);
-        let synced = written.and_then(|()| self.current.sync_data());
-        if let Err(error) = synced {
+        let end = self.current_len + self.buffer.len() as u64;
+        let result = self.preallocate_through(end).and_then(|()| {
+            self.current.write_all_at(&self.buffer, self.current_len)?;
+            self.current.sync_data()
+        });
+        if let Err(error) = result {
             let reason = format!("writing the log failed: {error}");
             tracing::error!(%reason, "refusing further appends until the log is reopened");
             // Cut what may have reached the file, so that a reopen does not find unacknowledged
             // records that are complete and valid.
             let _ = self.current.set_len(self.current_len);
             let _ = self.current.sync_all();
+            self.allocated_len = self.current_len;
             self.poisoned = Some(reason.clone());
             return Err(reason);
+        }
+        Ok(())
+    }
+
+    /// Makes sure the segment file has zero-filled space through `end`, extending it by
+    /// `PREALLOCATE_BYTES` of written zeros at a time. Writing records into space the file already
+    /// has means `fdatasync` need not commit a new file size to the journal on every batch (one
+    /// device write per batch instead of two); the extension itself is made durable by the same
+    /// `fdatasync` as the batch that needed it. Zeros past the last record are, by the format, the
+    /// end of the log (`docs/ledger-format.md`).
+    fn preallocate_through(&mut self, end: u64) -> std::io::Result<()> {
+        if end <= self.allocated_len {
+            return Ok(());
+        }
+        let new_len = end.max(self.allocated_len) + PREALLOCATE_BYTES;
+        let zeros = vec![0u8; (new_len - self.allocated_len) as usize];
+        self.current.write_all_at(&zeros, self.allocated_len)?;
+        self.allocated_len = new_len;
+        Ok(())
+    }
+
+    /// Cuts the preallocated space after the last record (at a segment's close, or shutdown), so
+    /// that closed segments end with their last record.
+    fn trim(&mut self) -> std::io::Result<()> {
+        if self.allocated_len > self.current_len {
+            self.current.set_len(self.current_len)?;
+            self.current.sync_all()?;
+            self.allocated_len = self.current_len;
         }
         Ok(())
     }
@@ -936,9 +991,11 @@ impl Writer {
             let index = self.shared.index.read().expect("index lock");
             (index.head, index.last_chain)
         };
+        self.trim().map_err(|error| LogError::io("closing a full segment", error))?;
         let segment = create_segment(&self.shared.dir, head, &chain)?;
         self.current = segment.file.clone();
         self.current_len = segment.committed_len;
+        self.allocated_len = self.current_len;
         tracing::info!(segment = %segment.name, first_position = head, "started a new segment");
         self.shared
             .index

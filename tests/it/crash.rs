@@ -4,15 +4,16 @@
 
 use crate::support::{ledger_binary, open, read_everything};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CYCLES: usize = 24;
 
-/// The position the record after the last whole one of a segment would have.
-/// `None` when the segment has no complete header (the kill came while it was being created).
-fn next_position_in(segment: &[u8]) -> Option<u64> {
+/// The position the record after the last whole one of a segment would have, and where it would
+/// start. `None` when the segment has no complete header (the kill came while creating it).
+fn next_record_in(segment: &[u8]) -> Option<(u64, u64)> {
     use ledger::log::segment::{FrameAt, SEGMENT_HEADER_LEN, decode_segment_header, frame_at};
     let mut next = decode_segment_header(segment).ok()?.first_position;
     let mut offset = SEGMENT_HEADER_LEN;
@@ -20,7 +21,7 @@ fn next_position_in(segment: &[u8]) -> Option<u64> {
         next = frame.position + 1;
         offset += frame.len;
     }
-    Some(next)
+    Some((next, offset as u64))
 }
 
 /// A seeded generator (SplitMix64), so the kill moments are random but reproducible.
@@ -92,24 +93,21 @@ fn acknowledged_appends_survive_sigkill() {
             .pop()
             .unwrap()
             .1;
-        let intact_len = std::fs::metadata(&segment).unwrap().len();
         let mut expect_cut_to = None;
-        let next_position = next_position_in(&std::fs::read(&segment).unwrap());
+        let next_record = next_record_in(&std::fs::read(&segment).unwrap());
         if cycle % 2 == 1
-            && let Some(next_position) = next_position
+            && let Some((next_position, end_of_records)) = next_record
         {
-            // What a torn write leaves: a prefix of the next record, cut at a random byte.
+            // What a torn write leaves: a prefix of the next record, cut at a random byte, where
+            // the writer would have written it (after the last record, over preallocated zeros).
             let mut record = b"LREC".to_vec();
             record.extend_from_slice(&400u32.to_be_bytes());
             record.extend_from_slice(&next_position.to_be_bytes());
             record.extend(std::iter::repeat_n(0x5a, 472));
             let cut = 1 + (rng.next_u64() % 470) as usize;
-            let mut file = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&segment)
-                .unwrap();
-            file.write_all(&record[..cut]).unwrap();
-            expect_cut_to = Some(intact_len);
+            let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+            file.write_all_at(&record[..cut], end_of_records).unwrap();
+            expect_cut_to = Some(end_of_records);
         }
 
         // Reopen in this process: every acknowledged id is there, and the chain verifies.

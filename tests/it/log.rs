@@ -473,19 +473,37 @@ async fn a_torn_tail_is_cut_on_open() {
     assert_eq!(appended.first_position, 30);
     drop(log);
 
-    // Zeros the file system extended the file with.
+    // Zeros after the last record (what the writer preallocates, or what a file system extends a
+    // file with) are the end of the log: kept, reused, and trimmed when the writer stops.
     let segment = last_segment(dir.path());
     let intact_len = std::fs::metadata(&segment).unwrap().len();
     append_bytes(&segment, &[0u8; 4096]);
+    let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
+    assert_eq!((report.damage, report.incomplete_tail, report.events), (None, None, 31));
     let log = open(dir.path());
     assert_eq!(log.head(), 31);
-    assert_eq!(std::fs::metadata(&segment).unwrap().len(), intact_len);
+    let appended = log
+        .append(
+            "item-1",
+            ExpectedVersion::Exact(9),
+            vec![event("CommentAdded", serde_json::json!({}))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended.first_position, 31);
+    assert_eq!(log.read_stream("item-1", 10, 1).await.unwrap().len(), 1);
     drop(log);
+    let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
+    assert_eq!((report.damage, report.events), (None, 32));
+    let bytes = std::fs::read(&segment).unwrap();
+    assert!(bytes.len() as u64 > intact_len, "the new record follows the old ones");
     assert_eq!(
-        ledger::verify::verify(dir.path(), &|_| {}).unwrap().damage,
-        None
+        ledger::log::segment::trailing_zeros_start(&bytes),
+        bytes.len(),
+        "the preallocated zeros were trimmed when the writer stopped"
     );
 }
+
 
 #[tokio::test]
 async fn damage_before_the_tail_is_an_error_naming_segment_and_offset() {
