@@ -10,28 +10,40 @@ Written from docs/ledger-format.md alone, with the Python 3.11 standard library 
 
 Exit status: 0 intact (a crash tail is only a note), 1 damaged, 2 usage or I/O error.
 
-What is checked ("What a verifier checks" in the spec), stopping at the first failure:
+What is checked ("What a verifier checks" in the spec, same numbering), stopping at the first
+failure:
   1. segment file names `segment-<20 digits>.log`; header magic "LEDGSEG1"; the header's first
      position equals the name's number and continues where the previous segment ended (the first
      segment starts at 0); the header's "chain before" equals the chain hash so far (zero at 0);
-  2. every record starts with "LREC" and carries the next expected position;
+  2. every record starts with "LREC", carries the next expected position, and declares a payload
+     length of at most 16,781,312 bytes;
   3. event hash == SHA-256(payload);
   4. chain hash == SHA-256(previous chain hash || u64 position || event hash);
-  5. per stream: versions 0, 1, 2, ... in global order, and previous hash == the event hash of
+  5. each payload decodes exactly: format byte 1, stream / type / actor 1..1024 bytes of UTF-8,
+     data at most 16 MiB of UTF-8 that parses as JSON (RFC 8259: NaN / Infinity are rejected),
+     no byte after the data;
+  6. per stream: versions 0, 1, 2, ... in global order, and previous hash == the event hash of
      the stream's previous event (zero for version 0);
-  6. no event id appears twice;
-  and that each payload decodes exactly (format byte 1, every length in bounds, no trailing
-  bytes), that stream / type / actor are 1..1024 bytes of UTF-8, and that data is at most 16 MiB
-  of UTF-8 that parses as JSON (RFC 8259: NaN / Infinity are rejected).
+  7. no event id appears twice.
 
-Only at the end of the LAST segment, a crash tail (spec: "The tail after a crash") ends the log
-and is reported in "incomplete_tail" instead of as damage:
-  (a) the bytes from a record boundary to the end of the file are all zero, or
-  (b) the file ends inside a record's 80-byte header (the bytes present must begin like "LREC"),
-      or inside its payload (the header must be a sane one: "LREC", the expected position, a
-      length no real payload can exceed is damage), or
-  (c) the final record runs exactly to the end of the file, its event hash does not match, and
-      its last byte is zero.
+The end of the LAST segment ("Preallocated space" and "The tail after a crash" in the spec):
+  * Preallocated space: a run of zero bytes that starts exactly at a record boundary and reaches
+    the end of the last segment is the end of the log. Nothing is reported ("incomplete_tail"
+    stays null). In any other segment it is damage.
+  * Torn tail: take the first record of the last segment that does not verify (checks 2 to 7; a
+    header cut short counts as not verifying). It ends the log, reported in "incomplete_tail"
+    instead of as damage, when
+      (a) the file ends inside that record (the header is cut short, or offset + 80 + declared
+          payload length runs past the end of the file) and its header, as far as present,
+          starts with "LREC" (or as much of it as there is) and, if the 8-byte position field is
+          present, holds the expected position; or
+      (b) the file ends in a (non-empty) run of zero bytes that begins at or before the end of
+          that record (its offset + 80 + declared payload length; past the end of the file when
+          the length field itself is missing).
+    Anything else that does not verify is damage.
+  * Torn segment: a last segment, named where the next segment is expected, that is shorter than
+    its 48-byte header and starts with as much of "LEDGSEG1" as it has, or that is all zero
+    bytes (of any length, including none), held no record: "incomplete_tail" note, not damage.
 """
 
 import argparse
@@ -62,9 +74,10 @@ ZERO16 = bytes(16)
 
 MAX_NAME = 1024                  # stream names, types and actors: 1..1024 bytes
 MAX_DATA = 16 * 1024 * 1024      # data: at most 16 MiB (read as 16 * 2**20 bytes)
-# The largest payload a writer can produce; a header claiming more is not "a record cut short".
-MAX_PAYLOAD = (1 + 16 + (2 + MAX_NAME) + 8 + (2 + MAX_NAME) + 4 + 8 + (2 + MAX_NAME)
-               + 16 + 16 + 32 + 4 + MAX_DATA)
+# Check 2: a record's declared payload length is at most 16 MiB of data plus 4096 bytes for the
+# other fields (16,781,312). (No payload that decodes is longer than 16,780,399 bytes; anything
+# between the two fails check 5 instead.)
+MAX_PAYLOAD = MAX_DATA + 4096
 
 # Fixed-size runs of the payload, between the variable-length strings.
 P_FORMAT_ID = struct.Struct(">B16s")           # format, event id
