@@ -991,7 +991,8 @@ impl Writer {
             let index = self.shared.index.read().expect("index lock");
             (index.head, index.last_chain)
         };
-        self.trim().map_err(|error| LogError::io("closing a full segment", error))?;
+        self.trim()
+            .map_err(|error| LogError::io("closing a full segment", error))?;
         let segment = create_segment(&self.shared.dir, head, &chain)?;
         self.current = segment.file.clone();
         self.current_len = segment.committed_len;

@@ -105,7 +105,10 @@ fn acknowledged_appends_survive_sigkill() {
             record.extend_from_slice(&next_position.to_be_bytes());
             record.extend(std::iter::repeat_n(0x5a, 472));
             let cut = 1 + (rng.next_u64() % 470) as usize;
-            let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&segment)
+                .unwrap();
             file.write_all_at(&record[..cut], end_of_records).unwrap();
             expect_cut_to = Some(end_of_records);
         }

@@ -479,7 +479,10 @@ async fn a_torn_tail_is_cut_on_open() {
     let intact_len = std::fs::metadata(&segment).unwrap().len();
     append_bytes(&segment, &[0u8; 4096]);
     let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
-    assert_eq!((report.damage, report.incomplete_tail, report.events), (None, None, 31));
+    assert_eq!(
+        (report.damage, report.incomplete_tail, report.events),
+        (None, None, 31)
+    );
     let log = open(dir.path());
     assert_eq!(log.head(), 31);
     let appended = log
@@ -496,14 +499,16 @@ async fn a_torn_tail_is_cut_on_open() {
     let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
     assert_eq!((report.damage, report.events), (None, 32));
     let bytes = std::fs::read(&segment).unwrap();
-    assert!(bytes.len() as u64 > intact_len, "the new record follows the old ones");
+    assert!(
+        bytes.len() as u64 > intact_len,
+        "the new record follows the old ones"
+    );
     assert_eq!(
         ledger::log::segment::trailing_zeros_start(&bytes),
         bytes.len(),
         "the preallocated zeros were trimmed when the writer stopped"
     );
 }
-
 
 #[tokio::test]
 async fn damage_before_the_tail_is_an_error_naming_segment_and_offset() {
