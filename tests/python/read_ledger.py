@@ -188,6 +188,29 @@ def parse_segment_name(name):
     return int(digits)
 
 
+def zero_run_start(buf):
+    """Where the run of zero bytes that ends `buf` begins (len(buf) if its last byte is not zero,
+    0 if it is all zero). Scans backwards in chunks, so a long preallocated run costs one pass."""
+    end = len(buf)
+    chunk = 1 << 16
+    while end > 0:
+        start = max(0, end - chunk)
+        kept = len(buf[start:end].rstrip(b"\0"))
+        if kept:
+            return start + kept
+        end = start
+    return 0
+
+
+class Unverified(Exception):
+    """A record that does not verify (checks 2 to 7, or cut short). `end` is where the record
+    ends by its header: offset + 80 + declared payload length (offset + 80 without a length)."""
+
+    def __init__(self, reason, end):
+        super().__init__(reason)
+        self.reason, self.end = reason, end
+
+
 class Verifier:
     def __init__(self):
         self.next_position = 0        # position the next record must carry
@@ -218,6 +241,20 @@ class Verifier:
         if named != pos:
             what = "does not start at 0" if pos == 0 else f"should continue at {pos}"
             raise Damage(name, 0, pos, f"segment named for position {named}, but the log {what}")
+        zstart = zero_run_start(buf)  # the trailing run of zero bytes begins here (n: none)
+
+        # A torn segment: a crash while creating the last segment (it held no record).
+        if is_last:
+            if zstart == 0:
+                why = "empty" if n == 0 else "all zero bytes"
+            elif n < SEG_HEADER.size and buf[:len(SEGMENT_MAGIC)] == SEGMENT_MAGIC[:n]:
+                why = f"shorter than its {SEG_HEADER.size}-byte header"
+            else:
+                why = None
+            if why is not None:
+                self.tail = f"{name}: {n} bytes (position {pos}) ignored as a torn segment: {why}"
+                return
+
         if n < SEG_HEADER.size:
             raise Damage(name, 0, pos, f"segment header cut short ({n} of {SEG_HEADER.size} bytes)")
         magic, first, chain_before = SEG_HEADER.unpack_from(mv, 0)
@@ -234,97 +271,120 @@ class Verifier:
             rem = n - off
             pos = self.next_position
 
-            def tail(why):
+            # Zero bytes from this record boundary to the end of the file.
+            if zstart <= off:
+                if is_last:
+                    return  # preallocated space: the end of the log; nothing to report
+                raise Damage(name, off, pos,
+                             f"{rem} zero bytes where a record should start (not the last segment)")
+
+            try:
+                ev, end = self.record(mv, off, n)
+            except Unverified as u:
+                why = self.torn(mv, off, n, pos, u, zstart) if is_last else None
+                if why is None:
+                    raise Damage(name, off, pos, u.reason) from None
                 self.tail = (f"{name}: {rem} bytes from offset {off} (position {pos}) "
                              f"ignored as an incomplete tail: {why}")
-
-            def bad(why):
-                # Anything that does not verify is damage unless it is one of the crash tails.
-                raise Damage(name, off, pos, why)
-
-            def all_zero_tail():
-                # (a) all zero from this record boundary to the end of the file. Only looked at
-                # when the record does not start with "LREC" (else it would cost O(n) per record).
-                if buf.count(0, off) == rem:
-                    if is_last:
-                        tail("all zero bytes")
-                        return True
-                    bad(f"{rem} zero bytes where a record should start (not the last segment)")
-                return False
-
-            # (b) the file ends inside the record header
-            if rem < REC_HEADER.size:
-                k = min(4, rem)
-                if mv[off:off + k] != RECORD_MAGIC[:k]:
-                    if all_zero_tail():
-                        return
-                    bad(f"bad record magic {bytes(mv[off:off + k])!r}")
-                if is_last:
-                    tail(f"record cut short inside its {REC_HEADER.size}-byte header")
-                    return
-                bad("segment ends inside a record header (not the last segment)")
-
-            magic, plen, rpos, ev_hash, ch_hash = REC_HEADER.unpack_from(mv, off)
-            # --- check 2: magic and position ---------------------------------------------
-            if magic != RECORD_MAGIC:
-                if all_zero_tail():
-                    return
-                bad(f"bad record magic {magic!r}")
-            if rpos != pos:
-                bad(f"record carries position {rpos}, expected {pos}")
-            if plen > MAX_PAYLOAD:
-                bad(f"payload length {plen} exceeds the largest possible payload {MAX_PAYLOAD}")
-            start = off + REC_HEADER.size
-            end = start + plen
-            # (b) the file ends inside the payload
-            if end > n:
-                if is_last:
-                    tail(f"record cut short: payload of {plen} bytes, only {n - start} present")
-                    return
-                bad(f"payload of {plen} bytes runs past the end of the segment")
-            payload = mv[start:end]
-
-            # --- check 3: event hash ------------------------------------------------------
-            if hashlib.sha256(payload).digest() != ev_hash:
-                # (c) a final record, exactly to the end of the file, whose last byte is zero
-                if is_last and end == n and buf[n - 1] == 0:
-                    tail("final record's event hash does not match and its last byte is zero")
-                    return
-                bad("event hash != SHA-256(payload)")
-
-            # --- check 4: chain hash ------------------------------------------------------
-            expect_chain = hashlib.sha256(self.chain + POS_U64.pack(pos) + ev_hash).digest()
-            if ch_hash != expect_chain:
-                bad(f"chain hash {ch_hash.hex()} != expected {expect_chain.hex()}")
-
-            # --- the payload's contents ---------------------------------------------------
-            try:
-                ev = decode_payload(payload)
-            except PayloadError as e:
-                bad(str(e))
-
-            # --- check 5: stream versions and previous-hash links -------------------------
-            state = self.streams.get(ev["stream"])
-            want_version, want_prev = (0, ZERO32) if state is None else state
-            if ev["version"] != want_version:
-                bad(f"stream {ev['stream']!r}: version {ev['version']}, expected {want_version}")
-            if ev["prev_hash"] != want_prev:
-                bad(f"stream {ev['stream']!r} version {want_version}: previous hash "
-                    f"{ev['prev_hash'].hex()} != {want_prev.hex()}")
-
-            # --- check 6: unique ids ------------------------------------------------------
-            if ev["id"] in self.ids:
-                bad(f"event id {uuid.UUID(bytes=ev['id'])} appears twice")
-
-            # All good: commit this record's state.
-            self.ids.add(ev["id"])
-            self.streams[ev["stream"]] = [want_version + 1, ev_hash]
-            self.chain = ch_hash
-            self.next_position = pos + 1
-            self.events += 1
-            ev["position"], ev["hash"], ev["chain_hash"] = pos, ev_hash, ch_hash
+                return
             yield ev
             off = end
+
+    @staticmethod
+    def torn(mv, off, n, pos, u, zstart):
+        """Whether the first record of the last segment that does not verify (at `off`) is a
+        torn tail ("The tail after a crash"); a description of why, or None (damage)."""
+        # (a) the file ends inside the record, whose header (as far as present) starts with
+        #     "LREC" and, if its position field is present, holds the expected position.
+        if u.end > n:
+            have = n - off
+            k = min(len(RECORD_MAGIC), have)
+            if mv[off:off + k] == RECORD_MAGIC[:k]:
+                if have < 16:
+                    return (f"record cut short inside its {REC_HEADER.size}-byte header "
+                            f"({have} bytes present)")
+                if POS_U64.unpack_from(mv, off + 8)[0] == pos:
+                    if have < REC_HEADER.size:
+                        return (f"record cut short inside its {REC_HEADER.size}-byte header "
+                                f"({have} bytes present)")
+                    return (f"record cut short: payload of {u.end - off - REC_HEADER.size} "
+                            f"bytes, only {have - REC_HEADER.size} present")
+        # (b) the file ends in a run of zero bytes that begins at or before the record's end.
+        if zstart < n and zstart <= u.end:
+            return (f"{u.reason}, and the file ends in {n - zstart} zero bytes from offset "
+                    f"{zstart}, at or before the record's end ({u.end})")
+        return None
+
+    def record(self, mv, off, n):
+        """Verify the record at `off` (checks 2 to 7) and commit it. Returns (event, end) or
+        raises Unverified."""
+        pos = self.next_position
+        have = n - off
+
+        # --- check 2: magic, position and length (and the header being all there) --------
+        if have < REC_HEADER.size:
+            k = min(len(RECORD_MAGIC), have)
+            end = off + REC_HEADER.size
+            if have >= 8:
+                end += struct.unpack_from(">I", mv, off + 4)[0]
+            if mv[off:off + k] != RECORD_MAGIC[:k]:
+                raise Unverified(f"bad record magic {bytes(mv[off:off + k])!r}", end)
+            if have >= 16 and POS_U64.unpack_from(mv, off + 8)[0] != pos:
+                rpos = POS_U64.unpack_from(mv, off + 8)[0]
+                raise Unverified(f"record carries position {rpos}, expected {pos}", end)
+            raise Unverified(f"segment ends inside a record header ({have} of "
+                             f"{REC_HEADER.size} bytes)", end)
+        magic, plen, rpos, ev_hash, ch_hash = REC_HEADER.unpack_from(mv, off)
+        start = off + REC_HEADER.size
+        end = start + plen
+        if magic != RECORD_MAGIC:
+            raise Unverified(f"bad record magic {magic!r}", end)
+        if rpos != pos:
+            raise Unverified(f"record carries position {rpos}, expected {pos}", end)
+        if plen > MAX_PAYLOAD:
+            raise Unverified(f"payload length {plen} exceeds the limit {MAX_PAYLOAD}", end)
+        if end > n:
+            raise Unverified(f"payload of {plen} bytes runs past the end of the segment "
+                             f"(only {n - start} present)", end)
+        payload = mv[start:end]
+
+        # --- check 3: event hash ----------------------------------------------------------
+        if hashlib.sha256(payload).digest() != ev_hash:
+            raise Unverified("event hash != SHA-256(payload)", end)
+
+        # --- check 4: chain hash ----------------------------------------------------------
+        expect_chain = hashlib.sha256(self.chain + POS_U64.pack(pos) + ev_hash).digest()
+        if ch_hash != expect_chain:
+            raise Unverified(f"chain hash {ch_hash.hex()} != expected {expect_chain.hex()}", end)
+
+        # --- check 5: the payload decodes exactly -----------------------------------------
+        try:
+            ev = decode_payload(payload)
+        except PayloadError as e:
+            raise Unverified(str(e), end) from None
+
+        # --- check 6: stream versions and previous-hash links -----------------------------
+        state = self.streams.get(ev["stream"])
+        want_version, want_prev = (0, ZERO32) if state is None else state
+        if ev["version"] != want_version:
+            raise Unverified(f"stream {ev['stream']!r}: version {ev['version']}, "
+                             f"expected {want_version}", end)
+        if ev["prev_hash"] != want_prev:
+            raise Unverified(f"stream {ev['stream']!r} version {want_version}: previous hash "
+                             f"{ev['prev_hash'].hex()} != {want_prev.hex()}", end)
+
+        # --- check 7: unique ids ----------------------------------------------------------
+        if ev["id"] in self.ids:
+            raise Unverified(f"event id {uuid.UUID(bytes=ev['id'])} appears twice", end)
+
+        # All good: commit this record's state.
+        self.ids.add(ev["id"])
+        self.streams[ev["stream"]] = [want_version + 1, ev_hash]
+        self.chain = ch_hash
+        self.next_position = pos + 1
+        self.events += 1
+        ev["position"], ev["hash"], ev["chain_hash"] = pos, ev_hash, ch_hash
+        return ev, end
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,14 +609,63 @@ def self_test():
         check(label, code == 0 and s["events"] == events and s["incomplete_tail"] is not None
               and why in s["incomplete_tail"], s)
 
+    def intact(label, segs, events):
+        s, code = run(segs)
+        check(label, code == 0 and s["events"] == events and s["incomplete_tail"] is None
+              and s["damage"] is None, s)
+
+    # Preallocated space: zeros from a record boundary to the end of the LAST segment.
+    intact("zero bytes after the last record (preallocated space)",
+           modified(2, lambda b: b + bytes(4096)), 6)
+    intact("a last segment holding only its header, then zeros",
+           empty_last[:-1] + [(empty_last[-1][0], empty_last[-1][1] + bytes(100))], 6)
+    intact("a one-segment log: header then zeros",
+           [(good[0][0], good[0][1][:48] + bytes(1000))], 0)
+
+    # Torn tails: the first record of the last segment that does not verify.
     tail_ok("last record cut short in its payload", modified(2, lambda b: b[:-1]), 5, "cut short")
     tail_ok("last record cut short in its header", modified(2, lambda b: b[:-len(payloads[5]) - 30]),
             5, "header")
-    tail_ok("zero bytes after the last record", modified(2, lambda b: b + bytes(4096)), 6, "zero")
+    tail_ok("last record cut short before its position field",
+            modified(2, lambda b: b[:-len(payloads[5]) - 70]), 5, "header")
     tail_ok("final record zeroed from inside its payload",
-            modified(2, lambda b: b[:-3] + bytes(3)), 5, "last byte is zero")
+            modified(2, lambda b: b[:-3] + bytes(3)), 5, "zero bytes")
+    tail_ok("final record zeroed from inside its payload, then more zeros",
+            modified(2, lambda b: b[:-3] + bytes(3 + 4096)), 5, "zero bytes")
+    tail_ok("a record with a bad hash followed by zeros to the end",
+            modified(2, lambda b: flip(last_len - 3)(b) + bytes(4096)), 5, "event hash")
+    tail_ok("cut short in its payload, then zeros where the rest should be",
+            modified(2, lambda b: b[:-2] + bytes(1)), 5, "cut short")
     tail_ok("partial header then end", modified(2, lambda b: b + b"LRE"), 6, "header")
+    tail_ok("partial header then zeros (its zero position field is wrong: rule (b) applies)",
+            modified(2, lambda b: b + b"LREC" + bytes(20)), 6, "zero bytes")
+    tail_ok("a torn segment: only part of its header (LEDGSEG1 and 3 zero bytes)",
+            good + [(f"segment-{6:020d}.log", SEGMENT_MAGIC + bytes(3))], 6, "torn segment")
+    tail_ok("a torn segment: empty", good + [(f"segment-{6:020d}.log", b"")], 6, "torn segment")
+    tail_ok("a torn segment: all zero bytes",
+            good + [(f"segment-{6:020d}.log", bytes(4096))], 6, "torn segment")
+
+    # ... and what is not one.
     damaged_at("garbage after the last record", modified(2, lambda b: b + b"garbage"), 6, "magic")
+    damaged_at("a cut-short record whose position field is wrong",
+               modified(2, lambda b: flip(last_len - len(payloads[5]) - 80 + 15)(b)[:-1]),
+               5, "position")
+    damaged_at("zeros inside the final record, then a non-zero byte at the very end",
+               modified(2, lambda b: b[:-10] + bytes(9) + b[-1:]), 5, "event hash")
+    damaged_at("zeros after the last record, then a non-zero byte at the very end",
+               modified(2, lambda b: b + bytes(100) + b"}"), 6, "magic")
+    damaged_at("a bad record, a good one, then zeros",
+               [good[0], (good[1][0], bytes(flip(48 + 80 + 5)(bytearray(good[1][1]))) + bytes(64))],
+               2, "event hash")
+    damaged_at("zero bytes in a non-last segment (after a record)",
+               modified(1, lambda b: b + bytes(4096)), 5, "zero")
+    damaged_at("a torn segment that is not the last one",
+               good + [(f"segment-{6:020d}.log", SEGMENT_MAGIC[:5]),
+                       (f"segment-{7:020d}.log", b"")], 6, "cut short")
+    damaged_at("a torn segment where the next segment is not expected",
+               good + [(f"segment-{7:020d}.log", SEGMENT_MAGIC[:4])], 6, "should continue at 6")
+    damaged_at("a short last segment that is not a start of LEDGSEG1",
+               good + [(f"segment-{6:020d}.log", b"LEDGSEGX")], 6, "cut short")
 
     # Payload-level damage (hashes recomputed so only the payload's contents are wrong).
     def with_payload(pos, payload):
