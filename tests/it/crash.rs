@@ -17,7 +17,11 @@ fn next_record_in(segment: &[u8]) -> Option<(u64, u64)> {
     use ledger::log::segment::{FrameAt, SEGMENT_HEADER_LEN, decode_segment_header, frame_at};
     let mut next = decode_segment_header(segment).ok()?.first_position;
     let mut offset = SEGMENT_HEADER_LEN;
-    while let FrameAt::Frame(frame) = frame_at(&segment[offset..]) {
+    // Whole records whose hash holds: the kill may itself have torn the last batch (a write cut
+    // between pages), and a torn record is where the writer would write again.
+    while let FrameAt::Frame(frame) = frame_at(&segment[offset..])
+        && frame.hash_matches()
+    {
         next = frame.position + 1;
         offset += frame.len;
     }

@@ -157,6 +157,25 @@ pub async fn tampered_copies() -> Vec<Tampered> {
     let last_record = last_records.last().unwrap().clone();
     last_bytes[last_record.start + 100] ^= 0x20;
     std::fs::write(&last_path, &last_bytes).unwrap();
+    // The same, with the zeros the writer preallocates after it: still damage, not a torn tail.
+    let preallocated = copy_dir(dir.path());
+    let mut with_zeros = last_bytes.clone();
+    with_zeros.extend_from_slice(&[0u8; 4096]);
+    std::fs::write(
+        preallocated.path().join(last_path.file_name().unwrap()),
+        &with_zeros,
+    )
+    .unwrap();
+    cases.push(Tampered {
+        case: "altered last record before preallocated zeros",
+        dir: preallocated,
+        position: last_first + last_records.len() as u64 - 1,
+        segment: last_path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned(),
+    });
     cases.push(Tampered {
         case: "altered last record",
         dir,
@@ -173,7 +192,7 @@ pub async fn tampered_copies() -> Vec<Tampered> {
 #[tokio::test]
 async fn verify_catches_each_alteration() {
     let cases = tampered_copies().await;
-    assert_eq!(cases.len(), 7);
+    assert_eq!(cases.len(), 8);
     for tampered in &cases {
         assert_caught(
             tampered.dir.path(),
@@ -181,6 +200,29 @@ async fn verify_catches_each_alteration() {
             &tampered.segment,
             tampered.case,
         );
+        // Never silently skipped: the writer refuses to open the log (structure, and every hash
+        // of the last segment, are checked on open), or reading the damaged record fails (older
+        // segments' hashes are checked on every read).
+        match ledger::log::FileLog::open(tampered.dir.path(), Default::default(), "test") {
+            Err(_) => {}
+            Ok(log) => {
+                use ledger::log::EventLog;
+                let mut position = 0;
+                let outcome = loop {
+                    match log.read_all(position, 1000).await {
+                        Ok(events) if events.is_empty() => break None,
+                        Ok(events) => position += events.len() as u64,
+                        Err(error) => break Some(error),
+                    }
+                };
+                assert!(
+                    matches!(outcome, Some(ledger::log::LogError::Corrupt { .. })),
+                    "{}: opened, and reading everything gave {outcome:?}",
+                    tampered.case
+                );
+                assert!(position <= tampered.position, "{}", tampered.case);
+            }
+        }
     }
 }
 

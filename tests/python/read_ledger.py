@@ -37,9 +37,9 @@ The end of the LAST segment ("Preallocated space" and "The tail after a crash" i
           payload length runs past the end of the file) and its header, as far as present,
           starts with "LREC" (or as much of it as there is) and, if the 8-byte position field is
           present, holds the expected position; or
-      (b) the file ends in a (non-empty) run of zero bytes that begins at or before the end of
-          that record (its offset + 80 + declared payload length; past the end of the file when
-          the length field itself is missing).
+      (b) the file ends in a (non-empty) run of zero bytes that begins before the end of that
+          record (its offset + 80 + declared payload length; past the end of the file when the
+          length field itself is missing), so that the record's own last byte is zero.
     Anything else that does not verify is damage.
   * Torn segment: a last segment, named where the next segment is expected, that is shorter than
     its 48-byte header and starts with as much of "LEDGSEG1" as it has, or that is all zero
@@ -309,10 +309,11 @@ class Verifier:
                                 f"({have} bytes present)")
                     return (f"record cut short: payload of {u.end - off - REC_HEADER.size} "
                             f"bytes, only {have - REC_HEADER.size} present")
-        # (b) the file ends in a run of zero bytes that begins at or before the record's end.
-        if zstart < n and zstart <= u.end:
+        # (b) the file ends in a run of zero bytes that begins inside the record, before its end
+        # (so the record's own last byte is zero, which a real record's never is).
+        if zstart < n and zstart < u.end:
             return (f"{u.reason}, and the file ends in {n - zstart} zero bytes from offset "
-                    f"{zstart}, at or before the record's end ({u.end})")
+                    f"{zstart}, inside the record (which ends at {u.end})")
         return None
 
     def record(self, mv, off, n):
@@ -632,8 +633,8 @@ def self_test():
             modified(2, lambda b: b[:-3] + bytes(3)), 5, "zero bytes")
     tail_ok("final record zeroed from inside its payload, then more zeros",
             modified(2, lambda b: b[:-3] + bytes(3 + 4096)), 5, "zero bytes")
-    tail_ok("a record with a bad hash followed by zeros to the end",
-            modified(2, lambda b: flip(last_len - 3)(b) + bytes(4096)), 5, "event hash")
+    damaged_at("a record with a bad hash that ends in a non-zero byte, then zeros: damage",
+               modified(2, lambda b: flip(last_len - 3)(b) + bytes(4096)), 5, "event hash")
     tail_ok("cut short in its payload, then zeros where the rest should be",
             modified(2, lambda b: b[:-2] + bytes(1)), 5, "cut short")
     tail_ok("partial header then end", modified(2, lambda b: b + b"LRE"), 6, "header")
