@@ -149,43 +149,32 @@ pub async fn tampered_copies() -> Vec<Tampered> {
         .into_owned();
     altered_copy("removed segment", None, first, &next_name);
 
-    // The very last record altered: damage, not mistaken for a torn tail.
-    let dir = copy_dir(original.path());
-    let last_number = list_segments(dir.path()).unwrap().len() - 1;
-    let (last_first, last_path, last_records) = segment(dir.path(), last_number);
+    // The very last record altered: damage, not mistaken for a torn tail; also with the zeros
+    // the writer preallocates after it.
+    let last_number = list_segments(original.path()).unwrap().len() - 1;
+    let (last_first, last_path, last_records) = segment(original.path(), last_number);
+    let last_name = last_path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let mut last_bytes = std::fs::read(&last_path).unwrap();
-    let last_record = last_records.last().unwrap().clone();
-    last_bytes[last_record.start + 100] ^= 0x20;
-    std::fs::write(&last_path, &last_bytes).unwrap();
-    // The same, with the zeros the writer preallocates after it: still damage, not a torn tail.
-    let preallocated = copy_dir(dir.path());
-    let mut with_zeros = last_bytes.clone();
-    with_zeros.extend_from_slice(&[0u8; 4096]);
-    std::fs::write(
-        preallocated.path().join(last_path.file_name().unwrap()),
-        &with_zeros,
-    )
-    .unwrap();
-    cases.push(Tampered {
-        case: "altered last record before preallocated zeros",
-        dir: preallocated,
-        position: last_first + last_records.len() as u64 - 1,
-        segment: last_path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned(),
-    });
-    cases.push(Tampered {
-        case: "altered last record",
-        dir,
-        position: last_first + last_records.len() as u64 - 1,
-        segment: last_path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned(),
-    });
+    last_bytes[last_records.last().unwrap().start + 100] ^= 0x20;
+    for (case, zeros) in [
+        ("altered last record", 0),
+        ("altered last record before preallocated zeros", 4096),
+    ] {
+        let dir = copy_dir(original.path());
+        let mut altered = last_bytes.clone();
+        altered.resize(altered.len() + zeros, 0);
+        std::fs::write(dir.path().join(&last_name), &altered).unwrap();
+        cases.push(Tampered {
+            case,
+            dir,
+            position: last_first + last_records.len() as u64 - 1,
+            segment: last_name.clone(),
+        });
+    }
     cases
 }
 
