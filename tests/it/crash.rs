@@ -166,3 +166,62 @@ fn acknowledged_appends_survive_sigkill() {
     let segments = ledger::log::segment::list_segments(dir.path()).unwrap();
     assert!(segments.len() > 2, "the run crossed segment boundaries");
 }
+
+/// A write that fails (here: the file-size limit, standing in for a full disk) acknowledges
+/// nothing it did not make durable and loses nothing it did: the writer cuts what it wrote,
+/// refuses every later append, and the log reopens intact.
+#[test]
+fn a_failing_write_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // `ulimit -f` is in KiB: 8 MiB lets the first 4 MiB preallocation through and fails a later
+    // one. SIGXFSZ is ignored so that the write fails with EFBIG instead of killing the process.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 8192; exec '{}' --data-dir '{}' append-until-killed --appenders 8 --segment-size 67108864",
+        ledger_binary(),
+        dir.path().display()
+    );
+    let output = Command::new("bash")
+        .args(["-c", &script])
+        .env("LEDGER_LOG", "error")
+        .output()
+        .expect("running the child under a file-size limit");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "the child stops with an error: {stderr}"
+    );
+    assert!(
+        stderr.contains("stopped accepting writes"),
+        "the appends after the failure are refused: {stderr}"
+    );
+    let acknowledged: HashSet<String> = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("ack "))
+        .filter_map(|rest| rest.split_once(' ').map(|(id, _)| id.to_owned()))
+        .collect();
+    assert!(
+        acknowledged.len() > 1000,
+        "too few appends before the limit: {}",
+        acknowledged.len()
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stored: HashSet<String> = runtime.block_on(async {
+        let log = open(dir.path());
+        read_everything(&log)
+            .await
+            .into_iter()
+            .map(|event| event.id.to_string())
+            .collect()
+    });
+    let missing = acknowledged.difference(&stored).count();
+    assert_eq!(missing, 0, "acknowledged events lost after a failed write");
+    let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();
+    assert_eq!(report.damage, None);
+    println!(
+        "{} acknowledged before the write failed, {} stored",
+        acknowledged.len(),
+        stored.len()
+    );
+}
