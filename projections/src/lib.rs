@@ -4,9 +4,13 @@
 //! # Layout
 //! - [`event`]: the event envelope, its canonical byte form and SHA-256 hash.
 //! - [`item`]: the review domain for one item: commands, events, `decide` and `evolve`.
+//! - [`board`]: the review board: every item's state, the ordered queues, workloads, deadlines.
+//! - [`principal`]: who may call the ledger: principals, roles and token hashes, as events.
 //!
 //! Nothing here does I/O, reads a clock, draws randomness or awaits: time and ids come in as
 //! arguments. The test `core_is_pure` in the integration suite checks the dependency graph.
 
+pub mod board;
 pub mod event;
 pub mod item;
+pub mod principal;

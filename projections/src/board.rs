@@ -1,0 +1,1 @@
+//! The review board read model (being written).

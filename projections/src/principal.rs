@@ -1,0 +1,1 @@
+//! Principals (being written).
