@@ -6,12 +6,20 @@
 //! - [`commands`]: load an item's stream, fold, `decide`, append with the expected version.
 //! - [`verify`]: walks a data directory and recomputes every hash and link, naming the first bad one.
 //! - [`inspect`]: prints events as JSON lines (`ledger log tail`, `ledger log show`).
-//! - [`server`]: the HTTP server (`ledger serve`).
+//! - [`http`]: the HTTP API under `/v1` (`ledger serve`).
+//! - [`projector`]: keeps the read models live from the log.
+//! - [`principals`]: adding and revoking principals (API callers) as events.
+//! - [`scheduler`]: lapsed claims and passed deadlines become events.
+//! - [`clock`]: the time commands get: the system's, or one tests move.
 //! - [`bench`]: `ledger bench append` and `ledger bench read`.
 
 pub mod bench;
+pub mod clock;
 pub mod commands;
+pub mod http;
 pub mod inspect;
 pub mod log;
-pub mod server;
+pub mod principals;
+pub mod projector;
+pub mod scheduler;
 pub mod verify;

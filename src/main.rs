@@ -37,6 +37,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add or revoke principals (works on the data directory while no server holds it).
+    Principal {
+        #[command(subcommand)]
+        command: PrincipalCommand,
+    },
     /// Print events as JSON lines.
     Log {
         #[command(subcommand)]
@@ -55,6 +60,23 @@ enum Command {
         #[arg(long, default_value_t = 64 * 1024)]
         segment_size: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PrincipalCommand {
+    /// Add a principal; prints its token once (only its hash is stored).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// agent, reviewer, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// Queues a reviewer may work, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+    },
+    /// Revoke a principal: its token stops working.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +159,30 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             serve(cli.data_dir, &listen).await?;
         }
         Command::Verify { json } => return verify(cli.data_dir, json),
+        Command::Principal { command } => {
+            let log = FileLog::open(&cli.data_dir, FileLogOptions::default(), "ledger principal")?;
+            match command {
+                PrincipalCommand::Add { name, role, queues } => {
+                    let role: projections::principal::Role = serde_json::from_value(
+                        serde_json::Value::String(role.clone()),
+                    )
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "unknown role {role:?}: use agent, reviewer, auditor or admin"
+                        )
+                    })?;
+                    let token = ledger::principals::new_token();
+                    ledger::principals::add_with_token(&log, "cli", &name, role, queues, &token)
+                        .await?;
+                    println!("{token}");
+                    eprintln!("added principal {name}; the token above is shown only now");
+                }
+                PrincipalCommand::Revoke { name } => {
+                    ledger::principals::revoke(&log, "cli", &name).await?;
+                    eprintln!("revoked principal {name}");
+                }
+            }
+        }
         Command::Log { command } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -205,18 +251,40 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn serve(data_dir: PathBuf, listen: &str) -> anyhow::Result<()> {
-    let log = Arc::new(FileLog::open(
+    let file_log = Arc::new(FileLog::open(
         &data_dir,
         FileLogOptions::default(),
         "ledger serve",
     )?);
+    let log: Arc<dyn EventLog> = file_log.clone();
+    let projector = ledger::projector::Projector::start(log.clone())
+        .await
+        .context("rebuilding the read models from the log")?;
+    let admin_token = std::env::var("LEDGER_ADMIN_TOKEN").ok();
+    if let Some(token) =
+        ledger::principals::bootstrap_admin(log.as_ref(), &projector, admin_token).await?
+    {
+        // Printed once, on the first start of an empty ledger: only its hash is stored.
+        println!("created principal \"admin\" (role admin); its token, shown only now:\n{token}");
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%address, data_dir = %data_dir.display(), events = log.head(), "ledger serving");
-    let state = ledger::server::AppState { log };
-    ledger::server::serve(listener, state, async {
+    tokio::spawn(ledger::scheduler::run(
+        log.clone(),
+        projector.clone(),
+        ledger::clock::Clock::System,
+        std::time::Duration::from_secs(1),
+    ));
+    let state = ledger::http::AppState {
+        log,
+        projector,
+        file_log: Some(file_log),
+        clock: ledger::clock::Clock::System,
+    };
+    ledger::http::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })

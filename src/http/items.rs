@@ -1,0 +1,582 @@
+//! The item endpoints: submit, read, audit trail, act (claim, decide, comment, revise, …), wait
+//! for a decision, and the queue.
+//!
+//! Raw request bodies (`*Request`, `deny_unknown_fields`) become domain `Command`s here; the
+//! actor is always the authenticated caller. Every write answers only once the projector has
+//! applied it, so the answer (and the caller's next read) shows the write.
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::{ApiError, ApiJson, ApiQuery};
+use crate::commands::{execute, item_stream};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use projections::board::{QueueQuery, QueueStatus};
+use projections::item::{
+    Command, CommandContext, ExpiryAction, ItemState, ModelIdentity, Risk, Submission,
+};
+use projections::principal::Role;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Namespace of item ids derived from an agent's `Idempotency-Key` (UUIDv5).
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6c65_6467_6572_2d69_6465_6d70_6f74_656e);
+
+/// The longest a client may long-poll for a decision.
+const MAX_WAIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub queue: String,
+    pub kind: String,
+    pub model: ModelIdentity,
+    pub output: Value,
+    #[serde(default)]
+    pub context: Option<Value>,
+    pub confidence: Option<f64>,
+    #[serde(default)]
+    pub risk: Risk,
+    #[serde(default)]
+    pub priority: i32,
+    pub due_at: Option<DateTime<Utc>>,
+    #[serde(default = "one")]
+    pub required_approvals: u32,
+    #[serde(default)]
+    pub on_expiry: ExpiryAction,
+    pub callback_url: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// An item as the API shows it: its state and its version (also the `ETag`).
+fn item_response(status: StatusCode, item: &ItemState) -> Response {
+    let version = item.event_count.saturating_sub(1);
+    let mut body = serde_json::to_value(item).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut body {
+        fields.insert("version".into(), version.into());
+    }
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// The item as of now, if the caller may see it. Auditors and admins see every item; an agent
+/// sees its own (another agent's item is answered 404, so that agents learn nothing of each
+/// other); a reviewer sees the items of its queues (another queue's item is 403: reviewers are
+/// staff, and "not yours" is the useful answer).
+fn visible_item(state: &AppState, caller: &Caller, id: Uuid) -> Result<ItemState, ApiError> {
+    let models = state.projector.read();
+    let not_found = || ApiError::not_found(format!("no item {id}"));
+    let item = models.board.item(id).ok_or_else(not_found)?;
+    match caller.role() {
+        Role::Auditor | Role::Admin => {}
+        Role::Agent if item.submitted_by == caller.name() => {}
+        Role::Agent => return Err(not_found()),
+        Role::Reviewer if caller.0.may_work_queue(&item.queue) => {}
+        Role::Reviewer => {
+            return Err(ApiError::forbidden(format!(
+                "{} is not granted queue {}",
+                caller.name(),
+                item.queue
+            )));
+        }
+    }
+    Ok(item.clone())
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("no item {raw}")))
+}
+
+/// Runs a command and answers with the item once the projector shows it.
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    item_id: Uuid,
+    command: Command,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let context = CommandContext::new(caller.name(), state.clock.now());
+    let executed = execute(state.log.as_ref(), item_id, &command, &context, None).await?;
+    state.projector.wait_for(executed.last_position).await;
+    let models = state.projector.read();
+    let item = models
+        .board
+        .item(item_id)
+        .cloned()
+        .unwrap_or(executed.state);
+    Ok(item_response(status, &item))
+}
+
+/// `POST /v1/items`: an agent submits an AI output for review.
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<SubmitRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Agent], "submit items")?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))
+        })
+        .transpose()?;
+    let item_id = match idempotency_key {
+        Some(key) => Uuid::new_v5(
+            &IDEMPOTENCY_NAMESPACE,
+            format!("{}\n{key}", caller.name()).as_bytes(),
+        ),
+        None => Uuid::now_v7(),
+    };
+    let submission = Submission {
+        item_id,
+        queue: request.queue,
+        kind: request.kind,
+        model: request.model,
+        output: request.output,
+        context: request
+            .context
+            .unwrap_or_else(|| Value::Object(Default::default())),
+        confidence: request.confidence,
+        risk: request.risk,
+        priority: request.priority,
+        due_at: request.due_at,
+        required_approvals: request.required_approvals,
+        on_expiry: request.on_expiry,
+        callback_url: request.callback_url,
+    };
+    match run(
+        &state,
+        &caller,
+        item_id,
+        Command::Submit(submission),
+        StatusCode::CREATED,
+    )
+    .await
+    {
+        // A retry with the same key: the first result, not a second item.
+        Err(error)
+            if idempotency_key.is_some()
+                && error.problem == "domain-rule"
+                && error.extra.get("rule").and_then(Value::as_str) == Some("already-submitted") =>
+        {
+            let item = visible_item(&state, &caller, item_id)?;
+            Ok(item_response(StatusCode::OK, &item))
+        }
+        Err(error) => Err(error),
+        Ok(mut response) => {
+            if let Ok(location) = HeaderValue::from_str(&format!("/v1/items/{item_id}")) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// `GET /v1/items/{id}`.
+pub async fn get_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let item = visible_item(&state, &caller, parse_id(&id)?)?;
+    Ok(item_response(StatusCode::OK, &item))
+}
+
+/// `GET /v1/items/{id}/events`: the item's audit trail, every event with its position, hash and
+/// previous hash.
+pub async fn item_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    visible_item(&state, &caller, id)?;
+    let mut events = Vec::new();
+    loop {
+        let batch = state
+            .log
+            .read_stream(&item_stream(id), events.len() as u64, 1000)
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        events.extend(batch);
+    }
+    Ok(axum::Json(serde_json::json!({ "item": id, "events": events })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimRequest {
+    #[serde(default = "default_lease_seconds")]
+    lease_seconds: i64,
+}
+
+fn default_lease_seconds() -> i64 {
+    15 * 60
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyRequest {}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveRequest {
+    seen_output_hash: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditRequest {
+    output: Value,
+    note: Option<String>,
+    seen_output_hash: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectRequest {
+    reason: String,
+    seen_output_hash: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestChangesRequest {
+    instructions: String,
+    seen_output_hash: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EscalateRequest {
+    to_queue: String,
+    reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommentRequest {
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviseRequest {
+    output: Value,
+    note: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithdrawRequest {
+    reason: Option<String>,
+}
+
+/// A body as `T`; an empty body is `{}`.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text).map_err(|error| {
+        if error.is_data() {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                error.to_string(),
+            )
+        } else {
+            ApiError::bad_request(format!("the body is not valid JSON: {error}"))
+        }
+    })
+}
+
+/// Optional text sent blank means absent.
+fn non_blank(text: Option<String>) -> Option<String> {
+    text.filter(|text| !text.trim().is_empty())
+}
+
+/// `POST /v1/items/{id}/{action}`.
+pub async fn act(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let item = visible_item(&state, &caller, id)?;
+    let reviewing = || -> Result<(), ApiError> {
+        caller.require(&[Role::Reviewer], &format!("{action} items"))?;
+        if caller.0.may_work_queue(&item.queue) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{} is not granted queue {}",
+                caller.name(),
+                item.queue
+            )))
+        }
+    };
+    let command = match action.as_str() {
+        "claim" => {
+            reviewing()?;
+            let request: ClaimRequest = body(&bytes)?;
+            Command::Claim {
+                lease: chrono::Duration::seconds(request.lease_seconds),
+            }
+        }
+        "release" => {
+            reviewing()?;
+            let _: EmptyRequest = body(&bytes)?;
+            Command::Release
+        }
+        "approve" => {
+            reviewing()?;
+            let request: ApproveRequest = body(&bytes)?;
+            Command::Approve {
+                seen_output_hash: request.seen_output_hash,
+            }
+        }
+        "edit" => {
+            reviewing()?;
+            let request: EditRequest = body(&bytes)?;
+            Command::EditAndApprove {
+                edited_output: request.output,
+                note: non_blank(request.note),
+                seen_output_hash: request.seen_output_hash,
+            }
+        }
+        "reject" => {
+            reviewing()?;
+            let request: RejectRequest = body(&bytes)?;
+            Command::Reject {
+                reason: request.reason,
+                seen_output_hash: request.seen_output_hash,
+            }
+        }
+        "request-changes" => {
+            reviewing()?;
+            let request: RequestChangesRequest = body(&bytes)?;
+            Command::RequestChanges {
+                instructions: request.instructions,
+                seen_output_hash: request.seen_output_hash,
+            }
+        }
+        "escalate" => {
+            reviewing()?;
+            let request: EscalateRequest = body(&bytes)?;
+            Command::Escalate {
+                to_queue: request.to_queue,
+                reason: request.reason,
+            }
+        }
+        "comments" => {
+            caller.require(&[Role::Reviewer, Role::Agent, Role::Admin], "comment")?;
+            let request: CommentRequest = body(&bytes)?;
+            Command::Comment { text: request.text }
+        }
+        "revisions" => {
+            caller.require(&[Role::Agent], "revise items")?;
+            let request: ReviseRequest = body(&bytes)?;
+            Command::Revise {
+                output: request.output,
+                note: non_blank(request.note),
+            }
+        }
+        "withdraw" => {
+            caller.require(&[Role::Agent], "withdraw items")?;
+            let request: WithdrawRequest = body(&bytes)?;
+            Command::Withdraw {
+                reason: non_blank(request.reason),
+            }
+        }
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "no action {action:?} on items"
+            )));
+        }
+    };
+    if let Some(expected) = if_match(&headers)? {
+        let current = item.event_count.saturating_sub(1);
+        if expected != current {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "stale-version",
+                format!("the item is at version {current}, not {expected}: read it again"),
+            )
+            .with("current_version", current)
+            .with("item", serde_json::to_value(&item).unwrap_or(Value::Null)));
+        }
+    }
+    let status = if action == "comments" || action == "revisions" {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    run(&state, &caller, id, command, status).await
+}
+
+/// The version in an `If-Match` header (`"3"`, `3` or `W/"3"`), if any.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("If-Match must be ASCII"))?;
+    let trimmed = text.trim().trim_start_matches("W/").trim_matches('"');
+    trimmed.parse().map(Some).map_err(|_| {
+        ApiError::bad_request(format!("If-Match must hold an item version, not {text:?}"))
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    wait: Option<String>,
+}
+
+/// Parses `30s`, `500ms`, `2m` or a bare number of seconds.
+fn parse_wait(text: &str) -> Result<Duration, ApiError> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(split) => text.split_at(split),
+        None => (text, "s"),
+    };
+    let amount: u64 = number.parse().map_err(|_| {
+        ApiError::bad_request(format!("wait must be like 30s or 500ms, not {text:?}"))
+    })?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(amount),
+        "s" => Duration::from_secs(amount),
+        "m" => Duration::from_secs(amount * 60),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "wait must be like 30s or 500ms, not {text:?}"
+            )));
+        }
+    };
+    Ok(duration.min(MAX_WAIT))
+}
+
+/// Whether the submitter has an answer: a decision, a change request, a withdrawal.
+fn has_answer(item: &ItemState) -> bool {
+    item.is_closed() || item.status == projections::item::ItemStatus::ChangesRequested
+}
+
+/// `GET /v1/items/{id}/decision?wait=30s`: answers as soon as the item is decided (or changes
+/// are requested, or it is withdrawn), or 202 with its current state when the wait ends. Only
+/// reads: no GET ever changes state.
+pub async fn wait_for_decision(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let wait = query
+        .wait
+        .as_deref()
+        .map(parse_wait)
+        .transpose()?
+        .unwrap_or(Duration::ZERO);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = state.projector.item_changes(id);
+    loop {
+        let item = visible_item(&state, &caller, id)?;
+        if has_answer(&item) {
+            return Ok(item_response(StatusCode::OK, &item));
+        }
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero()
+            || tokio::time::timeout(remaining, changes.changed())
+                .await
+                .is_err()
+        {
+            let item = visible_item(&state, &caller, id)?;
+            let status = if has_answer(&item) {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            return Ok(item_response(status, &item));
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueParams {
+    queue: Option<String>,
+    status: Option<QueueStatus>,
+    assignee: Option<String>,
+    kind: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/queue`: the projected queue, by priority, then due time, then submission.
+pub async fn queue(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<QueueParams>,
+) -> Result<Response, ApiError> {
+    caller.require(
+        &[Role::Reviewer, Role::Auditor, Role::Admin],
+        "read the queue",
+    )?;
+    let mut queue = params.queue;
+    if caller.role() == Role::Reviewer {
+        match &queue {
+            Some(name) if !caller.0.may_work_queue(name) => {
+                return Err(ApiError::forbidden(format!(
+                    "{} is not granted queue {name}",
+                    caller.name()
+                )));
+            }
+            Some(_) => {}
+            None => match caller.0.queues.as_slice() {
+                [only] => queue = Some(only.clone()),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "name a queue (queue=…): this reviewer works several",
+                    ));
+                }
+            },
+        }
+    }
+    let query = QueueQuery {
+        queue,
+        status: params.status,
+        assignee: params.assignee,
+        kind: params.kind,
+        limit: params.limit.unwrap_or(50),
+        cursor: params.cursor,
+    };
+    let page = state
+        .projector
+        .read()
+        .board
+        .queue(&query, state.clock.now())
+        .map_err(|error| ApiError::bad_request(error.to_string()).with("parameter", "cursor"))?;
+    Ok(axum::Json(page).into_response())
+}

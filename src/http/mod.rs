@@ -1,0 +1,93 @@
+//! The HTTP API (axum), under `/v1`: the only module that knows HTTP shapes. Requests become
+//! typed domain commands here and go through `commands::execute`; reads come from the projector's
+//! read models.
+//!
+//! # Layout
+//! - [`problem`]: problem+json errors and the JSON extractor.
+//! - [`auth`]: bearer tokens to principals, and role checks.
+//! - [`items`]: submit, read, decide, wait for a decision; the queue.
+//! - [`principals`]: admins add, list and revoke principals.
+//! - [`feed`]: the log as Server-Sent Events.
+
+pub mod auth;
+pub mod feed;
+pub mod items;
+pub mod principals;
+pub mod problem;
+
+use crate::log::{EventLog, FileLog};
+use crate::projector::Projector;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// The largest request body accepted (AI outputs with their context can be large, but not huge).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// What request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub log: Arc<dyn EventLog>,
+    pub projector: Projector,
+    /// The file log itself, for counts the trait does not expose.
+    pub file_log: Option<Arc<FileLog>>,
+    pub clock: crate::clock::Clock,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AppState")
+            .field("head", &self.log.head())
+            .field("projected", &self.projector.applied())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The routes of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/v1/items", post(items::submit))
+        .route("/v1/items/{id}", get(items::get_item))
+        .route("/v1/items/{id}/events", get(items::item_events))
+        .route("/v1/items/{id}/decision", get(items::wait_for_decision))
+        .route("/v1/items/{id}/{action}", post(items::act))
+        .route("/v1/queue", get(items::queue))
+        .route("/v1/events", get(feed::events))
+        .route(
+            "/v1/principals",
+            post(principals::add).get(principals::list),
+        )
+        .route(
+            "/v1/principals/{name}",
+            axum::routing::delete(principals::remove),
+        )
+        .fallback(|| async { problem::ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    let streams = state.file_log.as_ref().map(|log| log.stream_count());
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "events": state.log.head(),
+        "streams": streams,
+        "projected": state.projector.applied(),
+    }))
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Errors as HTTP answers: `application/problem+json` (RFC 9457) with the right status, and a
+//! JSON body extractor whose rejections have the same shape.
+//!
+//! Every error a handler can return becomes an `ApiError`; 5xx only for faults of the server
+//! itself, whose cause is logged and hidden behind an opaque detail.
+
+use crate::commands::CommandError;
+use crate::log::LogError;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use projections::item::{DomainError, ErrorKind};
+use serde::de::DeserializeOwned;
+
+/// A problem to report to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// A short, stable, kebab-case name of the problem (the `type` is derived from it).
+    pub problem: &'static str,
+    pub title: String,
+    pub detail: String,
+    /// Extra members of the problem document (e.g. the current version on a conflict).
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, problem: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            problem,
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            detail: detail.into(),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed-request", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// A fault of the server: logged with its cause, answered without it.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%cause, "request failed on a server fault");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "the server failed to handle this request; it was logged",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::Map::new();
+        body.insert(
+            "type".into(),
+            format!("https://ledger.example/problems/{}", self.problem).into(),
+        );
+        body.insert("title".into(), self.title.into());
+        body.insert("status".into(), self.status.as_u16().into());
+        body.insert("detail".into(), self.detail.into());
+        body.insert("problem".into(), self.problem.into());
+        body.extend(self.extra);
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        let status = match error.kind() {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Invalid | ErrorKind::RuleBroken => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, "domain-rule", error.to_string()).with("rule", error.rule())
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Domain(error) => error.into(),
+            CommandError::Conflict { current } => ApiError::new(
+                StatusCode::CONFLICT,
+                "version-conflict",
+                "the item changed while this request was handled; read it again",
+            )
+            .with("current_version", current),
+            CommandError::Log(error) => error.into(),
+            error @ CommandError::Decoding { .. } => ApiError::internal(&error),
+        }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(error: LogError) -> Self {
+        match error {
+            LogError::Conflict { current, .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "version-conflict",
+                "the stream changed while this request was handled",
+            )
+            .with("current_version", current),
+            LogError::InvalidAppend(reason) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", reason)
+            }
+            LogError::DuplicateEventId { id } => ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate-event",
+                format!("event id {id} is stored already"),
+            ),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+/// `axum::Json`, but a body that is not the expected JSON is a problem+json 4xx.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let detail = rejection.body_text();
+    match rejection {
+        // Well-formed JSON of the wrong shape: wrong types, unknown or missing fields.
+        JsonRejection::JsonDataError(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", detail)
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "the body must be JSON, with Content-Type: application/json",
+        ),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "the request body is larger than the server accepts",
+        ),
+        _ => ApiError::bad_request(detail),
+    }
+}
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query`, but a query string of the wrong shape is a problem+json 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}

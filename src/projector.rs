@@ -1,0 +1,213 @@
+//! Keeps the read models live: rebuilt from the log on start, then following every append
+//! through a subscription, with the position applied so far.
+//!
+//! The read models are pure folds from the core (`ReviewBoard`, `Principals`); this file only
+//! feeds them events in log order. They sit behind a std `RwLock`: no `.await` happens while it is
+//! held, and every hold is a map lookup or an index walk.
+
+use crate::log::{EventLog, LogError};
+use projections::board::ReviewBoard;
+use projections::event::RecordedEvent;
+use projections::item::ItemEvent;
+use projections::principal::{PrincipalEvent, Principals};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The name of the system stream holding principals.
+pub const PRINCIPALS_STREAM: &str = "principals";
+
+/// Every read model, as of one position of the log.
+#[derive(Debug, Default)]
+pub struct ReadModels {
+    pub board: ReviewBoard,
+    pub principals: Principals,
+    /// The number of log events applied (the next position to apply).
+    pub applied: u64,
+}
+
+impl ReadModels {
+    /// Applies one event of the log, in order. Events of streams no read model follows are
+    /// skipped; an event that does not decode is logged and skipped (the log stays the truth,
+    /// and one bad event must not stop every view).
+    pub fn apply(&mut self, event: &RecordedEvent) {
+        if event.position < self.applied {
+            return;
+        }
+        self.applied = event.position + 1;
+        if let Some(item_id) = event
+            .stream
+            .strip_prefix("item-")
+            .and_then(|id| Uuid::parse_str(id).ok())
+        {
+            match event
+                .data_json()
+                .map_err(|error| error.to_string())
+                .and_then(|data| {
+                    ItemEvent::from_type_and_data(&event.event_type, &data)
+                        .map_err(|error| error.to_string())
+                }) {
+                Ok(item_event) => self.board.apply(event.position, item_id, &item_event),
+                Err(error) => tracing::error!(
+                    position = event.position,
+                    stream = %event.stream,
+                    %error,
+                    "an item event does not decode; the board skips it"
+                ),
+            }
+        } else if event.stream == PRINCIPALS_STREAM {
+            match event
+                .data_json()
+                .map_err(|error| error.to_string())
+                .and_then(|data| {
+                    PrincipalEvent::from_type_and_data(&event.event_type, &data)
+                        .map_err(|error| error.to_string())
+                }) {
+                Ok(principal_event) => self.principals.apply(&principal_event),
+                Err(error) => tracing::error!(
+                    position = event.position,
+                    %error,
+                    "a principal event does not decode; it is skipped"
+                ),
+            }
+        }
+    }
+}
+
+/// Per-item change notifications for long-polling clients: only the waiters of an item wake
+/// when it changes, so many thousands of waiting clients cost a map entry each, not a wake-up
+/// per event. A std Mutex: held for a map operation only, never across an `.await`.
+type ItemWaiters = Arc<Mutex<HashMap<Uuid, watch::Sender<u64>>>>;
+
+/// The live read models and how far they have got.
+#[derive(Debug, Clone)]
+pub struct Projector {
+    models: Arc<RwLock<ReadModels>>,
+    applied: watch::Receiver<u64>,
+    waiters: ItemWaiters,
+}
+
+/// Tells one waiter when its item changed; leaves the registry with its last holder.
+#[derive(Debug)]
+pub struct ItemChanges {
+    item_id: Uuid,
+    receiver: watch::Receiver<u64>,
+    waiters: ItemWaiters,
+}
+
+impl ItemChanges {
+    /// Waits until the item changes (after this value was made or last waited on).
+    pub async fn changed(&mut self) {
+        // The sender stays in the registry while a receiver exists, so this only ends on a change.
+        let _ = self.receiver.changed().await;
+    }
+}
+
+impl Drop for ItemChanges {
+    fn drop(&mut self) {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        if let Some(sender) = waiters.get(&self.item_id)
+            && sender.receiver_count() <= 1
+        {
+            waiters.remove(&self.item_id);
+        }
+    }
+}
+
+impl Projector {
+    /// Rebuilds the read models from the whole log, then keeps following it in the background.
+    pub async fn start(log: Arc<dyn EventLog>) -> Result<Projector, LogError> {
+        let started = std::time::Instant::now();
+        let models = Arc::new(RwLock::new(ReadModels::default()));
+        let head = log.head();
+        // Catch up in big steps before taking requests.
+        let mut position = 0;
+        while position < head {
+            let events = log.read_all(position, 8192).await?;
+            if events.is_empty() {
+                break;
+            }
+            let mut guard = models.write().expect("read models lock");
+            for event in &events {
+                guard.apply(event);
+            }
+            position = guard.applied;
+        }
+        let mut subscription = log.subscribe(position);
+        tracing::info!(
+            events = position,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "read models rebuilt from the log"
+        );
+        let (applied_sender, applied) = watch::channel(position);
+        let follower_models = models.clone();
+        let waiters: ItemWaiters = Arc::default();
+        let follower_waiters = waiters.clone();
+        tokio::spawn(async move {
+            loop {
+                match subscription.next().await {
+                    Ok(event) => {
+                        let applied = {
+                            let mut guard = follower_models.write().expect("read models lock");
+                            guard.apply(&event);
+                            guard.applied
+                        };
+                        applied_sender.send_replace(applied);
+                        if let Some(item_id) = event
+                            .stream
+                            .strip_prefix("item-")
+                            .and_then(|id| Uuid::parse_str(id).ok())
+                            && let Some(sender) =
+                                follower_waiters.lock().expect("waiters lock").get(&item_id)
+                        {
+                            sender.send_replace(event.position);
+                        }
+                    }
+                    Err(LogError::Closed) => break,
+                    Err(error) => {
+                        tracing::error!(%error, "the projector stopped following the log");
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Projector {
+            models,
+            applied,
+            waiters,
+        })
+    }
+
+    /// The read models now.
+    pub fn read(&self) -> RwLockReadGuard<'_, ReadModels> {
+        self.models.read().expect("read models lock")
+    }
+
+    /// The number of events applied so far.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// A handle that wakes when the item changes; make it before checking the item's state, so
+    /// that a change in between is not missed.
+    pub fn item_changes(&self, item_id: Uuid) -> ItemChanges {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        let receiver = waiters
+            .entry(item_id)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        ItemChanges {
+            item_id,
+            receiver,
+            waiters: self.waiters.clone(),
+        }
+    }
+
+    /// Waits until the event at `position` is applied, so that a writer reads its own write.
+    pub async fn wait_for(&self, position: u64) {
+        let mut applied = self.applied.clone();
+        // The sender lives as long as the follower task; if it is gone, nothing more will come.
+        let _ = applied.wait_for(|applied| *applied > position).await;
+    }
+}

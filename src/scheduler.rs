@@ -1,0 +1,108 @@
+//! Time inside the server: claim leases that lapse and deadlines that pass become `ClaimExpired`
+//! and `ItemExpired` events, appended by the scheduler as the principal `system`.
+//!
+//! Exactly once, even across restarts and with several timers racing: the scheduler decides
+//! through the same domain rules and expected versions as any command, so a second attempt finds
+//! the claim gone or the item decided (a domain refusal) or the stream moved (a conflict), and
+//! writes nothing. `tick` is one pass at the clock's "now"; tests call it after moving a manual
+//! clock, the server calls it in a loop.
+
+use crate::clock::Clock;
+use crate::commands::{CommandError, execute};
+use crate::log::EventLog;
+use crate::projector::Projector;
+use projections::item::{Command, CommandContext};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tick {
+    pub claims_expired: Vec<Uuid>,
+    pub items_expired: Vec<Uuid>,
+    /// Attempts another timer or a concurrent command had already made moot.
+    pub already_handled: usize,
+}
+
+/// One pass: expires every lapsed claim and every item past its deadline, as of `clock.now()`.
+pub async fn tick(log: &dyn EventLog, projector: &Projector, clock: &Clock) -> Tick {
+    let now = clock.now();
+    let (lapsed, due) = {
+        let models = projector.read();
+        (models.board.lapsed_claims(now), models.board.due_items(now))
+    };
+    let mut report = Tick::default();
+    let context = CommandContext::new(CommandContext::SCHEDULER, now);
+    report.claims_expired = expire_each(
+        log,
+        projector,
+        &lapsed,
+        &Command::ExpireClaim,
+        &context,
+        &mut report.already_handled,
+    )
+    .await;
+    report.items_expired = expire_each(
+        log,
+        projector,
+        &due,
+        &Command::Expire,
+        &context,
+        &mut report.already_handled,
+    )
+    .await;
+    report
+}
+
+/// Runs `command` on each item; returns those it was carried out on.
+async fn expire_each(
+    log: &dyn EventLog,
+    projector: &Projector,
+    items: &[Uuid],
+    command: &Command,
+    context: &CommandContext,
+    already_handled: &mut usize,
+) -> Vec<Uuid> {
+    let mut done = Vec::new();
+    for &item_id in items {
+        match execute(log, item_id, command, context, None).await {
+            Ok(executed) => {
+                projector.wait_for(executed.last_position).await;
+                done.push(item_id);
+            }
+            // Another timer, or a reviewer, got there first: nothing to do.
+            Err(CommandError::Domain(_) | CommandError::Conflict { .. }) => *already_handled += 1,
+            Err(error) => {
+                tracing::error!(item = %item_id, %error, command = command.name(), "the scheduler could not expire an item")
+            }
+        }
+    }
+    done
+}
+
+/// Runs `tick` until the process stops: at the next deadline the board knows of, and at least
+/// every `poll` (deadlines set by appends made meanwhile are picked up then).
+pub async fn run(
+    log: std::sync::Arc<dyn EventLog>,
+    projector: Projector,
+    clock: Clock,
+    poll: Duration,
+) {
+    loop {
+        let report = tick(log.as_ref(), &projector, &clock).await;
+        if !report.claims_expired.is_empty() || !report.items_expired.is_empty() {
+            tracing::info!(
+                claims = report.claims_expired.len(),
+                items = report.items_expired.len(),
+                "scheduler expired"
+            );
+        }
+        let until_next = projector
+            .read()
+            .board
+            .next_deadline()
+            .and_then(|deadline| (deadline - clock.now()).to_std().ok())
+            .unwrap_or(poll);
+        tokio::time::sleep(until_next.min(poll).max(Duration::from_millis(10))).await;
+    }
+}

@@ -1,0 +1,848 @@
+//! The HTTP API on a real socket: the real server on 127.0.0.1:0 over a real log on disk, driven
+//! with a real HTTP client.
+
+use chrono::{TimeZone, Utc};
+use ledger::clock::Clock;
+use ledger::http::AppState;
+use ledger::log::{EventLog, FileLog};
+use ledger::projector::Projector;
+use projections::principal::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// A running ledger: its address, its log, its clock, and a token per principal.
+pub struct App {
+    pub base: String,
+    pub log: Arc<FileLog>,
+    pub projector: Projector,
+    pub clock: Clock,
+    pub client: reqwest::Client,
+    pub admin: String,
+    pub agent: String,
+    pub rita: String,
+    pub sam: String,
+    pub auditor: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let file_log = Arc::new(FileLog::open(dir.path(), Default::default(), "api test").unwrap());
+    let log: Arc<dyn EventLog> = file_log.clone();
+    let projector = Projector::start(log.clone()).await.unwrap();
+    let admin =
+        ledger::principals::bootstrap_admin(log.as_ref(), &projector, Some("admin-token".into()))
+            .await
+            .unwrap()
+            .expect("a fresh ledger creates its admin");
+    let add = |name: &'static str, role: Role, queues: &[&str]| {
+        let log = log.clone();
+        let projector = projector.clone();
+        let queues: Vec<String> = queues.iter().map(|queue| queue.to_string()).collect();
+        async move {
+            ledger::principals::add_principal(log.as_ref(), &projector, "admin", name, role, queues)
+                .await
+                .unwrap()
+        }
+    };
+    let agent = add("agent-1", Role::Agent, &[]).await;
+    let rita = add("rita", Role::Reviewer, &["support"]).await;
+    let sam = add("sam", Role::Reviewer, &["legal"]).await;
+    let auditor = add("audrey", Role::Auditor, &[]).await;
+    let clock = Clock::manual(Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let state = AppState {
+        log,
+        projector: projector.clone(),
+        file_log: Some(file_log.clone()),
+        clock: clock.clone(),
+    };
+    tokio::spawn(ledger::http::serve(listener, state, std::future::pending()));
+    App {
+        base: format!("http://{address}"),
+        log: file_log,
+        projector,
+        clock,
+        client: reqwest::Client::new(),
+        admin,
+        agent,
+        rita,
+        sam,
+        auditor,
+        _dir: dir,
+    }
+}
+
+impl App {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = response.text().await.unwrap();
+        if status.is_client_error() || status.is_server_error() {
+            assert_eq!(content_type, "application/problem+json", "{status}: {text}");
+        }
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn submit(&self, body: Value) -> Value {
+        let (status, item) = self
+            .call("POST", "/v1/items", &self.agent, Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{item}");
+        item
+    }
+}
+
+pub fn reply_for_review() -> Value {
+    json!({
+        "queue": "support",
+        "kind": "customer-reply",
+        "model": {"name": "gpt-x", "version": "2026-10"},
+        "output": {"reply": "Your refund is on its way."},
+        "context": {"ticket": 4711},
+        "confidence": 0.82,
+        "priority": 3,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_claim_edit_approve_and_the_agent_learns_the_decision() {
+    let app = spawn_app().await;
+    let item = app.submit(reply_for_review()).await;
+    let id = item["id"].as_str().unwrap().to_owned();
+    assert_eq!(item["version"], 0);
+    assert_eq!(item["status"], "pending");
+
+    // The agent long-polls while the reviewer works.
+    let poll = {
+        let client = app.client.clone();
+        let url = format!("{}/v1/items/{id}/decision?wait=20s", app.base);
+        let token = app.agent.clone();
+        tokio::spawn(async move {
+            let response = client.get(url).bearer_auth(token).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        })
+    };
+
+    let (status, queue) = app.call("GET", "/v1/queue", &app.rita, None).await;
+    assert_eq!(status, StatusCode::OK, "{queue}");
+    assert_eq!(queue["items"][0]["id"], id.as_str());
+
+    let (status, claimed) = app
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/claim"),
+            &app.rita,
+            Some(json!({"lease_seconds": 600})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    let edited = json!({"reply": "Dear Ms Jones, your refund of 42.10 EUR was sent today."});
+    let (status, decided) = app
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/edit"),
+            &app.rita,
+            Some(json!({"output": edited, "note": "name and amount", "seen_output_hash": item["output_hash"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    assert_eq!(decided["status"], "edited_and_approved");
+
+    let (status, answer) = poll.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["decision"]["final_output"], edited);
+
+    // The audit trail: every event, hash-linked.
+    let (status, trail) = app
+        .call("GET", &format!("/v1/items/{id}/events"), &app.auditor, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let events = trail["events"].as_array().unwrap();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|event| event["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types[0], "ItemSubmitted");
+    assert!(
+        types.contains(&"ItemClaimed")
+            && types.contains(&"OutputEdited")
+            && types.contains(&"ItemDecided"),
+        "{types:?}"
+    );
+    for pair in events.windows(2) {
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
+    }
+    assert_eq!(events[0]["actor"], "agent-1");
+    assert_eq!(events[1]["actor"], "rita");
+
+    // Decided: out of the open queue; deciding again is a conflict.
+    let (_, queue) = app.call("GET", "/v1/queue", &app.rita, None).await;
+    assert_eq!(queue["items"].as_array().unwrap().len(), 0);
+    let (status, problem) = app
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/reject"),
+            &app.rita,
+            Some(json!({"reason": "late"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["rule"], "already-decided");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_matrix() {
+    let app = spawn_app().await;
+    let item = app.submit(reply_for_review()).await;
+    let id = item["id"].as_str().unwrap().to_owned();
+    let item_path = format!("/v1/items/{id}");
+    let approve = format!("/v1/items/{id}/approve");
+
+    // No token, a bad token.
+    assert_eq!(
+        app.call("GET", &item_path, "", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.call("GET", &item_path, "not-a-token", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Only agents submit.
+    for token in [&app.rita, &app.auditor, &app.admin] {
+        assert_eq!(
+            app.call("POST", "/v1/items", token, Some(reply_for_review()))
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+    }
+    // Agents do not review, auditors change nothing, reviewers stay in their queues.
+    assert_eq!(
+        app.call("POST", &approve, &app.agent, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("POST", &approve, &app.auditor, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("POST", &approve, &app.admin, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("POST", &approve, &app.sam, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("GET", &item_path, &app.sam, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // The queue: reviewers (their queues), auditors and admins; not agents.
+    assert_eq!(
+        app.call("GET", "/v1/queue", &app.agent, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("GET", "/v1/queue?queue=support", &app.sam, None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("GET", "/v1/queue", &app.auditor, None).await.0,
+        StatusCode::OK
+    );
+    // Reads: the submitting agent, auditors, admins, the queue's reviewers.
+    for token in [&app.agent, &app.auditor, &app.admin, &app.rita] {
+        assert_eq!(
+            app.call("GET", &item_path, token, None).await.0,
+            StatusCode::OK
+        );
+    }
+    // Only the submitter revises or withdraws; nothing was written by any refusal.
+    let head = app.log.head();
+    assert_eq!(
+        app.call("POST", &format!("/v1/items/{id}/withdraw"), &app.rita, None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(app.log.head(), head);
+    let (status, withdrawn) = app
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/withdraw"),
+            &app.agent,
+            Some(json!({"reason": "superseded"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{withdrawn}");
+    assert_eq!(withdrawn["status"], "withdrawn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_problem_and_writes_nothing() {
+    let app = spawn_app().await;
+    let item = app.submit(reply_for_review()).await;
+    let id = item["id"].as_str().unwrap().to_owned();
+    let head = app.log.head();
+    let raw = |body: &'static str| {
+        app.client
+            .post(format!("{}/v1/items", app.base))
+            .bearer_auth(&app.agent)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let malformed = raw("{\"queue\": ").await.unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        malformed.headers()["content-type"],
+        "application/problem+json"
+    );
+    let mut wrong_type = reply_for_review();
+    wrong_type["priority"] = json!("high");
+    assert_eq!(
+        app.call("POST", "/v1/items", &app.agent, Some(wrong_type))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let mut unknown = reply_for_review();
+    unknown["submitted_by"] = json!("someone-else");
+    assert_eq!(
+        app.call("POST", "/v1/items", &app.agent, Some(unknown))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let mut out_of_range = reply_for_review();
+    out_of_range["confidence"] = json!(1.5);
+    let (status, problem) = app
+        .call("POST", "/v1/items", &app.agent, Some(out_of_range))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["rule"], "invalid");
+    let mut huge = reply_for_review();
+    huge["output"] = json!({"reply": "x".repeat(3 * 1024 * 1024)});
+    assert_eq!(
+        app.call("POST", "/v1/items", &app.agent, Some(huge))
+            .await
+            .0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        app.call("GET", "/v1/items/not-a-uuid", &app.agent, None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call("GET", "/v1/queue?cursor=garbage", &app.rita, None)
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.call("GET", "/v1/queue?limit=ten", &app.rita, None)
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.call(
+            "POST",
+            &format!("/v1/items/{id}/reject"),
+            &app.rita,
+            Some(json!({"reason": ""}))
+        )
+        .await
+        .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        app.call("POST", &format!("/v1/items/{id}/explode"), &app.rita, None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let stale = app
+        .client
+        .post(format!("{}/v1/items/{id}/claim", app.base))
+        .bearer_auth(&app.rita)
+        .header("if-match", "\"7\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    assert_eq!(app.log.head(), head, "no refused request wrote anything");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_makes_a_retry_return_the_first_item() {
+    let app = spawn_app().await;
+    let send = || {
+        app.client
+            .post(format!("{}/v1/items", app.base))
+            .bearer_auth(&app.agent)
+            .header("idempotency-key", "ticket-4711-draft-1")
+            .json(&reply_for_review())
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let head = app.log.head();
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(app.log.head(), head, "the retry stored nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_long_poll_answers_202_when_the_wait_ends() {
+    let app = spawn_app().await;
+    let item = app.submit(reply_for_review()).await;
+    let id = item["id"].as_str().unwrap();
+    let (status, state) = app
+        .call(
+            "GET",
+            &format!("/v1/items/{id}/decision?wait=200ms"),
+            &app.agent,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(state["status"], "pending");
+    // Changes requested is an answer too: the agent can redraft at once.
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/request-changes"),
+            &app.rita,
+            Some(json!({"instructions": "Use the customer's name."})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, state) = app
+        .call(
+            "GET",
+            &format!("/v1/items/{id}/decision?wait=5s"),
+            &app.agent,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(state["status"], "changes_requested");
+    let _ = &app.clock;
+}
+
+#[tokio::test]
+async fn healthz_and_unknown_routes() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let health: Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["events"], app.log.head());
+    assert_eq!(health["projected"], app.log.head());
+    let (status, problem) = app.call("GET", "/nothing-here", &app.admin, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem["status"], 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_lapse_and_deadlines_pass_exactly_once_on_an_injected_clock() {
+    let app = spawn_app().await;
+    let start = app.clock.now();
+    let mut body = reply_for_review();
+    body["due_at"] = json!((start + chrono::Duration::hours(1)).to_rfc3339());
+    body["on_expiry"] = json!({"action": "reject"});
+    let item = app.submit(body).await;
+    let id = item["id"].as_str().unwrap().to_owned();
+    let item_id = uuid::Uuid::parse_str(&id).unwrap();
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/claim"),
+            &app.rita,
+            Some(json!({"lease_seconds": 60})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let log: Arc<dyn EventLog> = app.log.clone();
+
+    // Nothing is due yet.
+    let tick = ledger::scheduler::tick(log.as_ref(), &app.projector, &app.clock).await;
+    assert_eq!(tick, ledger::scheduler::Tick::default());
+
+    // The lease lapses: one ClaimExpired, however many timers race for it.
+    app.clock.advance(chrono::Duration::minutes(2));
+    let racing = futures_join(log.clone(), app.projector.clone(), app.clock.clone()).await;
+    let expired: usize = racing.iter().map(|tick| tick.claims_expired.len()).sum();
+    assert_eq!(expired, 1, "{racing:?}");
+    let (_, claimed) = app
+        .call("GET", &format!("/v1/items/{id}"), &app.rita, None)
+        .await;
+    assert_eq!(claimed["claim"], Value::Null, "{claimed}");
+
+    // The deadline passes: one ItemExpired with the configured action, once.
+    app.clock.advance(chrono::Duration::hours(2));
+    let racing = futures_join(log.clone(), app.projector.clone(), app.clock.clone()).await;
+    let expired: Vec<_> = racing
+        .iter()
+        .flat_map(|tick| tick.items_expired.clone())
+        .collect();
+    assert_eq!(expired, vec![item_id], "{racing:?}");
+    let (_, ended) = app
+        .call("GET", &format!("/v1/items/{id}"), &app.agent, None)
+        .await;
+    assert_eq!(ended["status"], "rejected_on_expiry");
+    let (_, queue) = app.call("GET", "/v1/queue", &app.rita, None).await;
+    assert_eq!(queue["items"].as_array().unwrap().len(), 0);
+
+    // After a restart (a fresh projector rebuilt from the same log), nothing fires again.
+    let rebuilt = Projector::start(log.clone()).await.unwrap();
+    let after_restart = ledger::scheduler::tick(log.as_ref(), &rebuilt, &app.clock).await;
+    assert_eq!(after_restart, ledger::scheduler::Tick::default());
+    let trail = log
+        .read_stream(&format!("item-{id}"), 0, 100)
+        .await
+        .unwrap();
+    let count = |kind: &str| {
+        trail
+            .iter()
+            .filter(|event| event.event_type == kind)
+            .count()
+    };
+    assert_eq!((count("ClaimExpired"), count("ItemExpired")), (1, 1));
+    assert!(
+        trail
+            .iter()
+            .filter(|event| event.event_type == "ItemExpired")
+            .all(|event| event.actor == "system")
+    );
+}
+
+/// Four scheduler passes at once.
+async fn futures_join(
+    log: Arc<dyn EventLog>,
+    projector: Projector,
+    clock: Clock,
+) -> Vec<ledger::scheduler::Tick> {
+    let mut passes = Vec::new();
+    for _ in 0..4 {
+        let (log, projector, clock) = (log.clone(), projector.clone(), clock.clone());
+        passes.push(tokio::spawn(async move {
+            ledger::scheduler::tick(log.as_ref(), &projector, &clock).await
+        }));
+    }
+    let mut ticks = Vec::new();
+    for pass in passes {
+        ticks.push(pass.await.unwrap());
+    }
+    ticks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_reviewers_over_http_decide_each_item_exactly_once() {
+    let app = spawn_app().await;
+    let log: Arc<dyn EventLog> = app.log.clone();
+    let mut reviewers = Vec::new();
+    for number in 0..50 {
+        let name = format!("reviewer-{number:02}");
+        let token = ledger::principals::add_principal(
+            log.as_ref(),
+            &app.projector,
+            "admin",
+            &name,
+            Role::Reviewer,
+            vec!["support".into()],
+        )
+        .await
+        .unwrap();
+        reviewers.push(token);
+    }
+
+    // 50 reviewers approve one item at once: one wins, 49 get 409.
+    let item = app.submit(reply_for_review()).await;
+    let id = item["id"].as_str().unwrap().to_owned();
+    let mut attempts = Vec::new();
+    for token in &reviewers {
+        let request = app
+            .client
+            .post(format!("{}/v1/items/{id}/approve", app.base))
+            .bearer_auth(token)
+            .send();
+        attempts.push(tokio::spawn(request));
+    }
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap().unwrap().status());
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == StatusCode::OK)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == StatusCode::CONFLICT)
+            .count(),
+        49,
+        "{statuses:?}"
+    );
+
+    // 1,000 racing decisions on 100 items: exactly 100 decisions.
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(
+            app.submit(reply_for_review()).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut attempts = Vec::new();
+    for round in 0..10 {
+        for (number, id) in ids.iter().enumerate() {
+            let token = reviewers[(number + round * 7) % reviewers.len()].clone();
+            let (action, body) = if round % 3 == 0 {
+                ("reject", json!({"reason": "not good enough"}))
+            } else {
+                ("approve", json!({}))
+            };
+            let request = app
+                .client
+                .post(format!("{}/v1/items/{id}/{action}", app.base))
+                .bearer_auth(token)
+                .json(&body)
+                .send();
+            attempts.push(tokio::spawn(request));
+        }
+    }
+    let mut succeeded = 0;
+    for attempt in attempts {
+        let status = attempt.await.unwrap().unwrap().status();
+        match status {
+            StatusCode::OK => succeeded += 1,
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(succeeded, 100);
+    let mut decisions = 0;
+    for id in &ids {
+        let trail = log
+            .read_stream(&format!("item-{id}"), 0, 100)
+            .await
+            .unwrap();
+        let decided = trail
+            .iter()
+            .filter(|event| event.event_type == "ItemDecided")
+            .count();
+        assert_eq!(decided, 1, "item {id}");
+        decisions += decided;
+    }
+    assert_eq!(decisions, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_manage_principals_and_a_revoked_token_stops_working() {
+    let app = spawn_app().await;
+    let (status, added) = app
+        .call(
+            "POST",
+            "/v1/principals",
+            &app.admin,
+            Some(json!({"name": "nina", "role": "reviewer", "queues": ["support"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    let token = added["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.call("GET", "/v1/queue", &token, None).await.0,
+        StatusCode::OK
+    );
+
+    let (status, listed) = app.call("GET", "/v1/principals", &app.admin, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = listed.to_string();
+    assert!(
+        text.contains("nina") && !text.contains(&token),
+        "tokens are never listed"
+    );
+    assert!(!text.contains("token_hash"), "nor their hashes");
+
+    assert_eq!(
+        app.call(
+            "POST",
+            "/v1/principals",
+            &app.rita,
+            Some(json!({"name": "x", "role": "admin"}))
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(
+            "POST",
+            "/v1/principals",
+            &app.admin,
+            Some(json!({"name": "nina", "role": "agent"}))
+        )
+        .await
+        .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        app.call(
+            "POST",
+            "/v1/principals",
+            &app.admin,
+            Some(json!({"name": "Bad Name!", "role": "agent"}))
+        )
+        .await
+        .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        app.call(
+            "POST",
+            "/v1/principals",
+            &app.admin,
+            Some(json!({"name": "y", "role": "overlord"}))
+        )
+        .await
+        .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        app.call("DELETE", "/v1/principals/admin", &app.admin, None)
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    let (status, revoked) = app
+        .call("DELETE", "/v1/principals/nina", &app.admin, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(
+        app.call("GET", "/v1/queue", &token, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.call("DELETE", "/v1/principals/nina", &app.admin, None)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        app.call("DELETE", "/v1/principals/nobody", &app.admin, None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_feed_streams_the_log_and_resumes_after_the_last_id() {
+    let app = spawn_app().await;
+    let first = app.submit(reply_for_review()).await;
+    let head = app.log.head();
+    let read_events = |after: Option<u64>, last_event_id: Option<u64>, wanted: usize| {
+        let client = app.client.clone();
+        let mut url = format!("{}/v1/events", app.base);
+        if let Some(after) = after {
+            url = format!("{url}?after={after}");
+        }
+        let token = app.auditor.clone();
+        async move {
+            let mut request = client.get(url).bearer_auth(token);
+            if let Some(id) = last_event_id {
+                request = request.header("last-event-id", id.to_string());
+            }
+            let mut response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert!(
+                response.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/event-stream")
+            );
+            let mut text = String::new();
+            let mut ids = Vec::new();
+            while ids.len() < wanted {
+                let chunk =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), response.chunk())
+                        .await
+                        .expect("the feed keeps flowing")
+                        .unwrap()
+                        .expect("the feed stays open");
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                ids = text
+                    .lines()
+                    .filter_map(|line| {
+                        line.strip_prefix("id: ")
+                            .or_else(|| line.strip_prefix("id:"))
+                    })
+                    .map(|id| id.trim().parse::<u64>().unwrap())
+                    .collect();
+            }
+            (ids, text)
+        }
+    };
+    let (ids, text) = read_events(None, None, head as usize).await;
+    assert_eq!(ids, (0..head).collect::<Vec<_>>());
+    assert!(text.contains("event: ItemSubmitted"), "{text}");
+    assert!(text.contains(first["id"].as_str().unwrap()));
+
+    // Live: an append made while the client listens arrives.
+    let listening = tokio::spawn(read_events(Some(head - 1), None, 1));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    app.submit(reply_for_review()).await;
+    let (ids, _) = listening.await.unwrap();
+    assert_eq!(ids, vec![head]);
+
+    // Resuming with Last-Event-ID starts right after it.
+    let (ids, _) = read_events(None, Some(head - 2), 2).await;
+    assert_eq!(ids, vec![head - 1, head]);
+    assert_eq!(
+        app.call("GET", "/v1/events", &app.rita, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+}
