@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: PrincipalCommand,
     },
+    /// Rebuild the read models from the log and print what they hold.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
     /// Print events as JSON lines.
     Log {
         #[command(subcommand)]
@@ -77,6 +82,12 @@ enum PrincipalCommand {
     },
     /// Revoke a principal: its token stops working.
     Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Replay the whole log into fresh read models (read-only; works beside a server).
+    Rebuild,
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +193,21 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     eprintln!("revoked principal {name}");
                 }
             }
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild,
+        } => {
+            let log = FileLog::open_read_only(&cli.data_dir)?;
+            let started = std::time::Instant::now();
+            let models = ledger::projector::rebuild(&log).await?;
+            let summary = serde_json::json!({
+                "events_applied": models.applied,
+                "items": models.board.len(),
+                "open_items_by_queue": models.board.depth_by_queue(),
+                "principals": models.principals.len(),
+                "elapsed_ms": started.elapsed().as_millis() as u64,
+            });
+            println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Command::Log { command } => {
             let stdout = std::io::stdout();

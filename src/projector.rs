@@ -19,7 +19,7 @@ use uuid::Uuid;
 pub const PRINCIPALS_STREAM: &str = "principals";
 
 /// Every read model, as of one position of the log.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct ReadModels {
     pub board: ReviewBoard,
     pub principals: Principals,
@@ -80,6 +80,23 @@ impl ReadModels {
 /// per event. A std Mutex: held for a map operation only, never across an `.await`.
 type ItemWaiters = Arc<Mutex<HashMap<Uuid, watch::Sender<u64>>>>;
 
+/// Read models rebuilt from scratch by replaying the whole log (`ledger projections rebuild`):
+/// by the invariant of the design, equal to the live ones at the same position.
+pub async fn rebuild(log: &dyn EventLog) -> Result<ReadModels, LogError> {
+    let mut models = ReadModels::default();
+    let head = log.head();
+    while models.applied < head {
+        let events = log.read_all(models.applied, 8192).await?;
+        if events.is_empty() {
+            break;
+        }
+        for event in &events {
+            models.apply(event);
+        }
+    }
+    Ok(models)
+}
+
 /// The live read models and how far they have got.
 #[derive(Debug, Clone)]
 pub struct Projector {
@@ -119,21 +136,10 @@ impl Projector {
     /// Rebuilds the read models from the whole log, then keeps following it in the background.
     pub async fn start(log: Arc<dyn EventLog>) -> Result<Projector, LogError> {
         let started = std::time::Instant::now();
-        let models = Arc::new(RwLock::new(ReadModels::default()));
-        let head = log.head();
-        // Catch up in big steps before taking requests.
-        let mut position = 0;
-        while position < head {
-            let events = log.read_all(position, 8192).await?;
-            if events.is_empty() {
-                break;
-            }
-            let mut guard = models.write().expect("read models lock");
-            for event in &events {
-                guard.apply(event);
-            }
-            position = guard.applied;
-        }
+        // Catch up in big steps before taking requests, then follow from there.
+        let rebuilt = rebuild(log.as_ref()).await?;
+        let position = rebuilt.applied;
+        let models = Arc::new(RwLock::new(rebuilt));
         let mut subscription = log.subscribe(position);
         tracing::info!(
             events = position,
@@ -177,6 +183,11 @@ impl Projector {
             applied,
             waiters,
         })
+    }
+
+    /// A copy of the read models as they are now.
+    pub fn snapshot(&self) -> ReadModels {
+        self.read().clone()
     }
 
     /// The read models now.

@@ -102,3 +102,63 @@ async fn serve_is_refused_while_another_process_writes() {
     );
     drop(holder);
 }
+
+#[tokio::test]
+async fn principals_from_the_cli_and_a_rebuild_of_the_projections() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ledger(
+        dir.path(),
+        &[
+            "principal",
+            "add",
+            "--name",
+            "rita",
+            "--role",
+            "reviewer",
+            "--queues",
+            "support,legal",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("ldg_") && token.len() > 40, "{token}");
+
+    let refused = ledger(
+        dir.path(),
+        &["principal", "add", "--name", "rita", "--role", "agent"],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("rita"));
+    let bad_role = ledger(
+        dir.path(),
+        &["principal", "add", "--name", "x", "--role", "overlord"],
+    );
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role"));
+
+    let rebuilt = ledger(dir.path(), &["projections", "rebuild"]);
+    assert!(rebuilt.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
+    assert_eq!(summary["principals"], 1);
+    assert_eq!(summary["events_applied"], 1);
+
+    let revoked = ledger(dir.path(), &["principal", "revoke", "rita"]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+
+    // While a server (any writer) holds the directory, the CLI says so and writes nothing.
+    let holder = open(dir.path());
+    let busy = ledger(
+        dir.path(),
+        &["principal", "add", "--name", "tom", "--role", "agent"],
+    );
+    assert_eq!(busy.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("in use by another process"));
+    drop(holder);
+}
