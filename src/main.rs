@@ -304,12 +304,8 @@ async fn serve(data_dir: PathBuf, listen: &str) -> anyhow::Result<()> {
         ledger::clock::Clock::System,
         std::time::Duration::from_secs(1),
     ));
-    let state = ledger::http::AppState {
-        log,
-        projector,
-        file_log: Some(file_log),
-        clock: ledger::clock::Clock::System,
-    };
+    let state =
+        ledger::http::AppState::new(log, projector, Some(file_log), ledger::clock::Clock::System);
     ledger::http::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");

@@ -8,10 +8,12 @@
 //! - [`items`]: submit, read, decide, wait for a decision; the queue.
 //! - [`principals`]: admins add, list and revoke principals.
 //! - [`feed`]: the log as Server-Sent Events.
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
 
 pub mod auth;
 pub mod feed;
 pub mod items;
+pub mod metrics;
 pub mod principals;
 pub mod problem;
 
@@ -34,6 +36,25 @@ pub struct AppState {
     /// The file log itself, for counts the trait does not expose.
     pub file_log: Option<Arc<FileLog>>,
     pub clock: crate::clock::Clock,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    /// The state of a server over `log`, with its projector and clock.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        projector: Projector,
+        file_log: Option<Arc<FileLog>>,
+        clock: crate::clock::Clock,
+    ) -> AppState {
+        AppState {
+            log,
+            projector,
+            file_log,
+            clock,
+            metrics: Arc::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -50,6 +71,7 @@ impl std::fmt::Debug for AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics::render))
         .route("/v1/items", post(items::submit))
         .route("/v1/items/{id}", get(items::get_item))
         .route("/v1/items/{id}/events", get(items::item_events))
@@ -67,6 +89,17 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { problem::ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |request: &axum::http::Request<axum::body::Body>| {
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                },
+            ),
+        )
         .with_state(state)
 }
 

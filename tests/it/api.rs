@@ -53,12 +53,12 @@ pub async fn spawn_app() -> App {
     let clock = Clock::manual(Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let state = AppState {
+    let state = AppState::new(
         log,
-        projector: projector.clone(),
-        file_log: Some(file_log.clone()),
-        clock: clock.clone(),
-    };
+        projector.clone(),
+        Some(file_log.clone()),
+        clock.clone(),
+    );
     tokio::spawn(ledger::http::serve(listener, state, std::future::pending()));
     App {
         base: format!("http://{address}"),
@@ -845,4 +845,52 @@ async fn the_event_feed_streams_the_log_and_resumes_after_the_last_id() {
         app.call("GET", "/v1/events", &app.rita, None).await.0,
         StatusCode::FORBIDDEN
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_in_the_prometheus_text_format() {
+    let app = spawn_app().await;
+    app.submit(reply_for_review()).await;
+    app.call("GET", "/v1/queue", &app.rita, None).await;
+    app.call("GET", "/v1/queue", "", None).await;
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+    };
+    assert_eq!(value("ledger_events_total"), app.log.head() as f64);
+    assert_eq!(value("ledger_projection_lag_events"), 0.0);
+    assert_eq!(value("ledger_queue_depth{queue=\"support\"}"), 1.0);
+    assert_eq!(
+        value("ledger_http_requests_total{method=\"POST\",route=\"/v1/items\",status=\"201\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("ledger_http_requests_total{method=\"GET\",route=\"/v1/queue\",status=\"401\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "ledger_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/queue\",status=\"200\"}"
+        ),
+        1.0
+    );
+    assert!(text.contains("ledger_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue\",status=\"200\",le=\"+Inf\"} 1"));
 }
