@@ -9,11 +9,13 @@
 //! - [`http`]: the HTTP API under `/v1` (`ledger serve`).
 //! - [`projector`]: keeps the read models live from the log.
 //! - [`principals`]: adding and revoking principals (API callers) as events.
+//! - [`callbacks`]: answers POSTed to workflow callback URLs, signed and retried.
 //! - [`scheduler`]: lapsed claims and passed deadlines become events.
 //! - [`clock`]: the time commands get: the system's, or one tests move.
 //! - [`bench`]: `ledger bench append` and `ledger bench read`.
 
 pub mod bench;
+pub mod callbacks;
 pub mod clock;
 pub mod commands;
 pub mod http;

@@ -304,8 +304,22 @@ async fn serve(data_dir: PathBuf, listen: &str) -> anyhow::Result<()> {
         ledger::clock::Clock::System,
         std::time::Duration::from_secs(1),
     ));
+    let callback_key = ledger::callbacks::CallbackKey::load_or_create(
+        &data_dir,
+        std::env::var("LEDGER_CALLBACK_KEY").ok(),
+    )?;
+    tokio::spawn(
+        ledger::callbacks::Dispatcher::new(
+            log.clone(),
+            projector.clone(),
+            ledger::clock::Clock::System,
+            callback_key.clone(),
+        )
+        .run(std::time::Duration::from_secs(1)),
+    );
     let state =
-        ledger::http::AppState::new(log, projector, Some(file_log), ledger::clock::Clock::System);
+        ledger::http::AppState::new(log, projector, Some(file_log), ledger::clock::Clock::System)
+            .with_callback_key(callback_key);
     ledger::http::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");

@@ -7,6 +7,7 @@
 
 use crate::log::{EventLog, LogError};
 use projections::board::ReviewBoard;
+use projections::delivery::{Deliveries, DeliveryEvent};
 use projections::event::RecordedEvent;
 use projections::item::ItemEvent;
 use projections::principal::{PrincipalEvent, Principals};
@@ -23,6 +24,7 @@ pub const PRINCIPALS_STREAM: &str = "principals";
 pub struct ReadModels {
     pub board: ReviewBoard,
     pub principals: Principals,
+    pub deliveries: Deliveries,
     /// The number of log events applied (the next position to apply).
     pub applied: u64,
 }
@@ -48,12 +50,31 @@ impl ReadModels {
                     ItemEvent::from_type_and_data(&event.event_type, &data)
                         .map_err(|error| error.to_string())
                 }) {
-                Ok(item_event) => self.board.apply(event.position, item_id, &item_event),
+                Ok(item_event) => {
+                    self.board.apply(event.position, item_id, &item_event);
+                    if let Some(item) = self.board.item(item_id) {
+                        self.deliveries
+                            .on_item_event(event.position, item, &item_event);
+                    }
+                }
                 Err(error) => tracing::error!(
                     position = event.position,
                     stream = %event.stream,
                     %error,
                     "an item event does not decode; the board skips it"
+                ),
+            }
+        } else if event.stream.starts_with("callback-") {
+            match event
+                .data_json()
+                .map_err(|error| error.to_string())
+                .and_then(|data| DeliveryEvent::from_type_and_data(&event.event_type, &data))
+            {
+                Ok(delivery_event) => self.deliveries.apply(&delivery_event),
+                Err(error) => tracing::error!(
+                    position = event.position,
+                    %error,
+                    "a delivery event does not decode; it is skipped"
                 ),
             }
         } else if event.stream == PRINCIPALS_STREAM {

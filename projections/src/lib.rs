@@ -5,12 +5,14 @@
 //! - [`event`]: the event envelope, its canonical byte form and SHA-256 hash.
 //! - [`item`]: the review domain for one item: commands, events, `decide` and `evolve`.
 //! - [`board`]: the review board: every item's state, the ordered queues, workloads, deadlines.
+//! - [`delivery`]: decisions owed to callback URLs, and the attempts to deliver them.
 //! - [`principal`]: who may call the ledger: principals, roles and token hashes, as events.
 //!
 //! Nothing here does I/O, reads a clock, draws randomness or awaits: time and ids come in as
 //! arguments. The test `core_is_pure` in the integration suite checks the dependency graph.
 
 pub mod board;
+pub mod delivery;
 pub mod event;
 pub mod item;
 pub mod principal;

@@ -37,6 +37,8 @@ pub struct AppState {
     pub file_log: Option<Arc<FileLog>>,
     pub clock: crate::clock::Clock,
     pub metrics: Arc<metrics::Metrics>,
+    /// The key agents' callback secrets derive from (`None`: callbacks are not signed here).
+    pub callback_key: Option<crate::callbacks::CallbackKey>,
 }
 
 impl AppState {
@@ -53,7 +55,13 @@ impl AppState {
             file_log,
             clock,
             metrics: Arc::default(),
+            callback_key: None,
         }
+    }
+
+    pub fn with_callback_key(mut self, key: crate::callbacks::CallbackKey) -> AppState {
+        self.callback_key = Some(key);
+        self
     }
 }
 
@@ -86,6 +94,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/principals/{name}",
             axum::routing::delete(principals::remove),
+        )
+        .route(
+            "/v1/principals/{name}/callback-secret",
+            get(principals::callback_secret),
         )
         .fallback(|| async { problem::ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -102,3 +102,34 @@ pub async fn remove(
         .unwrap_or_default();
     Ok(axum::Json(body).into_response())
 }
+
+/// `GET /v1/principals/{name}/callback-secret`: the secret an agent checks `X-Ledger-Signature`
+/// with; for admins (to hand to the agent's operators) and for the agent itself.
+pub async fn callback_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    if !(caller.role() == Role::Admin || (caller.role() == Role::Agent && caller.name() == name)) {
+        return Err(ApiError::forbidden(
+            "only an admin, or the agent itself, may read an agent's callback secret",
+        ));
+    }
+    let is_agent = state
+        .projector
+        .read()
+        .principals
+        .get(&name)
+        .is_some_and(|principal| principal.role == Role::Agent && principal.is_active());
+    if !is_agent {
+        return Err(ApiError::not_found(format!("no active agent named {name}")));
+    }
+    let key = state
+        .callback_key
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("this server does not sign callbacks"))?;
+    Ok(
+        axum::Json(serde_json::json!({ "agent": name, "secret": key.secret_for(&name) }))
+            .into_response(),
+    )
+}

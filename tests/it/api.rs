@@ -16,6 +16,8 @@ pub struct App {
     pub base: String,
     pub log: Arc<FileLog>,
     pub projector: Projector,
+    pub dispatcher: ledger::callbacks::Dispatcher,
+    pub callback_key: ledger::callbacks::CallbackKey,
     pub clock: Clock,
     pub client: reqwest::Client,
     pub admin: String,
@@ -53,17 +55,27 @@ pub async fn spawn_app() -> App {
     let clock = Clock::manual(Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let callback_key = ledger::callbacks::CallbackKey::from_bytes([7; 32]);
+    let dispatcher = ledger::callbacks::Dispatcher::new(
+        log.clone(),
+        projector.clone(),
+        clock.clone(),
+        callback_key.clone(),
+    );
     let state = AppState::new(
         log,
         projector.clone(),
         Some(file_log.clone()),
         clock.clone(),
-    );
+    )
+    .with_callback_key(callback_key.clone());
     tokio::spawn(ledger::http::serve(listener, state, std::future::pending()));
     App {
         base: format!("http://{address}"),
         log: file_log,
         projector,
+        dispatcher,
+        callback_key,
         clock,
         client: reqwest::Client::new(),
         admin,
@@ -893,4 +905,198 @@ async fn metrics_in_the_prometheus_text_format() {
         1.0
     );
     assert!(text.contains("ledger_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue\",status=\"200\",le=\"+Inf\"} 1"));
+}
+
+/// A workflow engine's webhook on 127.0.0.1: fails the first `failures` calls with 503, then
+/// answers 200; records every call's headers and body.
+type Calls = Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+
+async fn spawn_receiver(failures: usize) -> (String, Calls) {
+    let calls: Calls = Arc::default();
+    let recorded = calls.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let recorded = recorded.clone();
+                async move {
+                    let mut calls = recorded.lock().unwrap();
+                    calls.push((headers, body.to_vec()));
+                    if calls.len() <= failures {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        axum::http::StatusCode::OK
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{address}/hook"), calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_is_posted_to_the_callback_signed_and_retried_until_delivered() {
+    let app = spawn_app().await;
+    let (url, calls) = spawn_receiver(2).await;
+    let mut body = reply_for_review();
+    body["callback_url"] = json!(url);
+    let item = app.submit(body).await;
+    let id = item["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.dispatcher.tick().await,
+        0,
+        "nothing is owed before a decision"
+    );
+
+    let edited = json!({"reply": "Dear Ms Jones, your refund was sent today."});
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/edit"),
+            &app.rita,
+            Some(json!({"output": edited})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // First attempt: 503. Nothing more until the backoff has passed.
+    assert_eq!(app.dispatcher.tick().await, 1);
+    assert_eq!(app.dispatcher.tick().await, 0);
+    app.clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(app.dispatcher.tick().await, 1, "second attempt after 1 s");
+    app.clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(app.dispatcher.tick().await, 0, "the third waits 2 s");
+    app.clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(app.dispatcher.tick().await, 1);
+    assert_eq!(
+        app.dispatcher.tick().await,
+        0,
+        "delivered: nothing more is owed"
+    );
+
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3);
+    let secret = app.callback_key.secret_for("agent-1");
+    let delivery = calls[0].0["x-ledger-delivery"].clone();
+    for (attempt, (headers, body)) in calls.iter().enumerate() {
+        assert_eq!(
+            headers["x-ledger-delivery"], delivery,
+            "one delivery id for every attempt"
+        );
+        assert_eq!(
+            headers["x-ledger-attempt"],
+            (attempt + 1).to_string().as_str()
+        );
+        assert_eq!(
+            headers["x-ledger-signature"].to_str().unwrap(),
+            ledger::callbacks::signature(&secret, body),
+            "the signature checks with the agent's secret"
+        );
+    }
+    let delivered: Value = serde_json::from_slice(&calls[2].1).unwrap();
+    assert_eq!(delivered["item"]["id"], id.as_str());
+    assert_eq!(delivered["answer"]["type"], "ItemDecided");
+    assert_eq!(delivered["decision"]["final_output"], edited);
+    assert_eq!(delivered["answer"]["hash"].as_str().unwrap().len(), 64);
+
+    // The agent can fetch its secret; a reviewer cannot.
+    let (status, fetched) = app
+        .call(
+            "GET",
+            "/v1/principals/agent-1/callback-secret",
+            &app.agent,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetched["secret"], secret.as_str());
+    assert_eq!(
+        app.call(
+            "GET",
+            "/v1/principals/agent-1/callback-secret",
+            &app.rita,
+            None
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Every attempt is an event; after a restart nothing is owed and nothing is sent again.
+    let log: Arc<dyn EventLog> = app.log.clone();
+    let trail = log
+        .read_stream(&format!("callback-{id}"), 0, 100)
+        .await
+        .unwrap();
+    let attempts: Vec<Value> = trail
+        .iter()
+        .map(|event| event.data_json().unwrap())
+        .collect();
+    assert_eq!(attempts.len(), 3);
+    let outcomes: Vec<bool> = attempts
+        .iter()
+        .map(|attempt| attempt["delivered"].as_bool().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec![false, false, true]);
+    assert_eq!(attempts[0]["status"], 503);
+    let restarted = Projector::start(log.clone()).await.unwrap();
+    let after_restart = ledger::callbacks::Dispatcher::new(
+        log.clone(),
+        restarted,
+        app.clock.clone(),
+        app.callback_key.clone(),
+    );
+    app.clock.advance(chrono::Duration::hours(1));
+    assert_eq!(after_restart.tick().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_callback_is_abandoned_after_the_last_retry_and_a_restart_resumes_retries() {
+    let app = spawn_app().await;
+    // A port nothing listens on.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let mut body = reply_for_review();
+    body["callback_url"] = json!(url);
+    let item = app.submit(body).await;
+    let id = item["id"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/reject"),
+            &app.rita,
+            Some(json!({"reason": "wrong customer"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.dispatcher.tick().await, 1);
+
+    // A restart in the middle of the retries picks up where the log says.
+    let log: Arc<dyn EventLog> = app.log.clone();
+    let restarted = ledger::callbacks::Dispatcher::new(
+        log.clone(),
+        Projector::start(log.clone()).await.unwrap(),
+        app.clock.clone(),
+        app.callback_key.clone(),
+    );
+    let mut made = 1;
+    for _ in 0..20 {
+        app.clock.advance(chrono::Duration::minutes(5));
+        made += restarted.tick().await;
+    }
+    assert_eq!(made, projections::delivery::MAXIMUM_ATTEMPTS as usize);
+    let trail = log
+        .read_stream(&format!("callback-{id}"), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(trail.last().unwrap().event_type, "CallbackAbandoned");
+    let attempted = trail
+        .iter()
+        .filter(|event| event.event_type == "CallbackAttempted")
+        .count();
+    assert_eq!(attempted, made);
 }
