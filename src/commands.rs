@@ -112,6 +112,30 @@ async fn decide_and_append(
     correlation_id: Option<Uuid>,
 ) -> Result<Executed, CommandError> {
     let (state, version) = load_item(log, item_id).await?;
+    execute_on(
+        log,
+        item_id,
+        state,
+        version,
+        command,
+        context,
+        correlation_id,
+    )
+    .await
+}
+
+/// Like `execute`, on a state the caller already has (the projector's copy of the item) instead
+/// of reading the stream again. Safe with a stale copy: the append expects `version`, so an item
+/// that moved on is a `Conflict`, never an overwrite.
+pub async fn execute_on(
+    log: &dyn EventLog,
+    item_id: Uuid,
+    state: ItemState,
+    version: Option<u64>,
+    command: &Command,
+    context: &CommandContext,
+    correlation_id: Option<Uuid>,
+) -> Result<Executed, CommandError> {
     let events = decide(&state, command, context)?;
     let expected = match version {
         None => ExpectedVersion::NoStream,

@@ -12,9 +12,10 @@
 //! - [`callbacks`]: answers POSTed to workflow callback URLs, signed and retried.
 //! - [`scheduler`]: lapsed claims and passed deadlines become events.
 //! - [`clock`]: the time commands get: the system's, or one tests move.
-//! - [`bench`]: `ledger bench append` and `ledger bench read`.
+//! - [`bench`]: `ledger bench append` and `ledger bench read`; [`bench_http`]: `ledger bench http`.
 
 pub mod bench;
+pub mod bench_http;
 pub mod callbacks;
 pub mod clock;
 pub mod commands;

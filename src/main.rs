@@ -124,6 +124,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Decisions per second over HTTP (claim + approve) with a large queue of pending items.
+    Http {
+        /// Pending items in the queue before the clients start.
+        #[arg(long, default_value_t = 1_000_000)]
+        pending: usize,
+        /// Comma-separated numbers of concurrent clients.
+        #[arg(long, value_delimiter = ',', default_value = "64,256")]
+        clients: Vec<usize>,
+        /// Seconds each level runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Open, read and verify a log of this many events.
     Read {
         #[arg(long, default_value_t = 1_000_000)]
@@ -262,6 +274,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     )
                     .await?
                 }
+                BenchCommand::Http {
+                    pending,
+                    clients,
+                    seconds,
+                } => ledger::bench_http::run_http(&parent, pending, &clients, seconds).await?,
                 BenchCommand::Read {
                     events,
                     event_bytes,

@@ -8,7 +8,7 @@
 use super::AppState;
 use super::auth::Caller;
 use super::problem::{ApiError, ApiJson, ApiQuery};
-use crate::commands::{execute, item_stream};
+use crate::commands::{execute_on, item_stream};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -99,16 +99,34 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("no item {raw}")))
 }
 
-/// Runs a command and answers with the item once the projector shows it.
+/// Runs a command on the item as the projector has it (`None`: not submitted yet) and answers
+/// with the item once the projector shows the result.
 async fn run(
     state: &AppState,
     caller: &Caller,
     item_id: Uuid,
+    item: Option<ItemState>,
     command: Command,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let context = CommandContext::new(caller.name(), state.clock.now());
-    let executed = execute(state.log.as_ref(), item_id, &command, &context, None).await?;
+    let (item, version) = match item {
+        Some(item) => {
+            let version = item.event_count.checked_sub(1);
+            (item, version)
+        }
+        None => (ItemState::default(), None),
+    };
+    let executed = execute_on(
+        state.log.as_ref(),
+        item_id,
+        item,
+        version,
+        &command,
+        &context,
+        None,
+    )
+    .await?;
     state.projector.wait_for(executed.last_position).await;
     let models = state.projector.read();
     let item = models
@@ -159,10 +177,13 @@ pub async fn submit(
         on_expiry: request.on_expiry,
         callback_url: request.callback_url,
     };
+    // A retried key finds the item on the board, and the domain answers AlreadySubmitted.
+    let existing = state.projector.read().board.item(item_id).cloned();
     match run(
         &state,
         &caller,
         item_id,
+        existing,
         Command::Submit(submission),
         StatusCode::CREATED,
     )
@@ -432,7 +453,7 @@ pub async fn act(
     } else {
         StatusCode::OK
     };
-    run(&state, &caller, id, command, status).await
+    run(&state, &caller, id, Some(item), command, status).await
 }
 
 /// The version in an `If-Match` header (`"3"`, `3` or `W/"3"`), if any.
