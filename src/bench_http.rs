@@ -160,8 +160,8 @@ async fn run_in(
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for token in tokens.iter().take(clients).cloned() {
-            let (ids, cursor) = (ids.clone(), cursor.clone());
+        for token in &tokens[..clients.min(tokens.len())] {
+            let (ids, cursor, token) = (ids.clone(), cursor.clone(), token.clone());
             let base = format!("http://{address}");
             tasks.push(tokio::spawn(async move {
                 let client = reqwest::Client::new();
