@@ -9,11 +9,13 @@
 //! - [`principals`]: admins add, list and revoke principals.
 //! - [`feed`]: the log as Server-Sent Events.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
+//! - [`openapi`]: `/openapi.json`, the OpenAPI 3.1 document.
 
 pub mod auth;
 pub mod feed;
 pub mod items;
 pub mod metrics;
+pub mod openapi;
 pub mod principals;
 pub mod problem;
 
@@ -21,7 +23,7 @@ use crate::log::{EventLog, FileLog};
 use crate::projector::Projector;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -75,30 +77,41 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The routes of the server.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health))
-        .route("/metrics", get(metrics::render))
-        .route("/v1/items", post(items::submit))
-        .route("/v1/items/{id}", get(items::get_item))
-        .route("/v1/items/{id}/events", get(items::item_events))
-        .route("/v1/items/{id}/decision", get(items::wait_for_decision))
-        .route("/v1/items/{id}/{action}", post(items::act))
-        .route("/v1/queue", get(items::queue))
-        .route("/v1/events", get(feed::events))
-        .route(
+/// Every route: its path pattern and its handlers. The router is built from this list, and
+/// `tests/it/api.rs` checks it against the OpenAPI operations (`openapi::operations`).
+pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/healthz", get(health)),
+        ("/metrics", get(metrics::render)),
+        ("/openapi.json", get(openapi::serve_document)),
+        ("/v1/items", post(items::submit)),
+        ("/v1/items/{id}", get(items::get_item)),
+        ("/v1/items/{id}/events", get(items::item_events)),
+        ("/v1/items/{id}/decision", get(items::wait_for_decision)),
+        // claim, release, approve, edit, reject, request-changes, escalate, comments,
+        // revisions, withdraw: one handler, documented as one operation each.
+        ("/v1/items/{id}/{action}", post(items::act)),
+        ("/v1/queue", get(items::queue)),
+        ("/v1/events", get(feed::events)),
+        (
             "/v1/principals",
             post(principals::add).get(principals::list),
-        )
-        .route(
-            "/v1/principals/{name}",
-            axum::routing::delete(principals::remove),
-        )
-        .route(
+        ),
+        ("/v1/principals/{name}", delete(principals::remove)),
+        (
             "/v1/principals/{name}/callback-secret",
             get(principals::callback_secret),
-        )
+        ),
+    ]
+}
+
+/// The routes of the server.
+pub fn router(state: AppState) -> Router {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| {
+            router.route(path, handlers)
+        })
         .fallback(|| async { problem::ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(

@@ -1100,3 +1100,66 @@ async fn an_unreachable_callback_is_abandoned_after_the_last_retry_and_a_restart
         .count();
     assert_eq!(attempted, made);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_routes() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let document: Value = response.json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+
+    // Every documented operation is answered by a route: never 404 (no route) or 405 (no such
+    // method on it). Unknown items and missing bodies are fine: 401/400/422 come from handlers.
+    let item = app.submit(reply_for_review()).await;
+    let id = item["id"].as_str().unwrap();
+    let mut operations = 0;
+    for (path, methods) in paths {
+        for method in methods.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", id).replace("{name}", "agent-1");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let status = app
+                .client
+                .request(method.clone(), format!("{}{concrete}", app.base))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert!(
+                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} is documented but answered {status}"
+            );
+            operations += 1;
+        }
+    }
+    assert!(operations >= 20, "{operations}");
+
+    // Every route pattern is documented (the generic action route by its actions).
+    for (pattern, _) in ledger::http::routes() {
+        let documented = if pattern == "/v1/items/{id}/{action}" {
+            [
+                "claim",
+                "release",
+                "approve",
+                "edit",
+                "reject",
+                "request-changes",
+                "escalate",
+                "comments",
+                "revisions",
+                "withdraw",
+            ]
+            .iter()
+            .all(|action| paths.contains_key(&format!("/v1/items/{{id}}/{action}")))
+        } else {
+            paths.contains_key(pattern)
+        };
+        assert!(documented, "route {pattern} is not in the OpenAPI document");
+    }
+}
