@@ -128,13 +128,10 @@ async fn run(
     )
     .await?;
     state.projector.wait_for(executed.last_position).await;
+    // Serialized straight from the board under its read lock: no copy of the item.
     let models = state.projector.read();
-    let item = models
-        .board
-        .item(item_id)
-        .cloned()
-        .unwrap_or(executed.state);
-    Ok(item_response(status, &item))
+    let item = models.board.item(item_id).unwrap_or(&executed.state);
+    Ok(item_response(status, item))
 }
 
 /// `POST /v1/items`: an agent submits an AI output for review.
