@@ -19,7 +19,6 @@ use projections::delivery::{
     CallbackAbandoned, CallbackAttempted, DeliveryEvent, MAXIMUM_ATTEMPTS, PendingDelivery,
     backoff, delivery_stream,
 };
-use projections::event::NewEvent;
 use sha2::Sha256;
 use std::path::Path;
 use std::sync::Arc;
@@ -201,18 +200,8 @@ impl Dispatcher {
             }));
         }
         tracing::info!(delivery = %pending.delivery_id, item = %pending.item_id, attempt, delivered, ?error, "callback attempted");
-        let new_events = events
-            .iter()
-            .map(|event| NewEvent {
-                id: Uuid::now_v7(),
-                event_type: event.event_type().to_owned(),
-                schema_version: event.schema_version(),
-                data: event.to_data(),
-                actor: "system".into(),
-                causation_id: None,
-                correlation_id: Some(pending.delivery_id),
-            })
-            .collect();
+        let new_events =
+            crate::commands::to_new_events(&events, "system", Some(pending.delivery_id));
         let appended = self
             .log
             .append(

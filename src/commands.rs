@@ -13,6 +13,58 @@ use projections::item::{
 };
 use uuid::Uuid;
 
+/// What the shell needs of a domain event to store it: its type, schema version and data.
+pub trait DomainEvent {
+    fn event_type(&self) -> &'static str;
+    fn schema_version(&self) -> u32;
+    fn to_data(&self) -> serde_json::Value;
+}
+
+macro_rules! domain_event {
+    ($($event:ty),+) => {$(
+        impl DomainEvent for $event {
+            fn event_type(&self) -> &'static str {
+                <$event>::event_type(self)
+            }
+            fn schema_version(&self) -> u32 {
+                <$event>::schema_version(self)
+            }
+            fn to_data(&self) -> serde_json::Value {
+                <$event>::to_data(self)
+            }
+        }
+    )+};
+}
+
+domain_event!(
+    ItemEvent,
+    projections::principal::PrincipalEvent,
+    projections::delivery::DeliveryEvent
+);
+
+/// The events one call appends, with fresh time-ordered ids: the first is caused by the command,
+/// the rest of the call by the first.
+pub fn to_new_events<E: DomainEvent>(
+    events: &[E],
+    actor: &str,
+    correlation_id: Option<Uuid>,
+) -> Vec<NewEvent> {
+    let first_id = Uuid::now_v7();
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| NewEvent {
+            id: if index == 0 { first_id } else { Uuid::now_v7() },
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            data: event.to_data(),
+            actor: actor.to_owned(),
+            causation_id: (index > 0).then_some(first_id),
+            correlation_id,
+        })
+        .collect()
+}
+
 /// The stream that holds one item's events.
 pub fn item_stream(item_id: Uuid) -> String {
     format!("item-{item_id}")
@@ -141,21 +193,7 @@ pub async fn execute_on(
         None => ExpectedVersion::NoStream,
         Some(version) => ExpectedVersion::Exact(version),
     };
-    // The first event is caused by the command; the rest of the call by the first.
-    let first_id = Uuid::now_v7();
-    let new_events: Vec<NewEvent> = events
-        .iter()
-        .enumerate()
-        .map(|(index, event)| NewEvent {
-            id: if index == 0 { first_id } else { Uuid::now_v7() },
-            event_type: event.event_type().to_owned(),
-            schema_version: event.schema_version(),
-            data: event.to_data(),
-            actor: context.actor.clone(),
-            causation_id: (index > 0).then_some(first_id),
-            correlation_id,
-        })
-        .collect();
+    let new_events = to_new_events(&events, &context.actor, correlation_id);
     let appended = log
         .append(&item_stream(item_id), expected, new_events)
         .await

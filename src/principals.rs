@@ -4,7 +4,6 @@
 
 use crate::log::{EventLog, ExpectedVersion, LogError};
 use crate::projector::{PRINCIPALS_STREAM, Projector};
-use projections::event::NewEvent;
 use projections::item::CommandContext;
 use projections::principal::{
     PrincipalCommand, PrincipalError, PrincipalEvent, Principals, Role, decide, token_hash,
@@ -20,6 +19,9 @@ pub enum PrincipalsError {
     Log(#[from] LogError),
     #[error("a principal event does not decode: {0}")]
     Decoding(String),
+    /// Revoking the only active admin would leave no one able to manage principals.
+    #[error("{0} is the only active admin; add another admin before revoking it")]
+    LastAdmin(String),
 }
 
 /// A new random token: 256 bits from the OS's generator, as text safe in a header.
@@ -63,18 +65,7 @@ async fn execute(
         None => ExpectedVersion::NoStream,
         Some(version) => ExpectedVersion::Exact(version),
     };
-    let new_events = events
-        .iter()
-        .map(|event| NewEvent {
-            id: Uuid::now_v7(),
-            event_type: event.event_type().to_owned(),
-            schema_version: event.schema_version(),
-            data: event.to_data(),
-            actor: actor.to_owned(),
-            causation_id: None,
-            correlation_id: None,
-        })
-        .collect();
+    let new_events = crate::commands::to_new_events(&events, actor, None);
     let appended = log.append(PRINCIPALS_STREAM, expected, new_events).await?;
     Ok(appended.last_position)
 }
@@ -113,8 +104,17 @@ pub async fn add_with_token(
     execute(log, actor, &command).await
 }
 
-/// Revokes a principal; returns the position written.
+/// Revokes a principal; returns the position written. Whoever asks (an admin over HTTP, or the
+/// CLI on the data directory), the last active admin is never revoked.
 pub async fn revoke(log: &dyn EventLog, actor: &str, name: &str) -> Result<u64, PrincipalsError> {
+    let (principals, _) = load(log).await?;
+    let is_admin = |principal: &&projections::principal::Principal| {
+        principal.role == Role::Admin && principal.is_active()
+    };
+    let admins: Vec<_> = principals.active().filter(is_admin).collect();
+    if admins.len() == 1 && admins[0].name == name {
+        return Err(PrincipalsError::LastAdmin(name.to_owned()));
+    }
     let command = PrincipalCommand::RevokePrincipal {
         name: name.to_owned(),
     };

@@ -33,6 +33,12 @@ impl From<PrincipalsError> for ApiError {
                 ApiError::new(status, "principal-rule", rule.to_string()).with("rule", rule.rule())
             }
             PrincipalsError::Log(error) => error.into(),
+            error @ PrincipalsError::LastAdmin(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "principal-rule",
+                error.to_string(),
+            )
+            .with("rule", "last-admin"),
             error @ PrincipalsError::Decoding(_) => ApiError::internal(&error),
         }
     }

@@ -152,6 +152,16 @@ async fn principals_from_the_cli_and_a_rebuild_of_the_projections() {
         String::from_utf8_lossy(&revoked.stderr)
     );
 
+    // The only admin cannot be revoked, not even from the CLI.
+    let admin = ledger(
+        dir.path(),
+        &["principal", "add", "--name", "boss", "--role", "admin"],
+    );
+    assert!(admin.status.success());
+    let last = ledger(dir.path(), &["principal", "revoke", "boss"]);
+    assert_eq!(last.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&last.stderr).contains("only active admin"));
+
     // While a server (any writer) holds the directory, the CLI says so and writes nothing.
     let holder = open(dir.path());
     let busy = ledger(
