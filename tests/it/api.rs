@@ -1163,3 +1163,62 @@ async fn the_openapi_document_matches_the_routes() {
         assert!(documented, "route {pattern} is not in the OpenAPI document");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_long_polls_are_each_answered_when_their_item_is_decided() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(
+            app.submit(reply_for_review()).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // 300 waiting clients, 15 on each item.
+    let mut waiters = Vec::new();
+    for round in 0..15 {
+        for id in &ids {
+            let client = app.client.clone();
+            let url = format!("{}/v1/items/{id}/decision?wait=60s", app.base);
+            let token = app.agent.clone();
+            let id = id.clone();
+            waiters.push(tokio::spawn(async move {
+                let response = client.get(url).bearer_auth(token).send().await.unwrap();
+                let status = response.status();
+                let body: Value = response.json().await.unwrap();
+                (round, id, status, body)
+            }));
+        }
+    }
+    // Let them all start waiting, then decide the items one by one.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for (number, id) in ids.iter().enumerate() {
+        let action = if number % 2 == 0 { "approve" } else { "reject" };
+        let (status, _) = app
+            .call(
+                "POST",
+                &format!("/v1/items/{id}/{action}"),
+                &app.rita,
+                Some(json!({"reason": "no"})).filter(|_| action == "reject"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut answered = 0;
+    for waiter in waiters {
+        let (_, id, status, body) =
+            tokio::time::timeout(std::time::Duration::from_secs(30), waiter)
+                .await
+                .expect("every waiter is answered long before its wait ends")
+                .unwrap();
+        assert_eq!(status, StatusCode::OK, "{id}: {body}");
+        assert!(
+            body["status"] == "approved" || body["status"] == "rejected",
+            "{body}"
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, 300);
+}
