@@ -131,7 +131,7 @@ async fn run_in(
     for filler in fillers {
         filler.await.context("filler task")??;
     }
-    projector.wait_for(log.head() - 1).await;
+    projector.wait_for(log.head() - 1).await?;
     let fill_seconds = started.elapsed().as_secs_f64();
 
     // A restart's rebuild of the read models at this size.

@@ -210,7 +210,7 @@ impl Dispatcher {
                 new_events,
             )
             .await?;
-        self.projector.wait_for(appended.last_position).await;
+        self.projector.wait_for(appended.last_position).await?;
         Ok(())
     }
 

@@ -17,6 +17,8 @@ pub enum PrincipalsError {
     Rule(#[from] PrincipalError),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error(transparent)]
+    Projector(#[from] crate::projector::ProjectorStopped),
     #[error("a principal event does not decode: {0}")]
     Decoding(String),
     /// Revoking the only active admin would leave no one able to manage principals.
@@ -82,7 +84,7 @@ pub async fn add_principal(
 ) -> Result<String, PrincipalsError> {
     let token = new_token();
     let position = add_with_token(log, actor, name, role, queues, &token).await?;
-    projector.wait_for(position).await;
+    projector.wait_for(position).await?;
     Ok(token)
 }
 
@@ -135,6 +137,6 @@ pub async fn bootstrap_admin(
     }
     let token = token.unwrap_or_else(new_token);
     let position = add_with_token(log, "system", "admin", Role::Admin, Vec::new(), &token).await?;
-    projector.wait_for(position).await;
+    projector.wait_for(position).await?;
     Ok(Some(token))
 }

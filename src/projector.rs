@@ -118,6 +118,12 @@ pub async fn rebuild(log: &dyn EventLog) -> Result<ReadModels, LogError> {
     Ok(models)
 }
 
+/// The projector stopped following the log (its subscription failed); the read models are stale
+/// from then on, and the server needs a restart.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the read models stopped following the log; the server needs a restart")]
+pub struct ProjectorStopped;
+
 /// The live read models and how far they have got.
 #[derive(Debug, Clone)]
 pub struct Projector {
@@ -237,9 +243,14 @@ impl Projector {
     }
 
     /// Waits until the event at `position` is applied, so that a writer reads its own write.
-    pub async fn wait_for(&self, position: u64) {
+    /// Fails if the projector stopped following the log (it never will apply it then), rather
+    /// than letting the caller answer from stale read models.
+    pub async fn wait_for(&self, position: u64) -> Result<(), ProjectorStopped> {
         let mut applied = self.applied.clone();
-        // The sender lives as long as the follower task; if it is gone, nothing more will come.
-        let _ = applied.wait_for(|applied| *applied > position).await;
+        // The sender lives as long as the follower task: an error means it is gone.
+        match applied.wait_for(|applied| *applied > position).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(ProjectorStopped),
+        }
     }
 }

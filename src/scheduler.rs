@@ -67,7 +67,9 @@ async fn expire_each(
     for &item_id in items {
         match execute(log, item_id, command, context, None).await {
             Ok(executed) => {
-                projector.wait_for(executed.last_position).await;
+                if let Err(error) = projector.wait_for(executed.last_position).await {
+                    tracing::error!(%error, "the scheduler cannot see its own writes");
+                }
                 done.push(item_id);
             }
             // Another timer, or a reviewer, got there first: nothing to do.

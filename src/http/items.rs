@@ -127,7 +127,7 @@ async fn run(
         None,
     )
     .await?;
-    state.projector.wait_for(executed.last_position).await;
+    state.projector.wait_for(executed.last_position).await?;
     // Serialized straight from the board under its read lock: no copy of the item.
     let models = state.projector.read();
     let item = models.board.item(item_id).unwrap_or(&executed.state);

@@ -33,6 +33,7 @@ impl From<PrincipalsError> for ApiError {
                 ApiError::new(status, "principal-rule", rule.to_string()).with("rule", rule.rule())
             }
             PrincipalsError::Log(error) => error.into(),
+            PrincipalsError::Projector(error) => error.into(),
             error @ PrincipalsError::LastAdmin(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "principal-rule",
@@ -72,7 +73,7 @@ pub async fn add(
         &token,
     )
     .await?;
-    state.projector.wait_for(position).await;
+    state.projector.wait_for(position).await?;
     let models = state.projector.read();
     let mut body = models
         .principals
@@ -99,7 +100,7 @@ pub async fn remove(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin], "manage principals")?;
     let position = revoke(state.log.as_ref(), caller.name(), &name).await?;
-    state.projector.wait_for(position).await;
+    state.projector.wait_for(position).await?;
     let models = state.projector.read();
     let body = models
         .principals

@@ -139,6 +139,17 @@ impl From<LogError> for ApiError {
     }
 }
 
+impl From<crate::projector::ProjectorStopped> for ApiError {
+    fn from(error: crate::projector::ProjectorStopped) -> Self {
+        tracing::error!(%error, "a write could not be read back");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "projections-stopped",
+            "the write was stored, but the server's views stopped following the log; it needs a restart",
+        )
+    }
+}
+
 /// `axum::Json`, but a body that is not the expected JSON is a problem+json 4xx.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);

@@ -131,7 +131,7 @@ async fn a_rebuilt_projection_equals_the_live_one_after_a_long_random_workload()
         accepted > 1000 && refused > 100,
         "a workload that exercises both: {accepted} accepted, {refused} refused"
     );
-    projector.wait_for(log.head() - 1).await;
+    projector.wait_for(log.head() - 1).await.unwrap();
     let live = projector.snapshot();
     let rebuilt = rebuild(log.as_ref()).await.unwrap();
     assert_eq!(rebuilt.applied, log.head());
@@ -142,4 +142,17 @@ async fn a_rebuilt_projection_equals_the_live_one_after_a_long_random_workload()
     // And a second rebuild is the same again (replay is deterministic).
     assert!(rebuild(log.as_ref()).await.unwrap() == rebuilt);
     assert!(live.board.len() > 300);
+}
+
+#[tokio::test]
+async fn waiting_on_a_projector_that_stopped_following_fails_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(open(dir.path()));
+    let projector = Projector::start(log.clone()).await.unwrap();
+    // The log goes away (its writer stops): the projector's subscription ends.
+    drop(log);
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(10), projector.wait_for(5))
+        .await
+        .expect("wait_for returns rather than hanging");
+    assert!(waited.is_err());
 }
