@@ -181,20 +181,27 @@ impl Projector {
             loop {
                 match subscription.next().await {
                     Ok(event) => {
+                        // A burst is applied under one write lock and announced once.
+                        let mut events = vec![event];
+                        events.extend(subscription.drain_ready(1023));
                         let applied = {
                             let mut guard = follower_models.write().expect("read models lock");
-                            guard.apply(&event);
+                            for event in &events {
+                                guard.apply(event);
+                            }
                             guard.applied
                         };
                         applied_sender.send_replace(applied);
-                        if let Some(item_id) = event
-                            .stream
-                            .strip_prefix("item-")
-                            .and_then(|id| Uuid::parse_str(id).ok())
-                            && let Some(sender) =
-                                follower_waiters.lock().expect("waiters lock").get(&item_id)
-                        {
-                            sender.send_replace(event.position);
+                        let waiters = follower_waiters.lock().expect("waiters lock");
+                        for event in &events {
+                            if let Some(item_id) = event
+                                .stream
+                                .strip_prefix("item-")
+                                .and_then(|id| Uuid::parse_str(id).ok())
+                                && let Some(sender) = waiters.get(&item_id)
+                            {
+                                sender.send_replace(event.position);
+                            }
                         }
                     }
                     Err(LogError::Closed) => break,

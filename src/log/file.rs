@@ -345,6 +345,11 @@ struct FileSubscription {
 
 #[async_trait]
 impl Subscription for FileSubscription {
+    fn drain_ready(&mut self, max: usize) -> Vec<RecordedEvent> {
+        let count = max.min(self.buffer.len());
+        self.buffer.drain(..count).collect()
+    }
+
     async fn next(&mut self) -> Result<RecordedEvent, LogError> {
         loop {
             if let Some(event) = self.buffer.pop_front() {

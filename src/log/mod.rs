@@ -97,6 +97,12 @@ impl LogError {
 pub trait Subscription: Send {
     /// The next event in global order; waits for a live append once caught up.
     async fn next(&mut self) -> Result<RecordedEvent, LogError>;
+
+    /// Events already read and waiting (up to `max`), without waiting for more: lets a consumer
+    /// apply a burst in one step. The default has none.
+    fn drain_ready(&mut self, _max: usize) -> Vec<RecordedEvent> {
+        Vec::new()
+    }
 }
 
 /// The event log's semantics, whatever the backend.
