@@ -14,6 +14,7 @@
 
 use std::fmt::Write as _;
 
+use crate::json::JsonText;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -722,7 +723,7 @@ impl Claim {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Revision {
     pub revision: u32,
-    pub output: Value,
+    pub output: JsonText,
     pub output_hash: String,
     pub note: Option<String>,
     pub at: DateTime<Utc>,
@@ -733,7 +734,7 @@ pub struct Revision {
 pub struct Edit {
     pub reviewer: String,
     pub revision: u32,
-    pub output: Value,
+    pub output: JsonText,
     pub output_hash: String,
     pub previous_output_hash: String,
     pub note: Option<String>,
@@ -800,7 +801,7 @@ pub struct Decision {
     pub decided_by: Vec<String>,
     pub revision: u32,
     pub output_hash: String,
-    pub final_output: Option<Value>,
+    pub final_output: Option<JsonText>,
     pub decided_at: DateTime<Utc>,
 }
 
@@ -816,7 +817,7 @@ pub struct ItemState {
     pub submitted_by: String,
     pub submitted_at: DateTime<Utc>,
     /// The content under review now: the latest revision, or a reviewer's edit of it.
-    pub output: Value,
+    pub output: JsonText,
     pub output_hash: String,
     /// The submitter's latest revision number.
     pub revision: u32,
@@ -826,7 +827,7 @@ pub struct ItemState {
     pub revisions: Vec<Revision>,
     /// Every reviewer edit, oldest first.
     pub edits: Vec<Edit>,
-    pub context: Value,
+    pub context: JsonText,
     pub confidence: Option<f64>,
     pub risk: Risk,
     pub priority: i32,
@@ -908,18 +909,18 @@ impl ItemState {
                 self.model = submitted.model.clone();
                 self.submitted_by = submitted.submitted_by.clone();
                 self.submitted_at = submitted.submitted_at;
-                self.output = submitted.output.clone();
+                self.output = JsonText::from_value(&submitted.output);
                 self.output_hash = submitted.output_hash.clone();
                 self.revision = submitted.revision;
                 self.output_edited_by = None;
                 self.revisions = vec![Revision {
                     revision: submitted.revision,
-                    output: submitted.output.clone(),
+                    output: JsonText::from_value(&submitted.output),
                     output_hash: submitted.output_hash.clone(),
                     note: None,
                     at: submitted.submitted_at,
                 }];
-                self.context = submitted.context.clone();
+                self.context = JsonText::from_value(&submitted.context);
                 self.confidence = submitted.confidence;
                 self.risk = submitted.risk;
                 self.priority = submitted.priority;
@@ -944,13 +945,13 @@ impl ItemState {
                 });
             }
             ItemEvent::OutputEdited(edited) => {
-                self.output = edited.edited_output.clone();
+                self.output = JsonText::from_value(&edited.edited_output);
                 self.output_hash = edited.output_hash.clone();
                 self.output_edited_by = Some(edited.reviewer.clone());
                 self.edits.push(Edit {
                     reviewer: edited.reviewer.clone(),
                     revision: edited.revision,
-                    output: edited.edited_output.clone(),
+                    output: JsonText::from_value(&edited.edited_output),
                     output_hash: edited.output_hash.clone(),
                     previous_output_hash: edited.previous_output_hash.clone(),
                     note: edited.note.clone(),
@@ -983,14 +984,14 @@ impl ItemState {
             ItemEvent::OutputRevised(revised) => {
                 self.status = ItemStatus::Pending;
                 self.claim = None;
-                self.output = revised.output.clone();
+                self.output = JsonText::from_value(&revised.output);
                 self.output_hash = revised.output_hash.clone();
                 self.revision = revised.revision;
                 self.output_edited_by = None;
                 self.approvals.clear();
                 self.revisions.push(Revision {
                     revision: revised.revision,
-                    output: revised.output.clone(),
+                    output: JsonText::from_value(&revised.output),
                     output_hash: revised.output_hash.clone(),
                     note: revised.note.clone(),
                     at: revised.at,
@@ -1044,7 +1045,7 @@ impl ItemState {
                     decided_by: decided.decided_by.clone(),
                     revision: decided.revision,
                     output_hash: decided.output_hash.clone(),
-                    final_output: decided.final_output.clone(),
+                    final_output: decided.final_output.as_ref().map(JsonText::from_value),
                     decided_at: decided.decided_at,
                 });
             }
@@ -1236,7 +1237,7 @@ fn approve(
             decided_by,
             revision: state.revision,
             output_hash: state.output_hash.clone(),
-            final_output: Some(state.output.clone()),
+            final_output: Some(state.output.to_value()),
             decided_at: context.now,
         }));
     } else {
@@ -1458,7 +1459,7 @@ fn expire(state: &ItemState, context: &CommandContext) -> Result<Vec<ItemEvent>,
             decided_by: Vec::new(),
             revision: state.revision,
             output_hash: state.output_hash.clone(),
-            final_output: Some(state.output.clone()),
+            final_output: Some(state.output.to_value()),
             decided_at: context.now,
         })),
         ExpiryAction::Escalate { queue } => {

@@ -849,7 +849,10 @@ fn approve_without_a_claim_decides_the_item() {
     assert!(state.is_decided());
     assert!(state.is_closed());
     assert_eq!(
-        state.decision.and_then(|decision| decision.final_output),
+        state
+            .decision
+            .and_then(|decision| decision.final_output)
+            .map(|output| output.to_value()),
         Some(original_output())
     );
 }

@@ -6,6 +6,7 @@
 //! - [`item`]: the review domain for one item: commands, events, `decide` and `evolve`.
 //! - [`board`]: the review board: every item's state, the ordered queues, workloads, deadlines.
 //! - [`delivery`]: decisions owed to callback URLs, and the attempts to deliver them.
+//! - [`json`]: JSON kept as compact text in read models.
 //! - [`principal`]: who may call the ledger: principals, roles and token hashes, as events.
 //!
 //! Nothing here does I/O, reads a clock, draws randomness or awaits: time and ids come in as
@@ -15,4 +16,5 @@ pub mod board;
 pub mod delivery;
 pub mod event;
 pub mod item;
+pub mod json;
 pub mod principal;

@@ -1,0 +1,97 @@
+//! JSON held as compact text: what a read model keeps of an AI output or its context.
+//!
+//! A `serde_json::Value` object costs ~770 bytes even with one key (its map node), and an item
+//! holds several; at a million items that was most of the board's memory (BENCHMARKS.md). Kept
+//! as the compact text serde_json writes (object keys sorted), the same JSON takes its length.
+//! It serializes as the JSON it holds, not as a string.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+/// A JSON value as compact text.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct JsonText(Box<str>);
+
+impl JsonText {
+    pub fn from_value(value: &Value) -> JsonText {
+        JsonText(
+            serde_json::to_string(value)
+                .expect("a Value always serializes")
+                .into_boxed_str(),
+        )
+    }
+
+    /// The value again (the text is serde_json's own output, so it always parses).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).expect("JsonText holds valid JSON")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for JsonText {
+    fn default() -> Self {
+        JsonText("null".into())
+    }
+}
+
+impl std::fmt::Debug for JsonText {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl From<&Value> for JsonText {
+    fn from(value: &Value) -> Self {
+        JsonText::from_value(value)
+    }
+}
+
+impl PartialEq<Value> for JsonText {
+    fn eq(&self, other: &Value) -> bool {
+        self.to_value() == *other
+    }
+}
+
+impl PartialEq<JsonText> for Value {
+    fn eq(&self, other: &JsonText) -> bool {
+        other == self
+    }
+}
+
+impl Serialize for JsonText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(|value| JsonText::from_value(&value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_is_the_same_json_in_and_out() {
+        let value = serde_json::json!({"b": [1, 2.5, null], "a": {"z": "ü"}});
+        let text = JsonText::from_value(&value);
+        assert_eq!(text.to_value(), value);
+        assert_eq!(text, value);
+        assert_eq!(
+            serde_json::to_value(&text).unwrap(),
+            value,
+            "serializes as JSON, not a string"
+        );
+        let back: JsonText = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(back, text);
+        assert_eq!(text.as_str(), r#"{"a":{"z":"ü"},"b":[1,2.5,null]}"#);
+    }
+}
