@@ -36,13 +36,17 @@ pub fn sample_event(bytes: usize, sequence: u64) -> NewEvent {
 }
 
 /// A scratch directory removed on drop, unless kept.
-struct Scratch(PathBuf, bool);
+pub(crate) struct Scratch(PathBuf, bool);
 
 impl Scratch {
-    fn new(parent: &Path, label: &str) -> anyhow::Result<Scratch> {
+    pub(crate) fn new(parent: &Path, label: &str) -> anyhow::Result<Scratch> {
         let path = parent.join(format!("bench-{label}-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(Scratch(path, false))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
     }
 }
 

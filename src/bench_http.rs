@@ -57,11 +57,8 @@ pub async fn run_http(
     client_levels: &[usize],
     seconds: u64,
 ) -> anyhow::Result<()> {
-    let scratch = dir.join(format!("bench-http-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
-    let result = run_in(&scratch, pending, client_levels, seconds).await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    let scratch = crate::bench::Scratch::new(dir, "http")?;
+    run_in(scratch.path(), pending, client_levels, seconds).await
 }
 
 async fn run_in(

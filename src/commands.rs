@@ -6,7 +6,7 @@
 //! re-read and retry (a scheduler may; a reviewer who decided on what they saw should see the new
 //! state first).
 
-use crate::log::{EventLog, ExpectedVersion, LogError};
+use crate::log::{EventLog, ExpectedVersion, LogError, read_whole_stream};
 use projections::event::{NewEvent, RecordedEvent};
 use projections::item::{
     Command, CommandContext, DomainError, EventDecodingError, ItemEvent, ItemState, decide, fold,
@@ -70,6 +70,13 @@ pub fn item_stream(item_id: Uuid) -> String {
     format!("item-{item_id}")
 }
 
+/// The item whose events `stream` holds, if it is an item's stream.
+pub fn item_of_stream(stream: &str) -> Option<Uuid> {
+    stream
+        .strip_prefix("item-")
+        .and_then(|id| Uuid::parse_str(id).ok())
+}
+
 /// Why a command was not carried out. Nothing was written in any of these cases.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -108,20 +115,12 @@ pub async fn load_item(
     log: &dyn EventLog,
     item_id: Uuid,
 ) -> Result<(ItemState, Option<u64>), CommandError> {
-    let stream = item_stream(item_id);
-    let mut events = Vec::new();
-    loop {
-        let batch = log
-            .read_stream(&stream, events.len() as u64, 1024)
-            .await
-            .map_err(CommandError::Log)?;
-        if batch.is_empty() {
-            break;
-        }
-        for recorded in &batch {
-            events.push(decode_item_event(recorded)?);
-        }
-    }
+    let events = read_whole_stream(log, &item_stream(item_id))
+        .await
+        .map_err(CommandError::Log)?
+        .iter()
+        .map(decode_item_event)
+        .collect::<Result<Vec<_>, _>>()?;
     let version = events.len().checked_sub(1).map(|version| version as u64);
     Ok((fold(&events), version))
 }
@@ -149,20 +148,6 @@ pub async fn execute(
     context: &CommandContext,
     correlation_id: Option<Uuid>,
 ) -> Result<Executed, CommandError> {
-    use tracing::Instrument;
-    let span = tracing::debug_span!("execute", item = %item_id, command = command.name());
-    decide_and_append(log, item_id, command, context, correlation_id)
-        .instrument(span)
-        .await
-}
-
-async fn decide_and_append(
-    log: &dyn EventLog,
-    item_id: Uuid,
-    command: &Command,
-    context: &CommandContext,
-    correlation_id: Option<Uuid>,
-) -> Result<Executed, CommandError> {
     let (state, version) = load_item(log, item_id).await?;
     execute_on(
         log,
@@ -180,6 +165,30 @@ async fn decide_and_append(
 /// of reading the stream again. Safe with a stale copy: the append expects `version`, so an item
 /// that moved on is a `Conflict`, never an overwrite.
 pub async fn execute_on(
+    log: &dyn EventLog,
+    item_id: Uuid,
+    state: ItemState,
+    version: Option<u64>,
+    command: &Command,
+    context: &CommandContext,
+    correlation_id: Option<Uuid>,
+) -> Result<Executed, CommandError> {
+    use tracing::Instrument;
+    let span = tracing::debug_span!("execute", item = %item_id, command = command.name());
+    decide_and_append(
+        log,
+        item_id,
+        state,
+        version,
+        command,
+        context,
+        correlation_id,
+    )
+    .instrument(span)
+    .await
+}
+
+async fn decide_and_append(
     log: &dyn EventLog,
     item_id: Uuid,
     state: ItemState,

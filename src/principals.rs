@@ -33,24 +33,17 @@ pub fn new_token() -> String {
 
 /// The principals as the log holds them now, and the stream's version.
 pub async fn load(log: &dyn EventLog) -> Result<(Principals, Option<u64>), PrincipalsError> {
+    let stored = crate::log::read_whole_stream(log, PRINCIPALS_STREAM).await?;
     let mut principals = Principals::default();
-    let mut count = 0u64;
-    loop {
-        let batch = log.read_stream(PRINCIPALS_STREAM, count, 1000).await?;
-        if batch.is_empty() {
-            break;
-        }
-        for recorded in &batch {
-            let data = recorded
-                .data_json()
-                .map_err(|error| PrincipalsError::Decoding(error.to_string()))?;
-            let event = PrincipalEvent::from_type_and_data(&recorded.event_type, &data)
-                .map_err(|error| PrincipalsError::Decoding(error.to_string()))?;
-            principals.apply(&event);
-        }
-        count += batch.len() as u64;
+    for recorded in &stored {
+        let data = recorded
+            .data_json()
+            .map_err(|error| PrincipalsError::Decoding(error.to_string()))?;
+        let event = PrincipalEvent::from_type_and_data(&recorded.event_type, &data)
+            .map_err(|error| PrincipalsError::Decoding(error.to_string()))?;
+        principals.apply(&event);
     }
-    Ok((principals, count.checked_sub(1)))
+    Ok((principals, (stored.len() as u64).checked_sub(1)))
 }
 
 /// Decides `command` on the principals as the log holds them and appends the result; returns

@@ -5,19 +5,18 @@
 //! feeds them events in log order. They sit behind a std `RwLock`: no `.await` happens while it is
 //! held, and every hold is a map lookup or an index walk.
 
+use crate::commands::item_of_stream;
 use crate::log::{EventLog, LogError};
 use projections::board::ReviewBoard;
 use projections::delivery::{Deliveries, DeliveryEvent};
 use projections::event::RecordedEvent;
 use projections::item::ItemEvent;
+pub use projections::principal::PRINCIPALS_STREAM;
 use projections::principal::{PrincipalEvent, Principals};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::watch;
 use uuid::Uuid;
-
-/// The name of the system stream holding principals.
-pub const PRINCIPALS_STREAM: &str = "principals";
 
 /// Every read model, as of one position of the log.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -38,62 +37,41 @@ impl ReadModels {
             return;
         }
         self.applied = event.position + 1;
-        if let Some(item_id) = event
-            .stream
-            .strip_prefix("item-")
-            .and_then(|id| Uuid::parse_str(id).ok())
-        {
-            match event
-                .data_json()
-                .map_err(|error| error.to_string())
-                .and_then(|data| {
-                    ItemEvent::from_type_and_data(&event.event_type, &data)
-                        .map_err(|error| error.to_string())
-                }) {
-                Ok(item_event) => {
-                    self.board.apply(event.position, item_id, &item_event);
-                    if let Some(item) = self.board.item(item_id) {
-                        self.deliveries
-                            .on_item_event(event.position, item, &item_event);
-                    }
+        let applied = if let Some(item_id) = item_of_stream(&event.stream) {
+            decode(event, ItemEvent::from_type_and_data).map(|item_event| {
+                self.board.apply(event.position, item_id, &item_event);
+                if let Some(item) = self.board.item(item_id) {
+                    self.deliveries
+                        .on_item_event(event.position, item, &item_event);
                 }
-                Err(error) => tracing::error!(
-                    position = event.position,
-                    stream = %event.stream,
-                    %error,
-                    "an item event does not decode; the board skips it"
-                ),
-            }
+            })
         } else if event.stream.starts_with("callback-") {
-            match event
-                .data_json()
-                .map_err(|error| error.to_string())
-                .and_then(|data| DeliveryEvent::from_type_and_data(&event.event_type, &data))
-            {
-                Ok(delivery_event) => self.deliveries.apply(&delivery_event),
-                Err(error) => tracing::error!(
-                    position = event.position,
-                    %error,
-                    "a delivery event does not decode; it is skipped"
-                ),
-            }
+            decode(event, DeliveryEvent::from_type_and_data)
+                .map(|delivery_event| self.deliveries.apply(&delivery_event))
         } else if event.stream == PRINCIPALS_STREAM {
-            match event
-                .data_json()
-                .map_err(|error| error.to_string())
-                .and_then(|data| {
-                    PrincipalEvent::from_type_and_data(&event.event_type, &data)
-                        .map_err(|error| error.to_string())
-                }) {
-                Ok(principal_event) => self.principals.apply(&principal_event),
-                Err(error) => tracing::error!(
-                    position = event.position,
-                    %error,
-                    "a principal event does not decode; it is skipped"
-                ),
-            }
+            decode(event, PrincipalEvent::from_type_and_data)
+                .map(|principal_event| self.principals.apply(&principal_event))
+        } else {
+            Ok(())
+        };
+        if let Err(error) = applied {
+            tracing::error!(
+                position = event.position,
+                stream = %event.stream,
+                %error,
+                "an event does not decode; the read models skip it"
+            );
         }
     }
+}
+
+/// A stored event as a domain event, by the domain's own (type, data) decoder.
+fn decode<E, Error: std::fmt::Display>(
+    event: &RecordedEvent,
+    from_type_and_data: impl Fn(&str, &serde_json::Value) -> Result<E, Error>,
+) -> Result<E, String> {
+    let data = event.data_json().map_err(|error| error.to_string())?;
+    from_type_and_data(&event.event_type, &data).map_err(|error| error.to_string())
 }
 
 /// Per-item change notifications for long-polling clients: only the waiters of an item wake
@@ -194,10 +172,7 @@ impl Projector {
                         applied_sender.send_replace(applied);
                         let waiters = follower_waiters.lock().expect("waiters lock");
                         for event in &events {
-                            if let Some(item_id) = event
-                                .stream
-                                .strip_prefix("item-")
-                                .and_then(|id| Uuid::parse_str(id).ok())
+                            if let Some(item_id) = item_of_stream(&event.stream)
                                 && let Some(sender) = waiters.get(&item_id)
                             {
                                 sender.send_replace(event.position);

@@ -9,8 +9,8 @@
 //! time goes.
 
 use crate::log::segment::{
-    CHUNK_BYTES, Chunk, ChunkReader, FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, chain_hash,
-    declared_record_len, decode_segment_header, frame_at, is_torn_segment_header, is_torn_tail,
+    CHUNK_BYTES, Chunk, ChunkReader, FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, Tail,
+    chain_hash, classify_tail, decode_segment_header, frame_at, is_torn_segment_header,
     list_segments, read_from,
 };
 use anyhow::Context;
@@ -285,7 +285,7 @@ impl Check {
             // bytes from it to the end of the file.
             let rest = read_from(&segment.path, record_offset)
                 .with_context(|| format!("reading {}", segment.path.display()))?;
-            if is_torn_tail(&rest, 0, declared_record_len(&rest), position) {
+            if classify_tail(&rest, position) == Tail::Torn {
                 self.report.incomplete_tail = Some(format!(
                     "{} bytes at offset {record_offset} of {}",
                     rest.len(),
@@ -312,17 +312,18 @@ impl Check {
     fn rest(&mut self, bytes: &[u8], offset: u64) {
         let segment = self.segment.as_ref().expect("a segment is open");
         let position = self.next_position;
-        if segment.is_last && bytes.iter().all(|&byte| byte == 0) {
+        match segment.is_last.then(|| classify_tail(bytes, position)) {
             // Space the writer preallocated after the last record: the end of the log.
-            return;
-        }
-        if segment.is_last && is_torn_tail(bytes, 0, declared_record_len(bytes), position) {
-            self.report.incomplete_tail = Some(format!(
-                "{} bytes at offset {offset} of {}",
-                bytes.len(),
-                segment.name
-            ));
-            return;
+            Some(Tail::Preallocated) => return,
+            Some(Tail::Torn) => {
+                self.report.incomplete_tail = Some(format!(
+                    "{} bytes at offset {offset} of {}",
+                    bytes.len(),
+                    segment.name
+                ));
+                return;
+            }
+            Some(Tail::Damage) | None => {}
         }
         let reason = match frame_at(bytes) {
             FrameAt::Damaged(reason) => reason,

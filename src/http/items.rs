@@ -9,6 +9,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::problem::{ApiError, ApiJson, ApiQuery};
 use crate::commands::{execute_on, item_stream};
+use crate::log::read_whole_stream;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -174,35 +175,25 @@ pub async fn submit(
         on_expiry: request.on_expiry,
         callback_url: request.callback_url,
     };
-    // A retried key finds the item on the board, and the domain answers AlreadySubmitted.
-    let existing = state.projector.read().board.item(item_id).cloned();
-    match run(
+    // A retry with the same key (the item id derives from it): the first result, not a second
+    // item. Without a key the id is new, so the board cannot hold it.
+    if idempotency_key.is_some() && state.projector.read().board.item(item_id).is_some() {
+        let item = visible_item(&state, &caller, item_id)?;
+        return Ok(item_response(StatusCode::OK, &item));
+    }
+    let mut response = run(
         &state,
         &caller,
         item_id,
-        existing,
+        None,
         Command::Submit(submission),
         StatusCode::CREATED,
     )
-    .await
-    {
-        // A retry with the same key: the first result, not a second item.
-        Err(error)
-            if idempotency_key.is_some()
-                && error.problem == "domain-rule"
-                && error.extra.get("rule").and_then(Value::as_str) == Some("already-submitted") =>
-        {
-            let item = visible_item(&state, &caller, item_id)?;
-            Ok(item_response(StatusCode::OK, &item))
-        }
-        Err(error) => Err(error),
-        Ok(mut response) => {
-            if let Ok(location) = HeaderValue::from_str(&format!("/v1/items/{item_id}")) {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            Ok(response)
-        }
+    .await?;
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/items/{item_id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
     }
+    Ok(response)
 }
 
 /// `GET /v1/items/{id}`.
@@ -224,17 +215,7 @@ pub async fn item_events(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     visible_item(&state, &caller, id)?;
-    let mut events = Vec::new();
-    loop {
-        let batch = state
-            .log
-            .read_stream(&item_stream(id), events.len() as u64, 1000)
-            .await?;
-        if batch.is_empty() {
-            break;
-        }
-        events.extend(batch);
-    }
+    let events = read_whole_stream(state.log.as_ref(), &item_stream(id)).await?;
     Ok(axum::Json(serde_json::json!({ "item": id, "events": events })).into_response())
 }
 

@@ -11,9 +11,9 @@
 //! hold it only to copy out file offsets; the file reads themselves happen outside the lock.
 
 use super::segment::{
-    CHUNK_BYTES, Chunk, ChunkReader, FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, chain_hash,
-    declared_record_len, decode_segment_header, encode_frame, encode_segment_header, frame_at,
-    is_torn_segment_header, is_torn_tail, list_segments, read_from, segment_file_name,
+    CHUNK_BYTES, Chunk, ChunkReader, FRAME_HEADER_LEN, FrameAt, SEGMENT_HEADER_LEN, Tail,
+    chain_hash, classify_tail, decode_segment_header, encode_frame, encode_segment_header,
+    frame_at, is_torn_segment_header, list_segments, read_from, segment_file_name,
 };
 use super::{AppendResult, DirectoryLock, EventLog, ExpectedVersion, LogError, Subscription};
 use async_trait::async_trait;
@@ -276,6 +276,19 @@ impl EventLog for FileLog {
             .requests
             .as_ref()
             .ok_or_else(|| LogError::InvalidAppend("the log is open read-only".into()))?;
+        // Checks of the request alone happen here, on the caller's thread, not the writer's.
+        if events.is_empty() {
+            return Err(LogError::InvalidAppend(
+                "an append needs at least one event".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(events.len());
+        if let Some(repeated) = events.iter().find(|event| !seen.insert(event.id)) {
+            return Err(LogError::InvalidAppend(format!(
+                "event id {} appears twice in one append",
+                repeated.id
+            )));
+        }
         let mut data = Vec::with_capacity(events.len());
         for event in &events {
             let text = serde_json::to_string(&event.data)
@@ -582,22 +595,22 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
         // A failing record in the last segment may be a torn tail; that depends on the bytes from
         // it to the end of the file (`Rest` chunks hold them already; for a whole record that
         // fails, they are read again, which happens at most once).
-        let is_torn_at =
-            |offset: u64, rest: Option<&[u8]>, position: u64| -> anyhow::Result<bool> {
-                if !is_last {
-                    return Ok(false);
-                }
-                let owned;
-                let rest = match rest {
-                    Some(rest) => rest,
-                    None => {
-                        owned = read_from(&path, offset)
-                            .with_context(|| format!("reading {}", path.display()))?;
-                        &owned
-                    }
-                };
-                Ok(is_torn_tail(rest, 0, declared_record_len(rest), position))
-            };
+        // The tail of the last segment, from a failing record's offset to the end of the file:
+        // a `Rest` chunk holds it already; for a whole record that fails it is read again, which
+        // happens at most once.
+        let tail_at = |offset: u64, rest: Option<&[u8]>, position: u64| -> anyhow::Result<Tail> {
+            if !is_last {
+                return Ok(Tail::Damage);
+            }
+            Ok(match rest {
+                Some(rest) => classify_tail(rest, position),
+                None => classify_tail(
+                    &read_from(&path, offset)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                    position,
+                ),
+            })
+        };
         'chunks: while let Some(chunk) = reader
             .next_chunk(&mut chunk_buffer, &mut chunk_starts)
             .with_context(|| format!("reading {}", path.display()))?
@@ -605,13 +618,14 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
             let chunk_offset = match chunk {
                 Chunk::Records { offset } => offset,
                 Chunk::Rest { offset } => {
-                    if is_last && chunk_buffer.iter().all(|&byte| byte == 0) {
+                    match tail_at(offset, Some(&chunk_buffer), index.head)? {
                         // Space the writer preallocated: the end of the log, kept for reuse.
-                        break 'chunks;
-                    }
-                    if is_torn_at(offset, Some(&chunk_buffer), index.head)? {
-                        cut_torn_tail(&path, offset, reader.len(), mode)?;
-                        break 'chunks;
+                        Tail::Preallocated => break 'chunks,
+                        Tail::Torn => {
+                            cut_torn_tail(&path, offset, reader.len(), mode)?;
+                            break 'chunks;
+                        }
+                        Tail::Damage => {}
                     }
                     let reason = match frame_at(&chunk_buffer) {
                         FrameAt::Damaged(reason) => reason,
@@ -629,7 +643,7 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
                 let hash_ok = !is_last || frame.hash_matches();
                 let frame_verifies =
                     frame.position == index.head && hash_ok && frame.fields().is_ok();
-                if !frame_verifies && is_torn_at(offset, None, index.head)? {
+                if !frame_verifies && tail_at(offset, None, index.head)? == Tail::Torn {
                     cut_torn_tail(&path, offset, reader.len(), mode)?;
                     break 'chunks;
                 }
@@ -1080,20 +1094,6 @@ impl BatchState<'_> {
         payload: &mut Vec<u8>,
         staged_events: &mut Vec<StagedEvent>,
     ) -> Result<AppendResult, LogError> {
-        if request.events.is_empty() {
-            return Err(LogError::InvalidAppend(
-                "an append needs at least one event".into(),
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for event in &request.events {
-            if !seen.insert(event.id) {
-                return Err(LogError::InvalidAppend(format!(
-                    "event id {} appears twice in one append",
-                    event.id
-                )));
-            }
-        }
         if let Some(result) = self.deduplicate(request)? {
             return Ok(result);
         }

@@ -92,6 +92,21 @@ impl LogError {
     }
 }
 
+/// Every event of `stream`, in version order (empty when the stream does not exist).
+pub async fn read_whole_stream(
+    log: &dyn EventLog,
+    stream: &str,
+) -> Result<Vec<RecordedEvent>, LogError> {
+    let mut events = Vec::new();
+    loop {
+        let batch = log.read_stream(stream, events.len() as u64, 1024).await?;
+        if batch.is_empty() {
+            return Ok(events);
+        }
+        events.extend(batch);
+    }
+}
+
 /// A catch-up-then-live subscription to the whole log.
 #[async_trait]
 pub trait Subscription: Send {

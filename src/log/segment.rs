@@ -187,39 +187,50 @@ pub fn trailing_zeros_start(bytes: &[u8]) -> usize {
         .map_or(0, |last_non_zero| last_non_zero + 1)
 }
 
-/// Whether the first record that fails to verify in the **last** segment is what a crash
-/// mid-write leaves rather than damage (`docs/ledger-format.md`, "The tail after a crash"):
-/// `segment` is the whole segment, `offset` where the failing record starts, `record_end` where it
-/// ends (or would end), `expected_position` the position it should have.
+/// What the bytes of the **last** segment are, from the first record that does not verify (or
+/// is not a whole record) to the end of the file (`docs/ledger-format.md`, "Preallocated space"
+/// and "The tail after a crash").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// All zeros from a record boundary: space the writer preallocated; the end of the log.
+    Preallocated,
+    /// What a crash mid-write leaves: never acknowledged, cut by the next writer.
+    Torn,
+    /// Anything else.
+    Damage,
+}
+
+/// Classifies `rest`, the bytes from the failing record's start to the end of the last segment,
+/// where that record should hold `expected_position`.
 ///
-/// A torn tail is either a record cut short by the end of the file whose header, as far as it
-/// goes, is the expected one; or a file that ends in a run of zero bytes beginning at or before
-/// the end of the failing record (space the file system extended but whose data never reached
-/// the disk).
-pub fn is_torn_tail(
-    segment: &[u8],
-    offset: usize,
-    record_end: usize,
-    expected_position: u64,
-) -> bool {
-    let zeros_from = trailing_zeros_start(segment);
-    if zeros_from < segment.len() && zeros_from < record_end {
-        return true;
+/// Torn is either a record cut short by the end of the file whose header, as far as it goes, is
+/// the expected one; or a file that ends in a run of zero bytes beginning before the end of the
+/// failing record, so that the record's own last byte is zero (space the file system extended, or
+/// the writer preallocated, but whose data never reached the disk).
+pub fn classify_tail(rest: &[u8], expected_position: u64) -> Tail {
+    let zeros_from = trailing_zeros_start(rest);
+    if zeros_from == 0 {
+        return Tail::Preallocated;
     }
-    let rest = &segment[offset..];
-    if record_end <= segment.len() {
-        return false;
+    let record_end = declared_record_len(rest);
+    if zeros_from < rest.len() && zeros_from < record_end {
+        return Tail::Torn;
+    }
+    if record_end <= rest.len() {
+        return Tail::Damage;
     }
     // Cut short by the end of the file: the magic and, if present, the position must be right.
     let magic_len = rest.len().min(4);
     if rest[..magic_len] != FRAME_MAGIC[..magic_len] {
-        return false;
+        return Tail::Damage;
     }
     if rest.len() >= 16 {
         let position = u64::from_be_bytes(rest[8..16].try_into().expect("8 bytes"));
-        return position == expected_position;
+        if position != expected_position {
+            return Tail::Damage;
+        }
     }
-    true
+    Tail::Torn
 }
 
 /// Where the record at the start of `rest` would end, relative to `rest`, as far as its header
