@@ -39,7 +39,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::item::{ErrorKind, ItemEvent, ItemState, ItemStatus, ModelIdentity, Risk, evolve};
+use crate::item::{ErrorKind, OutputHash, ItemEvent, ItemState, ItemStatus, ModelIdentity, Risk, evolve};
 
 /// The most items one queue page holds; larger requests are cut to it, so that no request can ask for the whole board.
 pub const MAXIMUM_QUEUE_PAGE_LIMIT: usize = 500;
@@ -157,7 +157,7 @@ pub struct QueueEntry {
     pub approvals: u32,
     pub required_approvals: u32,
     pub revision: u32,
-    pub output_hash: String,
+    pub output_hash: OutputHash,
     /// The item stream's version: the expected version for a command on what this entry shows.
     pub version: u64,
 }

@@ -12,7 +12,6 @@
 //! 3. the payload is well formed (`Invalid`);
 //! 4. the item's present state allows it (claims, change requests, four-eyes, deadlines, the output shown).
 
-use std::fmt::Write as _;
 
 use crate::json::JsonText;
 use chrono::{DateTime, Duration, Utc};
@@ -145,15 +144,80 @@ impl From<Outcome> for ItemStatus {
 /// The keys are sorted here explicitly rather than trusting `serde_json::Map` to be a `BTreeMap`,
 /// because another crate in the build enabling serde_json's `preserve_order` feature would silently change every hash.
 /// Without that feature the bytes are exactly `serde_json::to_vec(output)`.
-pub fn output_hash(output: &Value) -> String {
+pub fn output_hash(output: &Value) -> OutputHash {
     let canonical_bytes = serde_json::to_vec(&with_sorted_keys(output))
         .expect("a serde_json::Value always serializes: its object keys are strings");
-    let digest = Sha256::digest(&canonical_bytes);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
+    OutputHash(Sha256::digest(&canonical_bytes).into())
+}
+
+/// An [`output_hash`]: 32 bytes, written everywhere (events, JSON answers, messages) as 64 lowercase hex digits.
+///
+/// Held as bytes rather than as its hex text: read models keep several per item (the current content, each
+/// revision, each edit, the decision), and as `String`s they cost ~90 bytes each on the heap, a large share of
+/// a million-item board. An event whose hash is not 64 lowercase hex digits does not decode.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct OutputHash([u8; 32]);
+
+impl OutputHash {
+    /// Parses 64 lowercase hex digits, the only spelling this type writes.
+    pub fn parse(text: &str) -> Option<OutputHash> {
+        if text.len() != 64 || !text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(OutputHash(bytes))
     }
-    hex
+}
+
+impl std::fmt::Display for OutputHash {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in self.0 {
+            write!(formatter, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for OutputHash {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "\"{self}\"")
+    }
+}
+
+impl PartialEq<str> for OutputHash {
+    fn eq(&self, other: &str) -> bool {
+        OutputHash::parse(other).is_some_and(|parsed| parsed == *self)
+    }
+}
+
+impl PartialEq<&str> for OutputHash {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+impl PartialEq<OutputHash> for &str {
+    fn eq(&self, other: &OutputHash) -> bool {
+        *other == **self
+    }
+}
+
+impl Serialize for OutputHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut text).expect("64 hex digits for 32 bytes");
+        serializer.serialize_str(std::str::from_utf8(&text).expect("hex digits are ASCII"))
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        OutputHash::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom("an output hash is 64 lowercase hex digits")
+        })
+    }
 }
 
 fn with_sorted_keys(value: &Value) -> Value {
@@ -442,7 +506,7 @@ pub struct ItemSubmitted {
     pub model: ModelIdentity,
     pub revision: u32,
     pub output: Value,
-    pub output_hash: String,
+    pub output_hash: OutputHash,
     pub context: Value,
     pub confidence: Option<f64>,
     pub risk: Risk,
@@ -483,7 +547,7 @@ pub struct ClaimExpired {
 pub struct OutputApproved {
     pub reviewer: String,
     pub revision: u32,
-    pub output_hash: String,
+    pub output_hash: OutputHash,
     pub approvals: u32,
     pub required_approvals: u32,
     pub at: DateTime<Utc>,
@@ -495,8 +559,8 @@ pub struct OutputEdited {
     pub reviewer: String,
     pub revision: u32,
     pub edited_output: Value,
-    pub output_hash: String,
-    pub previous_output_hash: String,
+    pub output_hash: OutputHash,
+    pub previous_output_hash: OutputHash,
     pub note: Option<String>,
     pub at: DateTime<Utc>,
 }
@@ -507,7 +571,7 @@ pub struct OutputRejected {
     pub reviewer: String,
     pub reason: String,
     pub revision: u32,
-    pub output_hash: String,
+    pub output_hash: OutputHash,
     pub at: DateTime<Utc>,
 }
 
@@ -517,7 +581,7 @@ pub struct ChangesRequested {
     pub reviewer: String,
     pub instructions: String,
     pub revision: u32,
-    pub output_hash: String,
+    pub output_hash: OutputHash,
     pub at: DateTime<Utc>,
 }
 
@@ -527,8 +591,8 @@ pub struct OutputRevised {
     pub revised_by: String,
     pub revision: u32,
     pub output: Value,
-    pub output_hash: String,
-    pub previous_output_hash: String,
+    pub output_hash: OutputHash,
+    pub previous_output_hash: OutputHash,
     pub note: Option<String>,
     pub at: DateTime<Utc>,
 }
@@ -577,7 +641,7 @@ pub struct ItemDecided {
     pub decided_by: Vec<String>,
     pub revision: u32,
     /// The hash of the content decided on.
-    pub output_hash: String,
+    pub output_hash: OutputHash,
     /// The output that takes effect (the edited one if edited); `None` when the outcome is a rejection.
     pub final_output: Option<Value>,
     pub decided_at: DateTime<Utc>,
@@ -724,7 +788,7 @@ impl Claim {
 pub struct Revision {
     pub revision: u32,
     pub output: JsonText,
-    pub output_hash: String,
+    pub output_hash: OutputHash,
     pub note: Option<String>,
     pub at: DateTime<Utc>,
 }
@@ -735,8 +799,8 @@ pub struct Edit {
     pub reviewer: String,
     pub revision: u32,
     pub output: JsonText,
-    pub output_hash: String,
-    pub previous_output_hash: String,
+    pub output_hash: OutputHash,
+    pub previous_output_hash: OutputHash,
     pub note: Option<String>,
     pub at: DateTime<Utc>,
 }
@@ -753,7 +817,7 @@ pub struct ChangeRequest {
     pub reviewer: String,
     pub instructions: String,
     pub revision: u32,
-    pub output_hash: String,
+    pub output_hash: OutputHash,
     pub at: DateTime<Utc>,
 }
 
@@ -800,7 +864,7 @@ pub struct Decision {
     pub outcome: Outcome,
     pub decided_by: Vec<String>,
     pub revision: u32,
-    pub output_hash: String,
+    pub output_hash: OutputHash,
     pub final_output: Option<JsonText>,
     pub decided_at: DateTime<Utc>,
 }
@@ -818,7 +882,7 @@ pub struct ItemState {
     pub submitted_at: DateTime<Utc>,
     /// The content under review now: the latest revision, or a reviewer's edit of it.
     pub output: JsonText,
-    pub output_hash: String,
+    pub output_hash: OutputHash,
     /// The submitter's latest revision number.
     pub revision: u32,
     /// Who edited the current content, if a reviewer did.
@@ -843,10 +907,10 @@ pub struct ItemState {
     pub change_requests: Vec<ChangeRequest>,
     pub escalations: Vec<Escalation>,
     pub comments: Vec<Comment>,
-    pub rejection: Option<Rejection>,
-    pub withdrawal: Option<Withdrawal>,
-    pub expiry: Option<Expiry>,
-    pub decision: Option<Decision>,
+    pub rejection: Option<Box<Rejection>>,
+    pub withdrawal: Option<Box<Withdrawal>>,
+    pub expiry: Option<Box<Expiry>>,
+    pub decision: Option<Box<Decision>>,
     /// How many events were folded; the stream version of the last one is this minus one.
     pub event_count: u64,
     pub last_event_at: Option<DateTime<Utc>>,
@@ -915,7 +979,7 @@ impl ItemState {
                 self.output_edited_by = None;
                 self.revisions = vec![Revision {
                     revision: submitted.revision,
-                    output: JsonText::from_value(&submitted.output),
+                    output: self.output.clone(),
                     output_hash: submitted.output_hash.clone(),
                     note: None,
                     at: submitted.submitted_at,
@@ -951,7 +1015,7 @@ impl ItemState {
                 self.edits.push(Edit {
                     reviewer: edited.reviewer.clone(),
                     revision: edited.revision,
-                    output: JsonText::from_value(&edited.edited_output),
+                    output: self.output.clone(),
                     output_hash: edited.output_hash.clone(),
                     previous_output_hash: edited.previous_output_hash.clone(),
                     note: edited.note.clone(),
@@ -964,11 +1028,11 @@ impl ItemState {
                 }];
             }
             ItemEvent::OutputRejected(rejected) => {
-                self.rejection = Some(Rejection {
+                self.rejection = Some(Box::new(Rejection {
                     reviewer: rejected.reviewer.clone(),
                     reason: rejected.reason.clone(),
                     at: rejected.at,
-                });
+                }));
             }
             ItemEvent::ChangesRequested(requested) => {
                 self.status = ItemStatus::ChangesRequested;
@@ -991,7 +1055,7 @@ impl ItemState {
                 self.approvals.clear();
                 self.revisions.push(Revision {
                     revision: revised.revision,
-                    output: JsonText::from_value(&revised.output),
+                    output: self.output.clone(),
                     output_hash: revised.output_hash.clone(),
                     note: revised.note.clone(),
                     at: revised.at,
@@ -1018,19 +1082,19 @@ impl ItemState {
             ItemEvent::ItemWithdrawn(withdrawn) => {
                 self.status = ItemStatus::Withdrawn;
                 self.claim = None;
-                self.withdrawal = Some(Withdrawal {
+                self.withdrawal = Some(Box::new(Withdrawal {
                     by: withdrawn.by.clone(),
                     reason: withdrawn.reason.clone(),
                     at: withdrawn.at,
-                });
+                }));
             }
             ItemEvent::ItemExpired(expired) => {
-                self.expiry = Some(Expiry {
+                self.expiry = Some(Box::new(Expiry {
                     due_at: expired.due_at,
                     configured_action: expired.configured_action.clone(),
                     applied_action: expired.applied_action.clone(),
                     at: expired.at,
-                });
+                }));
                 if matches!(expired.applied_action, ExpiryAction::Escalate { .. }) {
                     // Reviewed in the escalation queue from now on, not expired a second time.
                     self.due_at = None;
@@ -1040,14 +1104,18 @@ impl ItemState {
             ItemEvent::ItemDecided(decided) => {
                 self.status = ItemStatus::from(decided.outcome);
                 self.claim = None;
-                self.decision = Some(Decision {
+                self.decision = Some(Box::new(Decision {
                     outcome: decided.outcome,
                     decided_by: decided.decided_by.clone(),
                     revision: decided.revision,
                     output_hash: decided.output_hash.clone(),
-                    final_output: decided.final_output.as_ref().map(JsonText::from_value),
+                    // Shared with the current output when it is that content, as it is when reviewers decide.
+                    final_output: decided.final_output.as_ref().map(|output| {
+                        let text = JsonText::from_value(output);
+                        if text == self.output { self.output.clone() } else { text }
+                    }),
                     decided_at: decided.decided_at,
-                });
+                }));
             }
         }
         self.event_count += 1;
@@ -1579,7 +1647,7 @@ fn require_reviewable_now(
     {
         return Err(DomainError::OutputChanged {
             expected: seen_output_hash.to_owned(),
-            current: state.output_hash.clone(),
+            current: state.output_hash.to_string(),
         });
     }
     Ok(())

@@ -93,19 +93,19 @@ fn revised_output() -> Value {
     json!({"to": "customer@example.com", "body": "Your refund of 45 EUR (40 EUR plus 5 EUR shipping) is on its way.", "tags": ["refund"]})
 }
 
-fn original_hash() -> String {
+fn original_hash() -> OutputHash {
     output_hash(&original_output())
 }
 
-fn edited_hash() -> String {
+fn edited_hash() -> OutputHash {
     output_hash(&edited_output())
 }
 
-fn revised_hash() -> String {
+fn revised_hash() -> OutputHash {
     output_hash(&revised_output())
 }
 
-fn stale_hash() -> String {
+fn stale_hash() -> OutputHash {
     output_hash(&json!("an output shown long ago"))
 }
 
@@ -207,7 +207,7 @@ fn approved_content(
     reviewer: &str,
     at_minute: i64,
     revision: u32,
-    output_hash: String,
+    output_hash: OutputHash,
     approvals: u32,
     required: u32,
 ) -> ItemEvent {
@@ -321,7 +321,7 @@ fn decided(
     decided_by: &[&str],
     at_minute: i64,
     revision: u32,
-    output_hash: String,
+    output_hash: OutputHash,
     final_output: Option<Value>,
 ) -> ItemEvent {
     ItemEvent::ItemDecided(ItemDecided {
@@ -340,9 +340,9 @@ fn approve() -> Command {
     }
 }
 
-fn approve_having_seen(seen_output_hash: String) -> Command {
+fn approve_having_seen(seen_output_hash: OutputHash) -> Command {
     Command::Approve {
-        seen_output_hash: Some(seen_output_hash),
+        seen_output_hash: Some(seen_output_hash.to_string()),
     }
 }
 
@@ -880,8 +880,8 @@ fn approve_of_content_other_than_the_one_shown_is_refused() {
     given(vec![submitted()])
         .when(approve_having_seen(stale_hash()), ALICE, minute(5))
         .then_error(DomainError::OutputChanged {
-            expected: stale_hash(),
-            current: original_hash(),
+            expected: stale_hash().to_string(),
+            current: original_hash().to_string(),
         });
 }
 
@@ -890,28 +890,34 @@ fn a_decision_on_content_edited_since_it_was_shown_is_refused() {
     given(vec![submitted_requiring(2), edited(ALICE, 5, None)])
         .when(approve_having_seen(original_hash()), BOB, minute(6))
         .then_error(DomainError::OutputChanged {
-            expected: original_hash(),
-            current: edited_hash(),
+            expected: original_hash().to_string(),
+            current: edited_hash().to_string(),
         });
     given(vec![submitted_requiring(2), edited(ALICE, 5, None)])
         .when(
             Command::Reject {
                 reason: "wrong amount".to_owned(),
-                seen_output_hash: Some(original_hash()),
+                seen_output_hash: Some(original_hash().to_string()),
             },
             BOB,
             minute(6),
         )
         .then_error(DomainError::OutputChanged {
-            expected: original_hash(),
-            current: edited_hash(),
+            expected: original_hash().to_string(),
+            current: edited_hash().to_string(),
         });
 }
 
 #[test]
 fn a_seen_output_hash_that_is_not_a_sha256_is_invalid() {
     given(vec![submitted()])
-        .when(approve_having_seen("ABC".to_owned()), ALICE, minute(5))
+        .when(
+            Command::Approve {
+                seen_output_hash: Some("ABC".to_owned()),
+            },
+            ALICE,
+            minute(5),
+        )
         .then_invalid("seen_output_hash");
 }
 
@@ -922,7 +928,7 @@ fn edit_and_approve_stores_the_full_edited_output() {
             Command::EditAndApprove {
                 edited_output: edited_output(),
                 note: Some("the refund includes shipping".to_owned()),
-                seen_output_hash: Some(original_hash()),
+                seen_output_hash: Some(original_hash().to_string()),
             },
             ALICE,
             minute(5),
@@ -1614,8 +1620,8 @@ fn every_error_has_a_distinct_rule_and_its_kind() {
         ),
         (
             DomainError::OutputChanged {
-                expected: stale_hash(),
-                current: original_hash(),
+                expected: stale_hash().to_string(),
+                current: original_hash().to_string(),
             },
             "output-changed",
             ErrorKind::Conflict,
@@ -1684,8 +1690,8 @@ fn output_hash_is_the_sha256_of_compact_json_with_sorted_keys() {
             .map(|byte| format!("{byte:02x}"))
             .collect::<String>()
     };
-    assert_eq!(output_hash(&written_one_way), expected_hash);
-    assert_eq!(output_hash(&written_another_way), expected_hash);
+    assert_eq!(output_hash(&written_one_way).to_string(), expected_hash);
+    assert_eq!(output_hash(&written_another_way).to_string(), expected_hash);
     assert_ne!(
         output_hash(&original_output()),
         output_hash(&edited_output())
@@ -1800,8 +1806,8 @@ impl SeenHash {
     fn resolve(self, state: &ItemState) -> Option<String> {
         match self {
             SeenHash::NotSent => None,
-            SeenHash::Current => Some(state.output_hash.clone()),
-            SeenHash::Stale => Some(stale_hash()),
+            SeenHash::Current => Some(state.output_hash.to_string()),
+            SeenHash::Stale => Some(stale_hash().to_string()),
         }
     }
 }
@@ -2103,7 +2109,7 @@ proptest! {
                     let distinct: HashSet<&String> = decision.decided_by.iter().collect();
                     prop_assert_eq!(distinct.len(), decision.decided_by.len());
                     prop_assert!(!decision.decided_by.iter().any(|name| name == submitter));
-                    prop_assert_eq!(decision.output_hash.as_str(), outcome.state.output_hash.as_str());
+                    prop_assert_eq!(&decision.output_hash, &outcome.state.output_hash);
                     if matches!(decision.outcome, Outcome::Approved | Outcome::EditedAndApproved) {
                         prop_assert_eq!(
                             decision.decided_by.len() as u32,

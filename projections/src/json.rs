@@ -3,21 +3,23 @@
 //! A `serde_json::Value` object costs ~770 bytes even with one key (its map node), and an item
 //! holds several; at a million items that was most of the board's memory (BENCHMARKS.md). Kept
 //! as the compact text serde_json writes (object keys sorted), the same JSON takes its length.
-//! It serializes as the JSON it holds, not as a string.
+//! It serializes as the JSON it holds, not as a string. Clones share the text (an `Arc<str>`), so the
+//! current output, the revision it came from and a decision's final output are one allocation.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A JSON value as compact text.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct JsonText(Box<str>);
+pub struct JsonText(Arc<str>);
 
 impl JsonText {
     pub fn from_value(value: &Value) -> JsonText {
         JsonText(
             serde_json::to_string(value)
                 .expect("a Value always serializes")
-                .into_boxed_str(),
+                .into(),
         )
     }
 

@@ -72,7 +72,7 @@ async fn an_item_is_submitted_claimed_edited_and_approved_through_the_log() {
         &Command::EditAndApprove {
             edited_output: edited.clone(),
             note: Some("name and amount".into()),
-            seen_output_hash: Some(submitted.state.output_hash.clone()),
+            seen_output_hash: Some(submitted.state.output_hash.to_string()),
         },
         &as_("rita"),
         correlation,
