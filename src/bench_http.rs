@@ -1,32 +1,51 @@
-//! `ledger bench http`: decisions per second over HTTP on loopback, with a large queue.
+//! `ledger bench http`: decisions per second over HTTP on loopback with a large queue, and the
+//! server's resident memory at that size.
 //!
-//! Fills a scratch ledger with pending items (straight through `commands::execute`, not HTTP, so
-//! that filling is fast), starts the real server on 127.0.0.1:0 in this process, and runs
-//! concurrent reviewer clients that each claim and approve items (two requests, two durable
-//! appends per decision). Reports decisions per second, the latency of one decision (claim +
-//! approve) at p50 and p99, and the process's resident memory. Client and server share this
-//! machine's cores, as any load generator on the same machine would.
+//! Three processes, as in production: a child `ledger bench http-fill` writes the scratch ledger
+//! (principals, then `pending` items straight through `commands::execute`, not HTTP, so that
+//! filling is fast) and exits; a child `ledger serve` opens it, rebuilding its read models from
+//! the log; this process is the load generator. Each client holds one keep-alive HTTP/1.1
+//! connection (hyper's client connection, no pool) and claims then approves items: two
+//! requests, two durable appends per decision. Reported: decisions per second, the latency of
+//! one decision (claim + approve) at p50 and p99, and the server process's RSS read from /proc.
+//! Client and server share this machine's cores, as any load generator on the same machine does.
 
-use crate::clock::Clock;
 use crate::commands::execute;
-use crate::http::AppState;
 use crate::log::{EventLog, FileLog, FileLogOptions};
 use crate::projector::Projector;
 use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
 use projections::item::{Command, CommandContext, ExpiryAction, ModelIdentity, Risk, Submission};
 use projections::principal::Role;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
 
-/// The resident memory of this process, from /proc (Linux).
-pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kilobytes * 1024)
+/// The file, in the scratch data directory, listing the filled items' ids (16 bytes each).
+const ITEM_IDS_FILE: &str = "bench-item-ids";
+
+/// What the fill step reports to the load generator on its standard output.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FillReport {
+    reviewer_tokens: Vec<String>,
+    seconds: f64,
+}
+
+/// The resident memory of process `pid` (`self` for this one) from /proc (Linux): (now, peak).
+pub fn resident_bytes(pid: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|line| line.starts_with(name))?;
+        let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kilobytes * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 fn submission(item_id: Uuid, number: usize) -> Submission {
@@ -50,36 +69,22 @@ fn submission(item_id: Uuid, number: usize) -> Submission {
     }
 }
 
-/// Runs the benchmark; prints a Markdown table.
-pub async fn run_http(
-    dir: &Path,
-    pending: usize,
-    client_levels: &[usize],
-    seconds: u64,
-) -> anyhow::Result<()> {
-    let scratch = crate::bench::Scratch::new(dir, "http")?;
-    run_in(scratch.path(), pending, client_levels, seconds).await
-}
-
-async fn run_in(
-    scratch: &Path,
-    pending: usize,
-    client_levels: &[usize],
-    seconds: u64,
-) -> anyhow::Result<()> {
+/// `ledger bench http-fill` (the fill step's child process): writes `reviewers` reviewers and
+/// `pending` items into the empty data directory `dir`, the item ids into [`ITEM_IDS_FILE`], and
+/// a [`FillReport`] as JSON on standard output.
+pub async fn fill(dir: &Path, pending: usize, reviewers: usize) -> anyhow::Result<()> {
     let file_log = Arc::new(FileLog::open(
-        scratch,
+        dir,
         FileLogOptions::default(),
-        "bench http",
+        "bench http-fill",
     )?);
     let log: Arc<dyn EventLog> = file_log.clone();
     let projector = Projector::start(log.clone()).await?;
     crate::principals::bootstrap_admin(log.as_ref(), &projector, Some("bench-admin".into()))
         .await?;
-    let most_clients = client_levels.iter().copied().max().unwrap_or(1);
-    let mut tokens = Vec::new();
-    for number in 0..most_clients {
-        tokens.push(
+    let mut reviewer_tokens = Vec::new();
+    for number in 0..reviewers {
+        reviewer_tokens.push(
             crate::principals::add_principal(
                 log.as_ref(),
                 &projector,
@@ -101,7 +106,7 @@ async fn run_in(
     )
     .await?;
 
-    // Fill the queue: `pending` items, submitted by 256 concurrent tasks.
+    // `pending` items, submitted by 256 concurrent tasks.
     let started = Instant::now();
     let ids: Arc<Vec<Uuid>> = Arc::new((0..pending).map(|_| Uuid::now_v7()).collect());
     let next = Arc::new(AtomicUsize::new(0));
@@ -128,40 +133,92 @@ async fn run_in(
     for filler in fillers {
         filler.await.context("filler task")??;
     }
-    projector.wait_for(log.head() - 1).await?;
-    let fill_seconds = started.elapsed().as_secs_f64();
+    let ids_bytes: Vec<u8> = ids.iter().flat_map(|id| *id.as_bytes()).collect();
+    std::fs::write(dir.join(ITEM_IDS_FILE), ids_bytes).context("writing the item ids")?;
+    let report = FillReport {
+        reviewer_tokens,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
 
-    // A restart's rebuild of the read models at this size.
+/// Runs the benchmark in a scratch directory under `parent`; prints a Markdown table.
+pub async fn run_http(
+    parent: &Path,
+    pending: usize,
+    client_levels: &[usize],
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let scratch = crate::bench::Scratch::new(parent, "http")?;
+    let ledger = std::env::current_exe().context("finding the ledger executable")?;
+    let most_clients = client_levels.iter().copied().max().unwrap_or(1);
+
+    let filled = tokio::process::Command::new(&ledger)
+        .arg("--data-dir")
+        .arg(scratch.path())
+        .args(["bench", "http-fill", "--pending", &pending.to_string()])
+        .args(["--reviewers", &most_clients.to_string()])
+        .env("LEDGER_LOG", "warn")
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .context("running `ledger bench http-fill`")?;
+    anyhow::ensure!(filled.status.success(), "the fill step failed");
+    let report: FillReport =
+        serde_json::from_slice(&filled.stdout).context("reading the fill step's report")?;
+    let ids: Arc<Vec<Uuid>> = Arc::new(
+        std::fs::read(scratch.path().join(ITEM_IDS_FILE))
+            .context("reading the item ids")?
+            .chunks_exact(16)
+            .map(|bytes| Uuid::from_slice(bytes).expect("16 bytes"))
+            .collect(),
+    );
+
     let started = Instant::now();
-    let rebuilt = crate::projector::rebuild(log.as_ref()).await?;
-    let rebuild_seconds = started.elapsed().as_secs_f64();
-    drop(rebuilt);
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let state = AppState::new(
-        log.clone(),
-        projector.clone(),
-        Some(file_log.clone()),
-        Clock::System,
-    );
-    tokio::spawn(crate::http::serve(listener, state, std::future::pending()));
+    let mut server = tokio::process::Command::new(&ledger)
+        .arg("--data-dir")
+        .arg(scratch.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("LEDGER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting `ledger serve`")?;
+    let server_pid = server.id().context("the server's pid")?.to_string();
+    let mut lines = BufReader::new(server.stdout.take().context("the server's stdout")?).lines();
+    let address: SocketAddr = loop {
+        let line = lines
+            .next_line()
+            .await?
+            .context("the server exited before listening")?;
+        if let Some(url) = line.strip_prefix("listening on http://") {
+            break url.parse().context("the server's address")?;
+        }
+    };
+    let ready_seconds = started.elapsed().as_secs_f64();
+    let megabytes = |bytes: u64| bytes as f64 / 1e6;
+    let (rss, _) = resident_bytes(&server_pid).context("reading the server's RSS")?;
     println!(
-        "{pending} pending items filled in {fill_seconds:.1} s; read models rebuilt from the log in {rebuild_seconds:.1} s; RSS {:.0} MB\n",
-        resident_bytes().unwrap_or(0) as f64 / 1e6
+        "{pending} pending items filled in {:.1} s; the server rebuilt its read models and listened after {ready_seconds:.1} s, RSS {:.0} MB\n",
+        report.seconds,
+        megabytes(rss)
     );
-    println!("| clients | decisions/s | p50 decision | p99 decision | RSS after |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| clients | decisions/s | p50 decision | p99 decision | server RSS after | server peak RSS |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
     let cursor = Arc::new(AtomicUsize::new(0));
     for &clients in client_levels {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for token in &tokens[..clients.min(tokens.len())] {
-            let (ids, cursor, token) = (ids.clone(), cursor.clone(), token.clone());
-            let base = format!("http://{address}");
+        for token in &report.reviewer_tokens[..clients.min(report.reviewer_tokens.len())] {
+            let (ids, cursor) = (ids.clone(), cursor.clone());
+            let authorization = format!("Bearer {token}");
             tasks.push(tokio::spawn(async move {
-                let client = reqwest::Client::new();
+                let mut client = Client::connect(address).await?;
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let Some(id) = ids.get(cursor.fetch_add(1, Ordering::Relaxed)) else {
@@ -169,16 +226,10 @@ async fn run_in(
                     };
                     let began = Instant::now();
                     for action in ["claim", "approve"] {
-                        let response = client
-                            .post(format!("{base}/v1/items/{id}/{action}"))
-                            .bearer_auth(&token)
-                            .send()
+                        let status = client
+                            .post(&format!("/v1/items/{id}/{action}"), &authorization)
                             .await?;
-                        anyhow::ensure!(
-                            response.status().is_success(),
-                            "{action} answered {}",
-                            response.status()
-                        );
+                        anyhow::ensure!(status.is_success(), "{action} answered {status}");
                     }
                     latencies.push(began.elapsed());
                 }
@@ -190,6 +241,10 @@ async fn run_in(
             latencies.extend(task.await.context("client task")??);
         }
         let elapsed = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            cursor.load(Ordering::Relaxed) < ids.len(),
+            "the queue ran out of pending items at {clients} clients, so the figures would not be at {pending} pending; raise --pending or lower --seconds"
+        );
         latencies.sort();
         let percentile = |quantile: f64| {
             latencies
@@ -197,13 +252,46 @@ async fn run_in(
                 .map(|latency| latency.as_secs_f64() * 1e3)
                 .unwrap_or(0.0)
         };
+        let (rss, peak) = resident_bytes(&server_pid).context("reading the server's RSS")?;
         println!(
-            "| {clients} | {:.0} | {:.2} ms | {:.2} ms | {:.0} MB |",
+            "| {clients} | {:.0} | {:.2} ms | {:.2} ms | {:.0} MB | {:.0} MB |",
             latencies.len() as f64 / elapsed,
             percentile(0.5),
             percentile(0.99),
-            resident_bytes().unwrap_or(0) as f64 / 1e6
+            megabytes(rss),
+            megabytes(peak)
         );
     }
+    server.kill().await.context("stopping the server")?;
     Ok(())
+}
+
+/// One keep-alive HTTP/1.1 connection: the least a client can do per request, so that the load
+/// generator takes as little of the shared cores as it can.
+struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+}
+
+impl Client {
+    async fn connect(address: SocketAddr) -> anyhow::Result<Client> {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Client { sender })
+    }
+
+    /// POSTs an empty body; returns the status once the whole answer is read.
+    async fn post(&mut self, path: &str, authorization: &str) -> anyhow::Result<hyper::StatusCode> {
+        self.sender.ready().await?;
+        let request = hyper::Request::post(path)
+            .header(hyper::header::HOST, "127.0.0.1")
+            .header(hyper::header::AUTHORIZATION, authorization)
+            .body(Empty::new())?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        Ok(status)
+    }
 }

@@ -254,7 +254,7 @@ impl Dispatcher {
             },
             "decision": item.decision,
         });
-        Ok((serde_json::to_vec(&body)?, item.submitted_by))
+        Ok((serde_json::to_vec(&body)?, item.submitted_by.to_string()))
     }
 
     /// Runs `tick` until the process stops, at the next attempt due and at least every `poll`.

@@ -136,6 +136,14 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Write the items and reviewers of `bench http` into the data directory (its child process).
+    #[command(hide = true)]
+    HttpFill {
+        #[arg(long)]
+        pending: usize,
+        #[arg(long)]
+        reviewers: usize,
+    },
     /// Open, read and verify a log of this many events.
     Read {
         #[arg(long, default_value_t = 1_000_000)]
@@ -279,6 +287,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     clients,
                     seconds,
                 } => ledger::bench_http::run_http(&parent, pending, &clients, seconds).await?,
+                BenchCommand::HttpFill { pending, reviewers } => {
+                    ledger::bench_http::fill(&cli.data_dir, pending, reviewers).await?
+                }
                 BenchCommand::Read {
                     events,
                     event_bytes,
@@ -314,6 +325,8 @@ async fn serve(data_dir: PathBuf, listen: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr().context("reading the bound address")?;
+    // On standard output, so that a script (or `ledger bench http`) that asked for port 0 learns the port.
+    println!("listening on http://{address}");
     tracing::info!(%address, data_dir = %data_dir.display(), events = log.head(), "ledger serving");
     tokio::spawn(ledger::scheduler::run(
         log.clone(),

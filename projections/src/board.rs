@@ -39,7 +39,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::item::{ErrorKind, OutputHash, ItemEvent, ItemState, ItemStatus, ModelIdentity, Risk, evolve};
+use crate::item::{
+    ErrorKind, ItemEvent, ItemState, ItemStatus, ModelIdentity, Name, OutputHash, Risk, evolve,
+};
 
 /// The most items one queue page holds; larger requests are cut to it, so that no request can ask for the whole board.
 pub const MAXIMUM_QUEUE_PAGE_LIMIT: usize = 500;
@@ -137,8 +139,8 @@ pub struct QueuePage {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueEntry {
     pub id: Uuid,
-    pub queue: String,
-    pub kind: String,
+    pub queue: Name,
+    pub kind: Name,
     pub model: ModelIdentity,
     /// The status at the query's `now`.
     pub status: QueueStatus,
@@ -148,10 +150,10 @@ pub struct QueueEntry {
     pub due_at: Option<DateTime<Utc>>,
     pub risk: Risk,
     pub confidence: Option<f64>,
-    pub submitted_by: String,
+    pub submitted_by: Name,
     pub submitted_at: DateTime<Utc>,
     /// The holder of the claim, only while it is live at the query's `now`.
-    pub claimed_by: Option<String>,
+    pub claimed_by: Option<Name>,
     pub claim_expires_at: Option<DateTime<Utc>>,
     /// Distinct approvals of the current content so far.
     pub approvals: u32,
@@ -200,8 +202,8 @@ pub struct Workload {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClaimedItem {
     pub item_id: Uuid,
-    pub queue: String,
-    pub kind: String,
+    pub queue: Name,
+    pub kind: Name,
     pub priority: i32,
     pub due_at: Option<DateTime<Utc>>,
     pub claimed_at: DateTime<Utc>,
@@ -424,8 +426,8 @@ fn remove_under(
 struct Placement {
     class: StatusClass,
     key: QueueSortKey,
-    queue: String,
-    kind: String,
+    queue: Name,
+    kind: Name,
 }
 
 /// Everything about an item that the indexes depend on. Computed before and after each event; only the parts that
@@ -434,7 +436,7 @@ struct Placement {
 struct IndexFootprint {
     placement: Option<Placement>,
     /// The claim holder, for an open item with a (possibly lapsed) claim: the claimed indexes.
-    claimed_by: Option<String>,
+    claimed_by: Option<Name>,
     /// The claim's expiry, for an item not yet closed: the scheduler's `ExpireClaim`.
     claim_expires_at: Option<DateTime<Utc>>,
     /// The deadline, for an item not yet closed: the scheduler's `Expire`.
@@ -722,8 +724,8 @@ impl ReviewBoard {
             }
             if let Some(placement) = &after.placement {
                 self.class_index_mut(placement.class).insert(placement);
-                if !self.queues_seen.contains(&placement.queue) {
-                    self.queues_seen.insert(placement.queue.clone());
+                if !self.queues_seen.contains(placement.queue.as_str()) {
+                    self.queues_seen.insert(placement.queue.to_string());
                 }
             }
         }

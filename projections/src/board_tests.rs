@@ -44,8 +44,8 @@ fn submission(item_id: Uuid) -> Submission {
         queue: QUEUE.to_owned(),
         kind: KIND.to_owned(),
         model: ModelIdentity {
-            name: "reply-drafter".to_owned(),
-            version: "2025-02-14".to_owned(),
+            name: "reply-drafter".into(),
+            version: "2025-02-14".into(),
         },
         output: json!({"body": "Your refund is on its way.", "item": item_id}),
         context: json!({"ticket": 4711}),
@@ -726,8 +726,8 @@ fn an_entry_summarises_the_item_at_its_stream_version() {
         entry,
         QueueEntry {
             id: item(1),
-            queue: QUEUE.to_owned(),
-            kind: KIND.to_owned(),
+            queue: QUEUE.into(),
+            kind: KIND.into(),
             model: submission(item(1)).model,
             status: QueueStatus::Claimed,
             item_status: ItemStatus::Pending,
@@ -735,9 +735,9 @@ fn an_entry_summarises_the_item_at_its_stream_version() {
             due_at: Some(minute(60)),
             risk: Risk::High,
             confidence: Some(0.8),
-            submitted_by: SUBMITTER.to_owned(),
+            submitted_by: SUBMITTER.into(),
             submitted_at: minute(0),
-            claimed_by: Some(BOB.to_owned()),
+            claimed_by: Some(BOB.into()),
             claim_expires_at: Some(minute(12)),
             approvals: 1,
             required_approvals: 2,
@@ -825,8 +825,8 @@ fn a_workload_lists_live_claims_and_counts_what_the_reviewer_did() {
         workload.live_claims,
         vec![ClaimedItem {
             item_id: item(1),
-            queue: QUEUE.to_owned(),
-            kind: KIND.to_owned(),
+            queue: QUEUE.into(),
+            kind: KIND.into(),
             priority: 0,
             due_at: None,
             claimed_at: minute(1),
@@ -1212,7 +1212,7 @@ fn naive_listing(scenario: &Scenario, query: &QueueQuery, now: DateTime<Utc>) ->
             && query
                 .assignee
                 .as_ref()
-                .is_none_or(|assignee| live_holder.as_ref() == Some(assignee));
+                .is_none_or(|assignee| live_holder.as_deref() == Some(assignee.as_str()));
         if matches {
             let submitted_position = scenario
                 .log

@@ -12,7 +12,6 @@
 //! 3. the payload is well formed (`Invalid`);
 //! 4. the item's present state allows it (claims, change requests, four-eyes, deadlines, the output shown).
 
-
 use crate::json::JsonText;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -71,9 +70,12 @@ pub enum ExpiryAction {
 /// The model that produced an output, as the analytics group by it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct ModelIdentity {
-    pub name: String,
-    pub version: String,
+    pub name: Name,
+    pub version: Name,
 }
+
+/// A short name (queue, kind, model, principal) as read models hold it: up to 24 bytes inline, no heap allocation.
+pub type Name = compact_str::CompactString;
 
 /// How an item was decided; the status it ends in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -161,7 +163,11 @@ pub struct OutputHash([u8; 32]);
 impl OutputHash {
     /// Parses 64 lowercase hex digits, the only spelling this type writes.
     pub fn parse(text: &str) -> Option<OutputHash> {
-        if text.len() != 64 || !text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')) {
+        if text.len() != 64
+            || !text
+                .bytes()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return None;
         }
         let mut bytes = [0u8; 32];
@@ -214,9 +220,8 @@ impl Serialize for OutputHash {
 impl<'de> Deserialize<'de> for OutputHash {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        OutputHash::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom("an output hash is 64 lowercase hex digits")
-        })
+        OutputHash::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom("an output hash is 64 lowercase hex digits"))
     }
 }
 
@@ -772,7 +777,7 @@ pub enum EventDecodingError {
 /// A reviewer's lease on an item. It stops being a claim at `expires_at`, whether or not `ClaimExpired` was recorded yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
-    pub reviewer: String,
+    pub reviewer: Name,
     pub claimed_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -808,7 +813,7 @@ pub struct Edit {
 /// One approval of the current content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
-    pub reviewer: String,
+    pub reviewer: Name,
     pub at: DateTime<Utc>,
 }
 
@@ -875,10 +880,10 @@ pub struct Decision {
 pub struct ItemState {
     pub status: ItemStatus,
     pub id: Uuid,
-    pub queue: String,
-    pub kind: String,
+    pub queue: Name,
+    pub kind: Name,
     pub model: ModelIdentity,
-    pub submitted_by: String,
+    pub submitted_by: Name,
     pub submitted_at: DateTime<Utc>,
     /// The content under review now: the latest revision, or a reviewer's edit of it.
     pub output: JsonText,
@@ -886,7 +891,7 @@ pub struct ItemState {
     /// The submitter's latest revision number.
     pub revision: u32,
     /// Who edited the current content, if a reviewer did.
-    pub output_edited_by: Option<String>,
+    pub output_edited_by: Option<Name>,
     /// Every revision from the submitter, oldest first.
     pub revisions: Vec<Revision>,
     /// Every reviewer edit, oldest first.
@@ -968,10 +973,10 @@ impl ItemState {
             ItemEvent::ItemSubmitted(submitted) => {
                 self.status = ItemStatus::Pending;
                 self.id = submitted.item_id;
-                self.queue = submitted.queue.clone();
-                self.kind = submitted.kind.clone();
+                self.queue = submitted.queue.as_str().into();
+                self.kind = submitted.kind.as_str().into();
                 self.model = submitted.model.clone();
-                self.submitted_by = submitted.submitted_by.clone();
+                self.submitted_by = submitted.submitted_by.as_str().into();
                 self.submitted_at = submitted.submitted_at;
                 self.output = JsonText::from_value(&submitted.output);
                 self.output_hash = submitted.output_hash.clone();
@@ -995,7 +1000,7 @@ impl ItemState {
             }
             ItemEvent::ItemClaimed(claimed) => {
                 self.claim = Some(Claim {
-                    reviewer: claimed.reviewer.clone(),
+                    reviewer: claimed.reviewer.as_str().into(),
                     claimed_at: claimed.claimed_at,
                     expires_at: claimed.expires_at,
                 });
@@ -1004,14 +1009,14 @@ impl ItemState {
             ItemEvent::ClaimExpired(expired) => self.drop_claim_of(&expired.reviewer),
             ItemEvent::OutputApproved(approved) => {
                 self.approvals.push(Approval {
-                    reviewer: approved.reviewer.clone(),
+                    reviewer: approved.reviewer.as_str().into(),
                     at: approved.at,
                 });
             }
             ItemEvent::OutputEdited(edited) => {
                 self.output = JsonText::from_value(&edited.edited_output);
                 self.output_hash = edited.output_hash.clone();
-                self.output_edited_by = Some(edited.reviewer.clone());
+                self.output_edited_by = Some(edited.reviewer.as_str().into());
                 self.edits.push(Edit {
                     reviewer: edited.reviewer.clone(),
                     revision: edited.revision,
@@ -1023,7 +1028,7 @@ impl ItemState {
                 });
                 // Approvals are bound to content: the edit is the editor's approval of the new content, and only that.
                 self.approvals = vec![Approval {
-                    reviewer: edited.reviewer.clone(),
+                    reviewer: edited.reviewer.as_str().into(),
                     at: edited.at,
                 }];
             }
@@ -1062,7 +1067,7 @@ impl ItemState {
                 });
             }
             ItemEvent::ItemEscalated(escalated) => {
-                self.queue = escalated.to_queue.clone();
+                self.queue = escalated.to_queue.as_str().into();
                 self.claim = None;
                 self.escalations.push(Escalation {
                     by: escalated.by.clone(),
@@ -1112,7 +1117,11 @@ impl ItemState {
                     // Shared with the current output when it is that content, as it is when reviewers decide.
                     final_output: decided.final_output.as_ref().map(|output| {
                         let text = JsonText::from_value(output);
-                        if text == self.output { self.output.clone() } else { text }
+                        if text == self.output {
+                            self.output.clone()
+                        } else {
+                            text
+                        }
                     }),
                     decided_at: decided.decided_at,
                 }));
@@ -1258,7 +1267,7 @@ fn release(state: &ItemState, context: &CommandContext) -> Result<Vec<ItemEvent>
     let live_claim = state.live_claim(context.now).ok_or(DomainError::NoClaim)?;
     if live_claim.reviewer != context.actor {
         return Err(DomainError::NotClaimedByYou {
-            holder: live_claim.reviewer.clone(),
+            holder: live_claim.reviewer.to_string(),
         });
     }
     Ok(vec![ItemEvent::ClaimReleased(ClaimReleased {
@@ -1297,7 +1306,7 @@ fn approve(
         let decided_by = state
             .approvals
             .iter()
-            .map(|approval| approval.reviewer.clone())
+            .map(|approval| approval.reviewer.to_string())
             .chain(std::iter::once(context.actor.clone()))
             .collect();
         events.push(ItemEvent::ItemDecided(ItemDecided {
@@ -1454,7 +1463,7 @@ fn escalate(
     require_reviewable_now(state, None, context)?;
     Ok(vec![ItemEvent::ItemEscalated(ItemEscalated {
         by: context.actor.clone(),
-        from_queue: state.queue.clone(),
+        from_queue: state.queue.to_string(),
         to_queue: to_queue.to_owned(),
         reason: reason.to_owned(),
         at: context.now,
@@ -1533,7 +1542,7 @@ fn expire(state: &ItemState, context: &CommandContext) -> Result<Vec<ItemEvent>,
         ExpiryAction::Escalate { queue } => {
             events.push(ItemEvent::ItemEscalated(ItemEscalated {
                 by: context.actor.clone(),
-                from_queue: state.queue.clone(),
+                from_queue: state.queue.to_string(),
                 to_queue: queue,
                 reason: EXPIRY_ESCALATION_REASON.to_owned(),
                 at: context.now,
@@ -1555,7 +1564,7 @@ fn expire_claim(
         });
     }
     Ok(vec![ItemEvent::ClaimExpired(ClaimExpired {
-        reviewer: claim.reviewer.clone(),
+        reviewer: claim.reviewer.to_string(),
         expired_at: claim.expires_at,
         at: context.now,
     })])
@@ -1625,7 +1634,7 @@ fn require_no_live_claim_by_someone_else(
     match state.live_claim(context.now) {
         Some(live_claim) if live_claim.reviewer != context.actor => {
             Err(DomainError::ClaimedBySomeoneElse {
-                holder: live_claim.reviewer.clone(),
+                holder: live_claim.reviewer.to_string(),
                 expires_at: live_claim.expires_at,
             })
         }

@@ -116,8 +116,8 @@ fn submission() -> Submission {
         queue: QUEUE.to_owned(),
         kind: "customer-reply".to_owned(),
         model: ModelIdentity {
-            name: "reply-drafter".to_owned(),
-            version: "2025-02-14".to_owned(),
+            name: "reply-drafter".into(),
+            version: "2025-02-14".into(),
         },
         output: original_output(),
         context: json!({"ticket": 4711, "thread": ["Where is my refund?"]}),
@@ -471,7 +471,7 @@ fn submit_refuses_an_empty_kind_and_model() {
     given(vec![])
         .when(
             Command::Submit(submission_with(|submission| {
-                submission.model.version = String::new();
+                submission.model.version = Name::default();
             })),
             SUBMITTER,
             minute(0),
@@ -689,10 +689,7 @@ fn expire_claim_after_the_lease_then_someone_else_claims() {
     ])
     .when(claim_for_minutes(30), BOB, minute(41))
     .then(vec![claimed(BOB, 41, 71)]);
-    assert_eq!(
-        state.claim.map(|claim| claim.reviewer),
-        Some(BOB.to_owned())
-    );
+    assert_eq!(state.claim.map(|claim| claim.reviewer), Some(BOB.into()));
 }
 
 #[test]
@@ -1747,6 +1744,37 @@ fn every_event_type_round_trips_through_type_and_data() {
             ItemEvent::from_type_and_data(event.event_type(), &event.to_data()).unwrap();
         assert_eq!(read_back, event);
     }
+}
+
+#[test]
+fn an_output_hash_is_written_and_read_as_64_lowercase_hex_digits_only() {
+    let hash = original_hash();
+    let text = hash.to_string();
+    assert_eq!(text.len(), 64);
+    assert_eq!(serde_json::to_value(&hash).unwrap(), json!(text));
+    assert_eq!(
+        serde_json::from_value::<OutputHash>(json!(text)).unwrap(),
+        hash
+    );
+    assert_eq!(hash, text.as_str());
+    assert_ne!(hash, stale_hash().to_string().as_str());
+    for malformed in [
+        text.to_uppercase(),
+        text[..63].to_owned(),
+        format!("{text}0"),
+        "g".repeat(64),
+    ] {
+        assert_eq!(OutputHash::parse(&malformed), None, "{malformed}");
+        assert!(serde_json::from_value::<OutputHash>(json!(malformed)).is_err());
+        assert_ne!(hash, malformed.as_str());
+    }
+    // A stored event whose hash is malformed does not decode (the read model never guesses one).
+    let mut data = approved(ALICE, 5, 1, 1).to_data();
+    data["output_hash"] = json!("not a hash");
+    assert!(matches!(
+        ItemEvent::from_type_and_data("OutputApproved", &data),
+        Err(EventDecodingError::MalformedData { .. })
+    ));
 }
 
 #[test]

@@ -172,3 +172,68 @@ async fn principals_from_the_cli_and_a_rebuild_of_the_projections() {
     assert!(String::from_utf8_lossy(&busy.stderr).contains("in use by another process"));
     drop(holder);
 }
+
+#[test]
+fn bench_http_fills_a_ledger_serves_it_in_a_child_process_and_reports_decisions() {
+    // A tiny run of the real benchmark: fill (child process), serve (child process), decide over
+    // loopback. It checks the machinery and the report, not the speed.
+    let dir = tempfile::tempdir().unwrap();
+    let output = ledger(
+        &dir.path().join("ledger-data"),
+        &[
+            "bench",
+            "http",
+            "--pending",
+            "20000",
+            "--clients",
+            "2,4",
+            "--seconds",
+            "1",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with("20000 pending items filled in"),
+        "{stdout}"
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| clients"))
+        .map(|line| line.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for (row, clients) in rows.iter().zip(["2", "4"]) {
+        assert_eq!(row[1], clients);
+        let decisions_per_second: f64 = row[2].parse().unwrap();
+        assert!(decisions_per_second > 0.0, "{stdout}");
+        assert!(row[5].ends_with(" MB") && row[5] != "0 MB", "{stdout}");
+    }
+    // The scratch ledger is removed afterwards.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // A run that would drain the queue says so instead of reporting figures for a smaller queue.
+    let drained = ledger(
+        &dir.path().join("ledger-data"),
+        &[
+            "bench",
+            "http",
+            "--pending",
+            "20",
+            "--clients",
+            "2",
+            "--seconds",
+            "1",
+        ],
+    );
+    assert!(!drained.status.success());
+    assert!(
+        String::from_utf8_lossy(&drained.stderr).contains("ran out of pending items"),
+        "{}",
+        String::from_utf8_lossy(&drained.stderr)
+    );
+}

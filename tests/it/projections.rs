@@ -48,7 +48,7 @@ async fn a_rebuilt_projection_equals_the_live_one_after_a_long_random_workload()
                 kind: ["reply", "score", "clause"][random.below(3) as usize].into(),
                 model: ModelIdentity {
                     name: "model".into(),
-                    version: format!("v{}", random.below(3)),
+                    version: format!("v{}", random.below(3)).into(),
                 },
                 output: serde_json::json!({"text": format!("draft {step}"), "score": random.below(100) as f64 / 100.0}),
                 context: serde_json::json!({"step": step}),
