@@ -93,6 +93,7 @@ pub async fn rebuild(log: &dyn EventLog) -> Result<ReadModels, LogError> {
             models.apply(event);
         }
     }
+    models.board.compact();
     Ok(models)
 }
 

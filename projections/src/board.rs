@@ -637,6 +637,34 @@ impl ReviewBoard {
         }
     }
 
+    /// Re-lays the item map and every index in full B-tree nodes; changes no content.
+    ///
+    /// Keys inserted in ascending order (submissions arrive in log order) leave B-tree nodes
+    /// a little over half full; rebuilt from sorted keys they are full. The shell calls this
+    /// after replaying the log, where it takes about a third off the memory of the item map and
+    /// the indexes (a few seconds of work at a million items would be wasted per event, so it
+    /// is not done as events arrive).
+    pub fn compact(&mut self) {
+        fn relay<T: Ord>(set: &mut BTreeSet<T>) {
+            *set = std::mem::take(set).into_iter().collect();
+        }
+        self.items = std::mem::take(&mut self.items).into_iter().collect();
+        for index in [
+            &mut self.open,
+            &mut self.changes_requested,
+            &mut self.decided,
+            &mut self.withdrawn,
+        ] {
+            relay(&mut index.all);
+            index.by_queue.values_mut().for_each(relay);
+            index.by_kind.values_mut().for_each(relay);
+        }
+        relay(&mut self.claimed);
+        self.claimed_by_reviewer.values_mut().for_each(relay);
+        relay(&mut self.due_deadlines);
+        relay(&mut self.claim_deadlines);
+    }
+
     fn class_index_mut(&mut self, class: StatusClass) -> &mut OrderedIndex {
         match class {
             StatusClass::Open => &mut self.open,
