@@ -57,6 +57,8 @@ pub async fn run_http(
     client_levels: &[usize],
     seconds: u64,
 ) -> anyhow::Result<()> {
+    // Before the clients below are built: see `crate::tls`.
+    crate::tls::install_crypto_provider();
     let scratch = crate::bench::Scratch::new(dir, "http")?;
     run_in(scratch.path(), pending, client_levels, seconds).await
 }
