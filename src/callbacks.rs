@@ -9,10 +9,14 @@
 //! Signatures: `X-Ledger-Signature: sha256=<hex HMAC-SHA256 of the body>` with the submitting
 //! agent's callback secret, HMAC-SHA256(server key, "callback-secret:" + agent name). The server
 //! key is `LEDGER_CALLBACK_KEY` (hex) or `DATA_DIR/callback.key`, made on first start.
+//!
+//! URLs may be `http://` or `https://`; over HTTPS the receiver's certificate is verified against
+//! the platform's roots plus any extra CA certificates the operator gave (see [`crate::tls`]).
 
 use crate::clock::Clock;
 use crate::log::{EventLog, ExpectedVersion};
 use crate::projector::Projector;
+use crate::tls::ExtraRootCertificates;
 use anyhow::Context;
 use hmac::{Hmac, Mac};
 use projections::delivery::{
@@ -95,6 +99,18 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The client callbacks are POSTed with: no redirects followed, a 10 s limit per attempt.
+fn callback_client(extra_roots: &ExtraRootCertificates) -> reqwest::Client {
+    crate::tls::client_with_roots(
+        || {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+        },
+        extra_roots,
+    )
+}
+
 /// Delivers what is owed.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -121,18 +137,20 @@ impl Dispatcher {
         clock: Clock,
         key: CallbackKey,
     ) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client");
         Dispatcher {
             log,
             projector,
             clock,
             key,
-            client,
+            client: callback_client(&ExtraRootCertificates::none()),
         }
+    }
+
+    /// The same dispatcher, trusting `roots` for `https://` callback URLs in addition to the
+    /// platform's roots (`ledger serve --callback-ca-file`).
+    pub fn with_extra_root_certificates(mut self, roots: &ExtraRootCertificates) -> Self {
+        self.client = callback_client(roots);
+        self
     }
 
     /// One pass: attempts every delivery due now; returns how many attempts were made.
@@ -174,7 +192,9 @@ impl Dispatcher {
                     (!status.is_success()).then(|| format!("the receiver answered {status}"));
                 (Some(status.as_u16()), error)
             }
-            Err(error) => (None, Some(error.to_string())),
+            // With its causes: reqwest's own message ("error sending request for url …") does
+            // not say whether DNS, the connection or the receiver's certificate failed.
+            Err(error) => (None, Some(format!("{:#}", anyhow::Error::from(error)))),
         };
         let delivered = error.is_none();
         let now = self.clock.now();

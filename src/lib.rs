@@ -10,6 +10,7 @@
 //! - [`projector`]: keeps the read models live from the log.
 //! - [`principals`]: adding and revoking principals (API callers) as events.
 //! - [`callbacks`]: answers POSTed to workflow callback URLs, signed and retried.
+//! - [`tls`]: TLS for those POSTs over HTTPS: the crypto provider and the trusted roots.
 //! - [`scheduler`]: lapsed claims and passed deadlines become events.
 //! - [`clock`]: the time commands get: the system's, or one tests move.
 //! - [`bench`]: `ledger bench append` and `ledger bench read`; [`bench_http`]: `ledger bench http`.
@@ -25,4 +26,5 @@ pub mod log;
 pub mod principals;
 pub mod projector;
 pub mod scheduler;
+pub mod tls;
 pub mod verify;

@@ -30,6 +30,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
+        /// A PEM file of CA certificates to trust for `https://` callback URLs, in addition to
+        /// the platform's roots (for receivers whose certificates a private CA issued).
+        #[arg(long, env = "LEDGER_CALLBACK_CA_FILE")]
+        callback_ca_file: Option<PathBuf>,
     },
     /// Recompute every hash and chain link; exit 1 naming the first bad position.
     Verify {
@@ -159,6 +163,8 @@ enum BenchCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before any HTTP client exists (callbacks, `bench http`): see `ledger::tls`.
+    ledger::tls::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LEDGER_LOG")
@@ -186,8 +192,11 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Serve { listen } => {
-            serve(cli.data_dir, &listen).await?;
+        Command::Serve {
+            listen,
+            callback_ca_file,
+        } => {
+            serve(cli.data_dir, &listen, callback_ca_file.as_deref()).await?;
         }
         Command::Verify { json } => return verify(cli.data_dir, json),
         Command::Principal { command } => {
@@ -304,7 +313,16 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn serve(data_dir: PathBuf, listen: &str) -> anyhow::Result<()> {
+async fn serve(
+    data_dir: PathBuf,
+    listen: &str,
+    callback_ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    // Read before anything else, so that a wrong path fails the start, not the first callback.
+    let callback_roots = match callback_ca_file {
+        Some(path) => ledger::tls::ExtraRootCertificates::read_pem_file(path)?,
+        None => ledger::tls::ExtraRootCertificates::none(),
+    };
     let file_log = Arc::new(FileLog::open(
         &data_dir,
         FileLogOptions::default(),
@@ -345,6 +363,7 @@ async fn serve(data_dir: PathBuf, listen: &str) -> anyhow::Result<()> {
             ledger::clock::Clock::System,
             callback_key.clone(),
         )
+        .with_extra_root_certificates(&callback_roots)
         .run(std::time::Duration::from_secs(1)),
     );
     let state =

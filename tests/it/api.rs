@@ -29,6 +29,8 @@ pub struct App {
 }
 
 pub async fn spawn_app() -> App {
+    // reqwest's clients need a crypto provider installed first (see `ledger::tls`).
+    ledger::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let file_log = Arc::new(FileLog::open(dir.path(), Default::default(), "api test").unwrap());
     let log: Arc<dyn EventLog> = file_log.clone();
@@ -919,11 +921,12 @@ async fn metrics_in_the_prometheus_text_format() {
     assert!(text.contains("ledger_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/queue\",status=\"200\",le=\"+Inf\"} 1"));
 }
 
-/// A workflow engine's webhook on 127.0.0.1: fails the first `failures` calls with 503, then
-/// answers 200; records every call's headers and body.
-type Calls = Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+/// Every call a webhook received: its headers and body.
+pub type Calls = Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
 
-async fn spawn_receiver(failures: usize) -> (String, Calls) {
+/// A workflow engine's webhook at `/hook`: fails the first `failures` calls with 503, then
+/// answers 200; records every call's headers and body.
+pub fn receiver(failures: usize) -> (axum::Router, Calls) {
     let calls: Calls = Arc::default();
     let recorded = calls.clone();
     let router = axum::Router::new().route(
@@ -943,6 +946,12 @@ async fn spawn_receiver(failures: usize) -> (String, Calls) {
             },
         ),
     );
+    (router, calls)
+}
+
+/// [`receiver`] over plain HTTP on 127.0.0.1; returns its URL.
+async fn spawn_receiver(failures: usize) -> (String, Calls) {
+    let (router, calls) = receiver(failures);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });

@@ -11,3 +11,4 @@ mod projections;
 mod purity;
 mod support;
 mod tamper;
+mod tls;
