@@ -45,6 +45,11 @@ impl Scratch {
         Ok(Scratch(path, false))
     }
 
+    /// Keeps the directory when dropped (its path is printed then).
+    pub(crate) fn keep(&mut self, keep: bool) {
+        self.1 = keep;
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.0
     }
@@ -188,7 +193,7 @@ pub async fn run_read(
     keep: bool,
 ) -> anyhow::Result<()> {
     let mut scratch = Scratch::new(dir, "read")?;
-    scratch.1 = keep;
+    scratch.keep(keep);
     {
         let log = Arc::new(FileLog::open(
             &scratch.0,

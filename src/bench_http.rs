@@ -149,8 +149,10 @@ pub async fn run_http(
     pending: usize,
     client_levels: &[usize],
     seconds: u64,
+    keep: bool,
 ) -> anyhow::Result<()> {
-    let scratch = crate::bench::Scratch::new(parent, "http")?;
+    let mut scratch = crate::bench::Scratch::new(parent, "http")?;
+    scratch.keep(keep);
     let ledger = std::env::current_exe().context("finding the ledger executable")?;
     let most_clients = client_levels.iter().copied().max().unwrap_or(1);
 

@@ -151,7 +151,7 @@ impl Deliveries {
                 delivery_id,
                 item_id: item.id,
                 answer_position: position,
-                url: url.clone(),
+                url: url.to_string(),
                 attempts: 0,
                 next_attempt_at: event.occurred_at(),
             },

@@ -17,6 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use thin_vec::{ThinVec, thin_vec};
 use uuid::Uuid;
 
 /// The most distinct approvals an item may require; more is a configuration mistake, not a safety gain.
@@ -895,7 +896,7 @@ pub struct ItemState {
     /// Every revision from the submitter, oldest first.
     pub revisions: Vec<Revision>,
     /// Every reviewer edit, oldest first.
-    pub edits: Vec<Edit>,
+    pub edits: ThinVec<Edit>,
     pub context: JsonText,
     pub confidence: Option<f64>,
     pub risk: Risk,
@@ -904,14 +905,14 @@ pub struct ItemState {
     pub due_at: Option<DateTime<Utc>>,
     pub required_approvals: u32,
     pub on_expiry: ExpiryAction,
-    pub callback_url: Option<String>,
+    pub callback_url: Option<Box<str>>,
     /// The last claim taken and not yet released or expired; it may have lapsed, see [`ItemState::live_claim`].
-    pub claim: Option<Claim>,
+    pub claim: Option<Box<Claim>>,
     /// The distinct approvals of the current content, in order; approvals of earlier content are not here.
-    pub approvals: Vec<Approval>,
-    pub change_requests: Vec<ChangeRequest>,
-    pub escalations: Vec<Escalation>,
-    pub comments: Vec<Comment>,
+    pub approvals: ThinVec<Approval>,
+    pub change_requests: ThinVec<ChangeRequest>,
+    pub escalations: ThinVec<Escalation>,
+    pub comments: ThinVec<Comment>,
     pub rejection: Option<Box<Rejection>>,
     pub withdrawal: Option<Box<Withdrawal>>,
     pub expiry: Option<Box<Expiry>>,
@@ -942,7 +943,7 @@ impl ItemState {
 
     /// The claim, if its lease has not passed at `now`.
     pub fn live_claim(&self, now: DateTime<Utc>) -> Option<&Claim> {
-        self.claim.as_ref().filter(|claim| claim.is_live_at(now))
+        self.claim.as_deref().filter(|claim| claim.is_live_at(now))
     }
 
     /// Whether `reviewer` approved the current content.
@@ -996,14 +997,14 @@ impl ItemState {
                 self.due_at = submitted.due_at;
                 self.required_approvals = submitted.required_approvals;
                 self.on_expiry = submitted.on_expiry.clone();
-                self.callback_url = submitted.callback_url.clone();
+                self.callback_url = submitted.callback_url.as_deref().map(Box::from);
             }
             ItemEvent::ItemClaimed(claimed) => {
-                self.claim = Some(Claim {
+                self.claim = Some(Box::new(Claim {
                     reviewer: claimed.reviewer.as_str().into(),
                     claimed_at: claimed.claimed_at,
                     expires_at: claimed.expires_at,
-                });
+                }));
             }
             ItemEvent::ClaimReleased(released) => self.drop_claim_of(&released.reviewer),
             ItemEvent::ClaimExpired(expired) => self.drop_claim_of(&expired.reviewer),
@@ -1027,7 +1028,7 @@ impl ItemState {
                     at: edited.at,
                 });
                 // Approvals are bound to content: the edit is the editor's approval of the new content, and only that.
-                self.approvals = vec![Approval {
+                self.approvals = thin_vec![Approval {
                     reviewer: edited.reviewer.as_str().into(),
                     at: edited.at,
                 }];
