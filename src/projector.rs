@@ -83,6 +83,7 @@ type ItemWaiters = Arc<Mutex<HashMap<Uuid, watch::Sender<u64>>>>;
 /// by the invariant of the design, equal to the live ones at the same position.
 pub async fn rebuild(log: &dyn EventLog) -> Result<ReadModels, LogError> {
     let mut models = ReadModels::default();
+    models.board.begin_replay();
     let head = log.head();
     while models.applied < head {
         let events = log.read_all(models.applied, 8192).await?;
@@ -93,7 +94,7 @@ pub async fn rebuild(log: &dyn EventLog) -> Result<ReadModels, LogError> {
             models.apply(event);
         }
     }
-    models.board.compact();
+    models.board.finish_replay();
     Ok(models)
 }
 

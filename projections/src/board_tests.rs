@@ -1296,6 +1296,14 @@ proptest! {
             rebuilt.apply(*position, *item_id, event);
         }
         prop_assert_eq!(&rebuilt, &scenario.board);
+        // So does a replay, whose indexes are built once at the end.
+        let mut replayed = ReviewBoard::new();
+        replayed.begin_replay();
+        for (position, item_id, event) in &scenario.log {
+            replayed.apply(*position, *item_id, event);
+        }
+        replayed.finish_replay();
+        prop_assert_eq!(&replayed, &scenario.board);
         for (position, item_id, event) in scenario.log.clone() {
             scenario.board.apply(position, item_id, &event);
         }
