@@ -60,12 +60,25 @@ fn one() -> u32 {
 
 /// An item as the API shows it: its state and its version (also the `ETag`).
 fn item_response(status: StatusCode, item: &ItemState) -> Response {
-    let version = item.event_count.saturating_sub(1);
-    let mut body = serde_json::to_value(item).unwrap_or(Value::Null);
-    if let Value::Object(fields) = &mut body {
-        fields.insert("version".into(), version.into());
+    /// The item and its version, written straight to bytes: building a `serde_json::Value` first
+    /// (parsing every stored JSON text back into a tree) took ~11% of the server's CPU under load.
+    #[derive(serde::Serialize)]
+    struct ItemAnswer<'a> {
+        #[serde(flatten)]
+        item: &'a ItemState,
+        version: u64,
     }
-    let mut response = (status, axum::Json(body)).into_response();
+    let version = item.event_count.saturating_sub(1);
+    let body = match serde_json::to_vec(&ItemAnswer { item, version }) {
+        Ok(body) => body,
+        Err(error) => return ApiError::internal(&error).into_response(),
+    };
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
         response.headers_mut().insert(header::ETAG, etag);
     }
