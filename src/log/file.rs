@@ -1012,9 +1012,16 @@ impl Writer {
         if end <= self.allocated_len {
             return Ok(());
         }
+        // Written from one static block of zeros: allocating 4 MiB of fresh zeroed pages for each
+        // extension showed up in the writer thread's profile (page faults) under HTTP load.
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         let new_len = end.max(self.allocated_len) + PREALLOCATE_BYTES;
-        let zeros = vec![0u8; (new_len - self.allocated_len) as usize];
-        self.current.write_all_at(&zeros, self.allocated_len)?;
+        let mut offset = self.allocated_len;
+        while offset < new_len {
+            let chunk = (new_len - offset).min(ZEROS.len() as u64) as usize;
+            self.current.write_all_at(&ZEROS[..chunk], offset)?;
+            offset += chunk as u64;
+        }
         self.allocated_len = new_len;
         Ok(())
     }
