@@ -75,7 +75,10 @@ fn item_response(status: StatusCode, item: &ItemState) -> Response {
     };
     let mut response = (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response();
@@ -89,7 +92,8 @@ fn item_response(status: StatusCode, item: &ItemState) -> Response {
 /// sees its own (another agent's item is answered 404, so that agents learn nothing of each
 /// other); a reviewer sees the items of its queues (another queue's item is 403: reviewers are
 /// staff, and "not yours" is the useful answer).
-fn visible_item(state: &AppState, caller: &Caller, id: Uuid) -> Result<ItemState, ApiError> {
+async fn visible_item(state: &AppState, caller: &Caller, id: Uuid) -> Result<ItemState, ApiError> {
+    state.caught_up().await?;
     let models = state.projector.read();
     let not_found = || ApiError::not_found(format!("no item {id}"));
     let item = models.board.item(id).ok_or_else(not_found)?;
@@ -141,11 +145,11 @@ async fn run(
         None,
     )
     .await?;
-    state.projector.wait_for(executed.last_position).await?;
-    // Serialized straight from the board under its read lock: no copy of the item.
-    let models = state.projector.read();
-    let item = models.board.item(item_id).unwrap_or(&executed.state);
-    Ok(item_response(status, item))
+    // The item as this write left it, folded here: the same state the projector will hold once
+    // it applies these events. Answering now, rather than after the projector, is read-your-writes
+    // still, because every read first waits for the projector to apply what the log had committed
+    // when the read arrived (`AppState::caught_up`).
+    Ok(item_response(status, &executed.state))
 }
 
 /// `POST /v1/items`: an agent submits an AI output for review.
@@ -190,8 +194,9 @@ pub async fn submit(
     };
     // A retry with the same key (the item id derives from it): the first result, not a second
     // item. Without a key the id is new, so the board cannot hold it.
+    state.caught_up().await?;
     if idempotency_key.is_some() && state.projector.read().board.item(item_id).is_some() {
-        let item = visible_item(&state, &caller, item_id)?;
+        let item = visible_item(&state, &caller, item_id).await?;
         return Ok(item_response(StatusCode::OK, &item));
     }
     let mut response = run(
@@ -215,7 +220,7 @@ pub async fn get_item(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let item = visible_item(&state, &caller, parse_id(&id)?)?;
+    let item = visible_item(&state, &caller, parse_id(&id)?).await?;
     Ok(item_response(StatusCode::OK, &item))
 }
 
@@ -227,7 +232,7 @@ pub async fn item_events(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    visible_item(&state, &caller, id)?;
+    visible_item(&state, &caller, id).await?;
     let events = read_whole_stream(state.log.as_ref(), &item_stream(id)).await?;
     Ok(axum::Json(serde_json::json!({ "item": id, "events": events })).into_response())
 }
@@ -335,7 +340,7 @@ pub async fn act(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let item = visible_item(&state, &caller, id)?;
+    let item = visible_item(&state, &caller, id).await?;
     let reviewing = || -> Result<(), ApiError> {
         caller.require(&[Role::Reviewer], &format!("{action} items"))?;
         if caller.0.may_work_queue(&item.queue) {
@@ -514,7 +519,7 @@ pub async fn wait_for_decision(
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = state.projector.item_changes(id);
     loop {
-        let item = visible_item(&state, &caller, id)?;
+        let item = visible_item(&state, &caller, id).await?;
         if has_answer(&item) {
             return Ok(item_response(StatusCode::OK, &item));
         }
@@ -524,7 +529,7 @@ pub async fn wait_for_decision(
                 .await
                 .is_err()
         {
-            let item = visible_item(&state, &caller, id)?;
+            let item = visible_item(&state, &caller, id).await?;
             let status = if has_answer(&item) {
                 StatusCode::OK
             } else {
@@ -584,6 +589,7 @@ pub async fn queue(
         limit: params.limit.unwrap_or(50),
         cursor: params.cursor,
     };
+    state.caught_up().await?;
     let page = state
         .projector
         .read()

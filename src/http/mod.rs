@@ -61,6 +61,19 @@ impl AppState {
         }
     }
 
+    /// Waits until the read models hold every event the log had committed when this was called.
+    ///
+    /// Every read of the read models starts here; writes answer from their own fold of what they
+    /// wrote, without waiting for the projector. A client therefore reads its own writes (and
+    /// everyone's writes answered before its request arrived), while a write costs no wait for the
+    /// projector. When the projector is caught up, as it nearly always is, this is one comparison.
+    pub async fn caught_up(&self) -> Result<(), crate::projector::ProjectorStopped> {
+        match self.log.head().checked_sub(1) {
+            Some(last_position) => self.projector.wait_for(last_position).await,
+            None => Ok(()),
+        }
+    }
+
     pub fn with_callback_key(mut self, key: crate::callbacks::CallbackKey) -> AppState {
         self.callback_key = Some(key);
         self

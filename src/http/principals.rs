@@ -87,6 +87,7 @@ pub async fn add(
 /// `GET /v1/principals`: every principal, revoked ones included, never a token or its hash.
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin, Role::Auditor], "list principals")?;
+    state.caught_up().await?;
     let models = state.projector.read();
     let principals: Vec<_> = models.principals.all().map(principal_json).collect();
     Ok(axum::Json(serde_json::json!({ "principals": principals })).into_response())
