@@ -155,6 +155,15 @@ impl Dispatcher {
 
     /// One pass: attempts every delivery due now; returns how many attempts were made.
     pub async fn tick(&self) -> usize {
+        // Deliver for everything committed so far, not for read models a moment behind the log.
+        if self
+            .projector
+            .caught_up_with(self.log.as_ref())
+            .await
+            .is_err()
+        {
+            return 0;
+        }
         let due = self.projector.read().deliveries.due(self.clock.now());
         let mut attempts = 0;
         for pending in due {

@@ -127,17 +127,12 @@ pub async fn load_item(
 
 /// An item event from a stored event.
 pub fn decode_item_event(recorded: &RecordedEvent) -> Result<ItemEvent, CommandError> {
-    let decoding_error = |source| CommandError::Decoding {
-        stream: recorded.stream.clone(),
-        source,
-    };
-    let data = recorded.data_json().map_err(|error| {
-        decoding_error(EventDecodingError::MalformedData {
-            event_type: "unknown",
-            source: std::sync::Arc::new(error),
-        })
-    })?;
-    ItemEvent::from_type_and_data(&recorded.event_type, &data).map_err(decoding_error)
+    ItemEvent::from_type_and_json(&recorded.event_type, &recorded.data).map_err(|source| {
+        CommandError::Decoding {
+            stream: recorded.stream.clone(),
+            source,
+        }
+    })
 }
 
 /// Decides `command` on the item's current state and appends the events it produces.

@@ -38,13 +38,15 @@ impl ReadModels {
         }
         self.applied = event.position + 1;
         let applied = if let Some(item_id) = item_of_stream(&event.stream) {
-            decode(event, ItemEvent::from_type_and_data).map(|item_event| {
-                self.board.apply(event.position, item_id, &item_event);
-                if let Some(item) = self.board.item(item_id) {
-                    self.deliveries
-                        .on_item_event(event.position, item, &item_event);
-                }
-            })
+            ItemEvent::from_type_and_json(&event.event_type, &event.data)
+                .map_err(|error| error.to_string())
+                .map(|item_event| {
+                    self.board.apply(event.position, item_id, &item_event);
+                    if let Some(item) = self.board.item(item_id) {
+                        self.deliveries
+                            .on_item_event(event.position, item, &item_event);
+                    }
+                })
         } else if event.stream.starts_with("callback-") {
             decode(event, DeliveryEvent::from_type_and_data)
                 .map(|delivery_event| self.deliveries.apply(&delivery_event))
@@ -223,6 +225,15 @@ impl Projector {
             item_id,
             receiver,
             waiters: self.waiters.clone(),
+        }
+    }
+
+    /// Waits until every event `log` had committed when this was called is applied: what is read
+    /// from the read models afterwards includes every write acknowledged before the call.
+    pub async fn caught_up_with(&self, log: &dyn EventLog) -> Result<(), ProjectorStopped> {
+        match log.head().checked_sub(1) {
+            Some(last_position) => self.wait_for(last_position).await,
+            None => Ok(()),
         }
     }
 

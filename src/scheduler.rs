@@ -26,6 +26,10 @@ pub struct Tick {
 
 /// One pass: expires every lapsed claim and every item past its deadline, as of `clock.now()`.
 pub async fn tick(log: &dyn EventLog, projector: &Projector, clock: &Clock) -> Tick {
+    // Act on everything committed so far, not on read models a moment behind the log.
+    if projector.caught_up_with(log).await.is_err() {
+        return Tick::default();
+    }
     let now = clock.now();
     let (lapsed, due) = {
         let models = projector.read();

@@ -1743,6 +1743,9 @@ fn every_event_type_round_trips_through_type_and_data() {
         let read_back =
             ItemEvent::from_type_and_data(event.event_type(), &event.to_data()).unwrap();
         assert_eq!(read_back, event);
+        let text = serde_json::to_string(&event.to_data()).unwrap();
+        let read_from_text = ItemEvent::from_type_and_json(event.event_type(), &text).unwrap();
+        assert_eq!(read_from_text, event);
     }
 }
 
@@ -1790,6 +1793,19 @@ fn an_unknown_event_type_or_malformed_data_is_a_decoding_error() {
             ..
         })
     ));
+    assert!(matches!(
+        ItemEvent::from_type_and_json("ItemTeleported", "{}"),
+        Err(EventDecodingError::UnknownEventType { event_type }) if event_type == "ItemTeleported"
+    ));
+    for malformed in [r#"{"reviewer": 7}"#, "{", "null"] {
+        assert!(matches!(
+            ItemEvent::from_type_and_json("ItemClaimed", malformed),
+            Err(EventDecodingError::MalformedData {
+                event_type: "ItemClaimed",
+                ..
+            })
+        ));
+    }
 }
 
 #[test]
@@ -2160,6 +2176,9 @@ proptest! {
                 // `float_roundtrip` feature: without it, parsing may move an f64 (a confidence, a
                 // number in an output) by one unit in the last place. That is the log's concern.
                 prop_assert_eq!(read_back.ok(), Some(event.clone()));
+                // And through the stored JSON text, as the shell decodes (serde_json's `float_roundtrip` is on).
+                let text = serde_json::to_string(&event.to_data()).unwrap();
+                prop_assert_eq!(ItemEvent::from_type_and_json(event.event_type(), &text).ok(), Some(event.clone()));
             }
             Ok(())
         })?;

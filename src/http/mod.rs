@@ -68,10 +68,7 @@ impl AppState {
     /// everyone's writes answered before its request arrived), while a write costs no wait for the
     /// projector. When the projector is caught up, as it nearly always is, this is one comparison.
     pub async fn caught_up(&self) -> Result<(), crate::projector::ProjectorStopped> {
-        match self.log.head().checked_sub(1) {
-            Some(last_position) => self.projector.wait_for(last_position).await,
-            None => Ok(()),
-        }
+        self.projector.caught_up_with(self.log.as_ref()).await
     }
 
     pub fn with_callback_key(mut self, key: crate::callbacks::CallbackKey) -> AppState {
