@@ -17,7 +17,7 @@ use super::segment::{
 };
 use super::{AppendResult, DirectoryLock, EventLog, ExpectedVersion, LogError, Subscription};
 use async_trait::async_trait;
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 use projections::event::{
     Hash, NewEvent, PayloadFields, RecordedEvent, ZERO_HASH, check_lengths, encode_payload,
 };
@@ -72,8 +72,10 @@ struct Shared {
 struct Index {
     segments: Vec<Segment>,
     streams: StreamIndex,
-    /// Every stored event id and its position, for idempotent appends.
-    ids: HashMap<Uuid, u64>,
+    /// Every stored event id, for idempotent appends. Ids only, not their positions: a retry
+    /// (rare) finds its events by reading its stream back, and at a million events the
+    /// positions would add 16 MB, 34 MB when the table has just doubled (`BENCHMARKS.md`).
+    ids: HashSet<Uuid>,
     /// The position the next event gets.
     head: u64,
     /// The chain hash of the last record (`ZERO_HASH` for an empty log).
@@ -572,7 +574,7 @@ fn load_index(dir: &Path, mode: OpenMode) -> anyhow::Result<Index> {
     let mut index = Index {
         segments: Vec::new(),
         streams: StreamIndex::default(),
-        ids: HashMap::default(),
+        ids: HashSet::default(),
         head: 0,
         last_chain: ZERO_HASH,
         last_recorded_micros: i64::MIN,
@@ -756,7 +758,7 @@ fn index_event(index: &mut Index, fields: &PayloadFields<'_>, hash: Hash) -> Res
             fields.stream, fields.version
         ));
     }
-    if index.ids.insert(fields.id, position).is_some() {
+    if !index.ids.insert(fields.id) {
         return Err(format!("event id {} is stored twice", fields.id));
     }
     entry.positions.push(position);
@@ -962,7 +964,7 @@ impl Writer {
                 let entry = index.streams.entry(&event.stream);
                 entry.positions.push(position);
                 entry.last_hash = event.hash;
-                index.ids.insert(event.id, position);
+                index.ids.insert(event.id);
                 index.head += 1;
             }
             if let Some(segment) = index.segments.last_mut() {
@@ -1108,18 +1110,29 @@ impl BatchState<'_> {
         })
     }
 
-    /// Where an already-stored id lives: (position, stream, version).
-    fn stored_id(&self, id: &Uuid) -> Result<Option<(u64, String, u64)>, LogError> {
-        if let Some(found) = self.ids.get(id) {
-            return Ok(Some(found.clone()));
+    /// Where an already-stored id lives, as seen from an append to `stream`.
+    fn stored_id(&self, id: &Uuid, stream: &str) -> Result<Stored, LogError> {
+        if let Some((position, batch_stream, version)) = self.ids.get(id) {
+            return Ok(if batch_stream == stream {
+                Stored::Here(*position, *version)
+            } else {
+                Stored::Elsewhere
+            });
         }
-        let Some(&position) = self.index.ids.get(id) else {
-            return Ok(None);
-        };
-        // Only a retry gets here: reading the stored record is cheaper than keeping every id's
-        // stream in memory.
-        let event = read_at_position(self.index, position)?;
-        Ok(Some((position, event.stream, event.version)))
+        if !self.index.ids.contains(id) {
+            return Ok(Stored::No);
+        }
+        // Only a retry (or a reused id) gets here. A retry's events are in its own stream, most
+        // likely at its end: read the stream back until the id turns up. An id not found there
+        // is another stream's.
+        if let Some(entry) = self.index.streams.get(stream) {
+            for (version, &position) in entry.positions.iter().enumerate().rev() {
+                if read_at_position(self.index, position)?.id == *id {
+                    return Ok(Stored::Here(position, version as u64));
+                }
+            }
+        }
+        Ok(Stored::Elsewhere)
     }
 
     fn stage(
@@ -1202,8 +1215,8 @@ impl BatchState<'_> {
         let mut stored = Vec::with_capacity(request.events.len());
         let mut first_stored_id = None;
         for event in &request.events {
-            let found = self.stored_id(&event.id)?;
-            if found.is_some() && first_stored_id.is_none() {
+            let found = self.stored_id(&event.id, &request.stream)?;
+            if found != Stored::No && first_stored_id.is_none() {
                 first_stored_id = Some(event.id);
             }
             stored.push(found);
@@ -1211,21 +1224,29 @@ impl BatchState<'_> {
         let Some(first_stored_id) = first_stored_id else {
             return Ok(None);
         };
-        let Some(stored) = stored.into_iter().collect::<Option<Vec<_>>>() else {
+        if stored.contains(&Stored::No) {
             return Err(LogError::DuplicateEventId {
                 id: first_stored_id,
             });
-        };
-        let consecutive = stored
-            .windows(2)
-            .all(|pair| pair[1].1 == pair[0].1 && pair[1].2 == pair[0].2 + 1);
-        if !consecutive || stored[0].1 != request.stream {
+        }
+        // Every id is stored: a retry only if all are in this stream, one after the other.
+        let here: Option<Vec<(u64, u64)>> = stored
+            .iter()
+            .map(|found| match found {
+                Stored::Here(position, version) => Some((*position, *version)),
+                Stored::No | Stored::Elsewhere => None,
+            })
+            .collect();
+        let Some(here) = here.filter(|here| {
+            here.windows(2)
+                .all(|pair| pair[1].1 == pair[0].1 + 1 && pair[1].0 > pair[0].0)
+        }) else {
             return Err(LogError::DuplicateEventId {
                 id: request.events[0].id,
             });
-        }
-        let (first_position, _, _) = stored[0];
-        let (last_position, _, last_version) = stored[stored.len() - 1].clone();
+        };
+        let (first_position, _) = here[0];
+        let (last_position, last_version) = here[here.len() - 1];
         Ok(Some(AppendResult {
             first_position,
             last_position,
@@ -1233,4 +1254,14 @@ impl BatchState<'_> {
             deduplicated: true,
         }))
     }
+}
+
+/// Whether an id of an append is stored already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    No,
+    /// In the append's own stream: (position, version).
+    Here(u64, u64),
+    /// In another stream.
+    Elsewhere,
 }

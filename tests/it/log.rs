@@ -153,6 +153,37 @@ async fn check_idempotence(log: &dyn EventLog) {
     assert_eq!(again.stream_version, first.stream_version);
     assert_eq!(log.head(), head, "a retry stores nothing");
 
+    // A late retry, after more events on the stream (and elsewhere), still answers the first
+    // result; the same ids in another order are not that append.
+    for n in 0..5 {
+        for stream in ["item-d", "item-d2"] {
+            let more = vec![event("CommentAdded", serde_json::json!({ "n": n }))];
+            log.append(stream, ExpectedVersion::Any, more)
+                .await
+                .unwrap();
+        }
+    }
+    let head = log.head();
+    let late = log
+        .append("item-d", ExpectedVersion::Exact(0), events.clone())
+        .await
+        .unwrap();
+    assert!(late.deduplicated);
+    assert_eq!(
+        (late.first_position, late.last_position, late.stream_version),
+        (
+            first.first_position,
+            first.last_position,
+            first.stream_version
+        )
+    );
+    let reversed = vec![events[1].clone(), events[0].clone()];
+    assert!(matches!(
+        log.append("item-d", ExpectedVersion::Any, reversed).await,
+        Err(LogError::DuplicateEventId { id }) if id == events[1].id
+    ));
+    assert_eq!(log.head(), head, "a retry stores nothing");
+
     // Part of the ids stored, part new: refused, nothing stored.
     let mixed = vec![
         events[0].clone(),
