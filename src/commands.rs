@@ -159,31 +159,13 @@ pub async fn execute(
 /// Like `execute`, on a state the caller already has (the projector's copy of the item) instead
 /// of reading the stream again. Safe with a stale copy: the append expects `version`, so an item
 /// that moved on is a `Conflict`, never an overwrite.
+#[tracing::instrument(
+    level = "debug",
+    name = "execute",
+    skip_all,
+    fields(item = %item_id, command = command.name())
+)]
 pub async fn execute_on(
-    log: &dyn EventLog,
-    item_id: Uuid,
-    state: ItemState,
-    version: Option<u64>,
-    command: &Command,
-    context: &CommandContext,
-    correlation_id: Option<Uuid>,
-) -> Result<Executed, CommandError> {
-    use tracing::Instrument;
-    let span = tracing::debug_span!("execute", item = %item_id, command = command.name());
-    decide_and_append(
-        log,
-        item_id,
-        state,
-        version,
-        command,
-        context,
-        correlation_id,
-    )
-    .instrument(span)
-    .await
-}
-
-async fn decide_and_append(
     log: &dyn EventLog,
     item_id: Uuid,
     state: ItemState,

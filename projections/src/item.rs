@@ -687,22 +687,27 @@ macro_rules! item_events {
             /// [`ItemEvent::from_type_and_data`] straight from the stored JSON text, with no `Value` tree in between
             /// (what the shell decodes every stored item event with: the read models apply one per write).
             pub fn from_type_and_json(event_type: &str, json: &str) -> Result<ItemEvent, EventDecodingError> {
-                match event_type {
-                    $(stringify!($variant) => serde_json::from_str::<$variant>(json)
-                        .map(ItemEvent::$variant)
-                        .map_err(|source| EventDecodingError::MalformedData {
-                            event_type: stringify!($variant),
-                            source: std::sync::Arc::new(source),
-                        }),)+
-                    unknown => Err(EventDecodingError::UnknownEventType {
-                        event_type: unknown.to_owned(),
-                    }),
-                }
+                let mut deserializer = serde_json::Deserializer::from_str(json);
+                let event = Self::from_type_and_deserializer(event_type, &mut deserializer)?;
+                // Only whitespace may follow the value, as with `serde_json::from_str`.
+                deserializer.end().map_err(|source| EventDecodingError::MalformedData {
+                    event_type: event.event_type(),
+                    source: std::sync::Arc::new(source),
+                })?;
+                Ok(event)
             }
 
             /// Reads back an event stored as [`ItemEvent::event_type`] and [`ItemEvent::to_data`]; the round trip is exact.
             /// (Through JSON text it is exact only when serde_json parses floats with its `float_roundtrip` feature.)
             pub fn from_type_and_data(event_type: &str, data: &Value) -> Result<ItemEvent, EventDecodingError> {
+                Self::from_type_and_deserializer(event_type, data)
+            }
+
+            /// The payload of `event_type`, from any serde_json deserializer (a `Value` or JSON text).
+            fn from_type_and_deserializer<'de, D>(event_type: &str, data: D) -> Result<ItemEvent, EventDecodingError>
+            where
+                D: serde::Deserializer<'de, Error = serde_json::Error>,
+            {
                 match event_type {
                     $(stringify!($variant) => $variant::deserialize(data)
                         .map(ItemEvent::$variant)

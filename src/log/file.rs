@@ -1237,10 +1237,8 @@ impl BatchState<'_> {
                 Stored::No | Stored::Elsewhere => None,
             })
             .collect();
-        let Some(here) = here.filter(|here| {
-            here.windows(2)
-                .all(|pair| pair[1].1 == pair[0].1 + 1 && pair[1].0 > pair[0].0)
-        }) else {
+        let Some(here) = here.filter(|here| here.windows(2).all(|pair| pair[1].1 == pair[0].1 + 1))
+        else {
             return Err(LogError::DuplicateEventId {
                 id: request.events[0].id,
             });

@@ -128,6 +128,24 @@ impl App {
     }
 }
 
+/// Submits an item with `callback_url` and rejects it, so that a delivery is owed; its id.
+pub async fn submit_and_decide(app: &App, callback_url: &str) -> String {
+    let mut body = reply_for_review();
+    body["callback_url"] = json!(callback_url);
+    let item = app.submit(body).await;
+    let id = item["id"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/reject"),
+            &app.rita,
+            Some(json!({"reason": "wrong customer"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    id
+}
+
 pub fn reply_for_review() -> Value {
     json!({
         "queue": "support",
@@ -1162,19 +1180,7 @@ async fn an_unreachable_callback_is_abandoned_after_the_last_retry_and_a_restart
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", closed.local_addr().unwrap());
     drop(closed);
-    let mut body = reply_for_review();
-    body["callback_url"] = json!(url);
-    let item = app.submit(body).await;
-    let id = item["id"].as_str().unwrap().to_owned();
-    let (status, _) = app
-        .call(
-            "POST",
-            &format!("/v1/items/{id}/reject"),
-            &app.rita,
-            Some(json!({"reason": "wrong customer"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let id = submit_and_decide(&app, &url).await;
     assert_eq!(app.dispatcher.tick().await, 1);
 
     // A restart in the middle of the retries picks up where the log says.

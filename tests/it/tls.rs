@@ -3,7 +3,7 @@
 //! and retried, never delivered, when it was not. And `ledger serve --callback-ca-file` as a user
 //! runs it.
 
-use crate::api::{App, Calls, receiver, reply_for_review, spawn_app};
+use crate::api::{App, Calls, receiver, spawn_app, submit_and_decide};
 use crate::support::ledger_binary;
 use ledger::log::EventLog;
 use ledger::tls::ExtraRootCertificates;
@@ -11,8 +11,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -102,24 +101,6 @@ async fn spawn_https_receiver(
     let (router, calls) = receiver(0);
     tokio::spawn(async move { axum::serve(listener, router).await });
     (format!("https://{address}/hook"), calls)
-}
-
-/// Submits an item with `callback_url` and rejects it, so that a delivery is owed; its id.
-async fn submit_and_decide(app: &App, callback_url: &str) -> String {
-    let mut body = reply_for_review();
-    body["callback_url"] = json!(callback_url);
-    let item = app.submit(body).await;
-    let id = item["id"].as_str().unwrap().to_owned();
-    let (status, _) = app
-        .call(
-            "POST",
-            &format!("/v1/items/{id}/reject"),
-            &app.rita,
-            Some(json!({"reason": "wrong customer"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    id
 }
 
 /// The data of every `CallbackAttempted` event of the item's `callback-<item>` stream.
