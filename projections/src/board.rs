@@ -147,13 +147,16 @@ pub struct QueueEntry {
     /// The lifecycle status, which tells the outcome of a decided item.
     pub item_status: ItemStatus,
     pub priority: i32,
+    #[serde(default, with = "crate::time::rfc3339_option")]
     pub due_at: Option<DateTime<Utc>>,
     pub risk: Risk,
     pub confidence: Option<f64>,
     pub submitted_by: Name,
+    #[serde(with = "crate::time::rfc3339")]
     pub submitted_at: DateTime<Utc>,
     /// The holder of the claim, only while it is live at the query's `now`.
     pub claimed_by: Option<Name>,
+    #[serde(default, with = "crate::time::rfc3339_option")]
     pub claim_expires_at: Option<DateTime<Utc>>,
     /// Distinct approvals of the current content so far.
     pub approvals: u32,
@@ -205,8 +208,11 @@ pub struct ClaimedItem {
     pub queue: Name,
     pub kind: Name,
     pub priority: i32,
+    #[serde(default, with = "crate::time::rfc3339_option")]
     pub due_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::rfc3339")]
     pub claimed_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -226,6 +232,7 @@ pub struct ReviewerTally {
     /// Items whose decision names this actor among the deciders (an item approved by two reviewers counts for both).
     pub decisions: u64,
     /// The time of the latest of those events.
+    #[serde(default, with = "crate::time::rfc3339_option")]
     pub last_activity_at: Option<DateTime<Utc>>,
 }
 

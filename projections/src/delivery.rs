@@ -54,6 +54,7 @@ pub struct CallbackAttempted {
     /// 1 for the first attempt.
     pub attempt: u32,
     pub url: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
     /// The receiver's HTTP status, when it answered.
     pub status: Option<u16>,
@@ -61,6 +62,7 @@ pub struct CallbackAttempted {
     pub error: Option<String>,
     pub delivered: bool,
     /// When the next attempt is due, if there is one.
+    #[serde(default, with = "crate::time::rfc3339_option")]
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
@@ -69,6 +71,7 @@ pub struct CallbackAbandoned {
     pub delivery_id: Uuid,
     pub item_id: Uuid,
     pub attempts: u32,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -120,6 +123,7 @@ pub struct PendingDelivery {
     pub answer_position: u64,
     pub url: String,
     pub attempts: u32,
+    #[serde(with = "crate::time::rfc3339")]
     pub next_attempt_at: DateTime<Utc>,
 }
 

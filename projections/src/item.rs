@@ -285,6 +285,7 @@ pub struct Submission {
     /// Higher is reviewed first.
     pub priority: i32,
     /// When [`Submission::on_expiry`] applies; must be after the submission time.
+    #[serde(default, with = "crate::time::rfc3339_option")]
     pub due_at: Option<DateTime<Utc>>,
     /// How many distinct reviewers must approve the same content (four-eyes when 2); 1..=[`MAXIMUM_REQUIRED_APPROVALS`].
     pub required_approvals: u32,
@@ -517,11 +518,13 @@ pub struct ItemSubmitted {
     pub confidence: Option<f64>,
     pub risk: Risk,
     pub priority: i32,
+    #[serde(default, with = "crate::time::rfc3339_option")]
     pub due_at: Option<DateTime<Utc>>,
     pub required_approvals: u32,
     pub on_expiry: ExpiryAction,
     pub callback_url: Option<String>,
     pub submitted_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub submitted_at: DateTime<Utc>,
 }
 
@@ -529,7 +532,9 @@ pub struct ItemSubmitted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemClaimed {
     pub reviewer: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub claimed_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -537,6 +542,7 @@ pub struct ItemClaimed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimReleased {
     pub reviewer: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -544,7 +550,9 @@ pub struct ClaimReleased {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimExpired {
     pub reviewer: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub expired_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -556,6 +564,7 @@ pub struct OutputApproved {
     pub output_hash: OutputHash,
     pub approvals: u32,
     pub required_approvals: u32,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -568,6 +577,7 @@ pub struct OutputEdited {
     pub output_hash: OutputHash,
     pub previous_output_hash: OutputHash,
     pub note: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -578,6 +588,7 @@ pub struct OutputRejected {
     pub reason: String,
     pub revision: u32,
     pub output_hash: OutputHash,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -588,6 +599,7 @@ pub struct ChangesRequested {
     pub instructions: String,
     pub revision: u32,
     pub output_hash: OutputHash,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -600,6 +612,7 @@ pub struct OutputRevised {
     pub output_hash: OutputHash,
     pub previous_output_hash: OutputHash,
     pub note: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -610,6 +623,7 @@ pub struct ItemEscalated {
     pub from_queue: String,
     pub to_queue: String,
     pub reason: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -618,6 +632,7 @@ pub struct ItemEscalated {
 pub struct CommentAdded {
     pub author: String,
     pub text: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -626,6 +641,7 @@ pub struct CommentAdded {
 pub struct ItemWithdrawn {
     pub by: String,
     pub reason: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -633,9 +649,11 @@ pub struct ItemWithdrawn {
 /// It differs from `configured_action` only when an `Approve` default met an item with changes requested: that ends rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemExpired {
+    #[serde(with = "crate::time::rfc3339")]
     pub due_at: DateTime<Utc>,
     pub configured_action: ExpiryAction,
     pub applied_action: ExpiryAction,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -650,6 +668,7 @@ pub struct ItemDecided {
     pub output_hash: OutputHash,
     /// The output that takes effect (the edited one if edited); `None` when the outcome is a rejection.
     pub final_output: Option<Value>,
+    #[serde(with = "crate::time::rfc3339")]
     pub decided_at: DateTime<Utc>,
 }
 
@@ -800,7 +819,9 @@ pub enum EventDecodingError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
     pub reviewer: Name,
+    #[serde(with = "crate::time::rfc3339")]
     pub claimed_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -817,6 +838,7 @@ pub struct Revision {
     pub output: JsonText,
     pub output_hash: OutputHash,
     pub note: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -829,6 +851,7 @@ pub struct Edit {
     pub output_hash: OutputHash,
     pub previous_output_hash: OutputHash,
     pub note: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -836,6 +859,7 @@ pub struct Edit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     pub reviewer: Name,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -845,6 +869,7 @@ pub struct ChangeRequest {
     pub instructions: String,
     pub revision: u32,
     pub output_hash: OutputHash,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -854,6 +879,7 @@ pub struct Escalation {
     pub from_queue: String,
     pub to_queue: String,
     pub reason: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -861,6 +887,7 @@ pub struct Escalation {
 pub struct Comment {
     pub author: String,
     pub text: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -868,6 +895,7 @@ pub struct Comment {
 pub struct Rejection {
     pub reviewer: String,
     pub reason: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -875,14 +903,17 @@ pub struct Rejection {
 pub struct Withdrawal {
     pub by: String,
     pub reason: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expiry {
+    #[serde(with = "crate::time::rfc3339")]
     pub due_at: DateTime<Utc>,
     pub configured_action: ExpiryAction,
     pub applied_action: ExpiryAction,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -893,6 +924,7 @@ pub struct Decision {
     pub revision: u32,
     pub output_hash: OutputHash,
     pub final_output: Option<JsonText>,
+    #[serde(with = "crate::time::rfc3339")]
     pub decided_at: DateTime<Utc>,
 }
 
@@ -906,6 +938,7 @@ pub struct ItemState {
     pub kind: Name,
     pub model: ModelIdentity,
     pub submitted_by: Name,
+    #[serde(with = "crate::time::rfc3339")]
     pub submitted_at: DateTime<Utc>,
     /// The content under review now: the latest revision, or a reviewer's edit of it.
     pub output: JsonText,
@@ -923,6 +956,7 @@ pub struct ItemState {
     pub risk: Risk,
     pub priority: i32,
     /// The deadline; cleared when an expiry escalated the item, so that it is reviewed there rather than expired again.
+    #[serde(default, with = "crate::time::rfc3339_option")]
     pub due_at: Option<DateTime<Utc>>,
     pub required_approvals: u32,
     pub on_expiry: ExpiryAction,
@@ -940,6 +974,7 @@ pub struct ItemState {
     pub decision: Option<Box<Decision>>,
     /// How many events were folded; the stream version of the last one is this minus one.
     pub event_count: u64,
+    #[serde(default, with = "crate::time::rfc3339_option")]
     pub last_event_at: Option<DateTime<Utc>>,
 }
 

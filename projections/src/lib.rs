@@ -8,6 +8,7 @@
 //! - [`delivery`]: decisions owed to callback URLs, and the attempts to deliver them.
 //! - [`json`]: JSON kept as compact text in read models.
 //! - [`principal`]: who may call the ledger: principals, roles and token hashes, as events.
+//! - [`time`]: RFC 3339 timestamps for serde, written without chrono's per-fragment cost.
 //!
 //! Nothing here does I/O, reads a clock, draws randomness or awaits: time and ids come in as
 //! arguments. The test `core_is_pure` in the integration suite checks the dependency graph.
@@ -18,3 +19,4 @@ pub mod event;
 pub mod item;
 pub mod json;
 pub mod principal;
+pub mod time;

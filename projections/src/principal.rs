@@ -104,8 +104,10 @@ pub struct Principal {
     #[serde(skip_serializing)]
     pub token_hash: String,
     pub added_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub added_at: DateTime<Utc>,
     pub revoked_by: Option<String>,
+    #[serde(default, with = "crate::time::rfc3339_option")]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -226,6 +228,7 @@ pub struct PrincipalAdded {
     pub queues: Vec<String>,
     pub token_hash: String,
     pub added_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub added_at: DateTime<Utc>,
 }
 
@@ -234,6 +237,7 @@ pub struct PrincipalAdded {
 pub struct PrincipalRevoked {
     pub name: String,
     pub revoked_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub revoked_at: DateTime<Utc>,
 }
 
