@@ -35,9 +35,9 @@ fn write(at: &DateTime<Utc>, buffer: &mut [u8; LONGEST]) -> Option<usize> {
     put_digits(&mut buffer[17..19], at.second());
     let (fraction_digits, fraction) = if nanos == 0 {
         (0, 0)
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         (3, nanos / 1_000_000)
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         (6, nanos / 1_000)
     } else {
         (9, nanos)
