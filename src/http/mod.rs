@@ -30,17 +30,30 @@ use tokio::net::TcpListener;
 /// The largest request body accepted (AI outputs with their context can be large, but not huge).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// What request handlers share.
-#[derive(Clone)]
-pub struct AppState {
+/// What request handlers share: one `Arc`, so that the clones axum makes of it (for the
+/// middleware, the handler and the extractors of every request) are one reference count each, not
+/// one per field, on counters both cores touch.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub log: Arc<dyn EventLog>,
     pub projector: Projector,
     /// The file log itself, for counts the trait does not expose.
     pub file_log: Option<Arc<FileLog>>,
     pub clock: crate::clock::Clock,
-    pub metrics: Arc<metrics::Metrics>,
+    pub metrics: metrics::Metrics,
     /// The key agents' callback secrets derive from (`None`: callbacks are not signed here).
     pub callback_key: Option<crate::callbacks::CallbackKey>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -51,14 +64,14 @@ impl AppState {
         file_log: Option<Arc<FileLog>>,
         clock: crate::clock::Clock,
     ) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             log,
             projector,
             file_log,
             clock,
-            metrics: Arc::default(),
+            metrics: metrics::Metrics::default(),
             callback_key: None,
-        }
+        }))
     }
 
     /// Waits until the read models hold every event the log had committed when this was called.
@@ -71,13 +84,16 @@ impl AppState {
         self.projector.caught_up_with(self.log.as_ref()).await
     }
 
+    /// Sets the callback key; only while building the state, before any clone of it exists.
     pub fn with_callback_key(mut self, key: crate::callbacks::CallbackKey) -> AppState {
-        self.callback_key = Some(key);
+        Arc::get_mut(&mut self.0)
+            .expect("the callback key is set before the state is shared")
+            .callback_key = Some(key);
         self
     }
 }
 
-impl std::fmt::Debug for AppState {
+impl std::fmt::Debug for Shared {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("AppState")
