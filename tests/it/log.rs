@@ -404,6 +404,21 @@ async fn file_log_conforms() {
 
 // ---- the embedded backend in particular ----
 
+/// Subscriptions take the live end of the log from the writer's memory (`Recent`) and anything
+/// older from the file. With a window of a few events, the subscription of the conformance check
+/// starts in the file, reaches the window, and falls back to the file whenever the eight writers
+/// push past it: it still sees every event once, in order, equal to what is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscription_crossing_between_file_and_memory_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ledger::log::FileLogOptions {
+        recent_bytes: 4 * 1024,
+        ..support::small_segments()
+    };
+    let log: Arc<dyn EventLog> = Arc::new(FileLog::open(dir.path(), options, "test").unwrap());
+    check_subscription(log).await;
+}
+
 #[tokio::test]
 async fn reopened_log_continues_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
