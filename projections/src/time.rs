@@ -13,7 +13,7 @@
 //! Use as `#[serde(with = "crate::time::rfc3339")]`, or `crate::time::rfc3339_option` (with
 //! `default`) for an `Option`.
 
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// The longest text written here: `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
 const LONGEST: usize = 30;
@@ -21,18 +21,39 @@ const LONGEST: usize = 30;
 /// `at` as RFC 3339 text in `buffer`, its length; `None` for what only chrono writes (years
 /// outside 0–9999, leap seconds).
 fn write(at: &DateTime<Utc>, buffer: &mut [u8; LONGEST]) -> Option<usize> {
-    let year = at.year();
-    let nanos = at.nanosecond();
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+    let nanos = at.timestamp_subsec_nanos();
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    // The calendar date from the day number by Howard Hinnant's `civil_from_days` (public
+    // domain, http://howardhinnant.github.io/date_algorithms.html): a few divisions, where
+    // chrono's accessors each convert the whole date-time again.
+    let seconds = at.timestamp();
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
         return None;
     }
     *buffer = *b"0000-00-00T00:00:00.000000000Z";
     put_digits(&mut buffer[0..4], year as u32);
-    put_digits(&mut buffer[5..7], at.month());
-    put_digits(&mut buffer[8..10], at.day());
-    put_digits(&mut buffer[11..13], at.hour());
-    put_digits(&mut buffer[14..16], at.minute());
-    put_digits(&mut buffer[17..19], at.second());
+    put_digits(&mut buffer[5..7], month as u32);
+    put_digits(&mut buffer[8..10], day as u32);
+    put_digits(&mut buffer[11..13], (second_of_day / 3_600) as u32);
+    put_digits(&mut buffer[14..16], (second_of_day / 60 % 60) as u32);
+    put_digits(&mut buffer[17..19], (second_of_day % 60) as u32);
     let (fraction_digits, fraction) = if nanos == 0 {
         (0, 0)
     } else if nanos.is_multiple_of(1_000_000) {
@@ -143,6 +164,23 @@ mod tests {
             "\"2026-11-24T09:05:07Z\"",
             "the plain form, checked by eye as well"
         );
+    }
+
+    #[test]
+    fn calendar_edges_are_written_as_chrono_writes_them() {
+        let edges = [
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(1900, 3, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2000, 2, 29, 12, 30, 0).unwrap(),
+            Utc.with_ymd_and_hms(2024, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap()
+                + chrono::Duration::nanoseconds(999_999_999),
+        ];
+        for at in edges {
+            assert_eq!(ours(&at), chrono_text(&at));
+        }
     }
 
     #[test]
