@@ -22,13 +22,14 @@ pub fn sample_event(bytes: usize, sequence: u64) -> NewEvent {
         id: Uuid::new_v4(),
         event_type: "OutputApproved".into(),
         schema_version: 1,
-        data: serde_json::json!({
+        data: serde_json::value::to_raw_value(&serde_json::json!({
             "reviewer": "reviewer-0042",
             "revision": 1,
             "output_hash": "9f2c1e5b7a04d3c8e6f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7",
             "sequence": sequence,
             "note": filler,
-        }),
+        }))
+        .expect("a Value always serializes"),
         actor: "reviewer-0042".into(),
         causation_id: Some(Uuid::new_v4()),
         correlation_id: Some(Uuid::new_v4()),

@@ -11,16 +11,32 @@ use projections::event::{NewEvent, RecordedEvent};
 use projections::item::{
     Command, CommandContext, DomainError, EventDecodingError, ItemEvent, ItemState, decide, fold,
 };
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 /// What the shell needs of a domain event to store it: its type, schema version and data.
 pub trait DomainEvent {
     fn event_type(&self) -> &'static str;
     fn schema_version(&self) -> u32;
-    fn to_data(&self) -> serde_json::Value;
+    /// The data as the JSON text to store.
+    fn to_json(&self) -> Box<RawValue>;
 }
 
-macro_rules! domain_event {
+impl DomainEvent for ItemEvent {
+    fn event_type(&self) -> &'static str {
+        ItemEvent::event_type(self)
+    }
+    fn schema_version(&self) -> u32 {
+        ItemEvent::schema_version(self)
+    }
+    fn to_json(&self) -> Box<RawValue> {
+        // Straight to text: item events are every request's write.
+        ItemEvent::to_json(self)
+    }
+}
+
+/// Principal and delivery events (rare) are stored through their `Value` form.
+macro_rules! domain_event_through_value {
     ($($event:ty),+) => {$(
         impl DomainEvent for $event {
             fn event_type(&self) -> &'static str {
@@ -29,15 +45,15 @@ macro_rules! domain_event {
             fn schema_version(&self) -> u32 {
                 <$event>::schema_version(self)
             }
-            fn to_data(&self) -> serde_json::Value {
-                <$event>::to_data(self)
+            fn to_json(&self) -> Box<RawValue> {
+                serde_json::value::to_raw_value(&<$event>::to_data(self))
+                    .expect("a Value always serializes")
             }
         }
     )+};
 }
 
-domain_event!(
-    ItemEvent,
+domain_event_through_value!(
     projections::principal::PrincipalEvent,
     projections::delivery::DeliveryEvent
 );
@@ -57,7 +73,7 @@ pub fn to_new_events<E: DomainEvent>(
             id: if index == 0 { first_id } else { Uuid::now_v7() },
             event_type: event.event_type().to_owned(),
             schema_version: event.schema_version(),
-            data: event.to_data(),
+            data: event.to_json(),
             actor: actor.to_owned(),
             causation_id: (index > 0).then_some(first_id),
             correlation_id,

@@ -25,16 +25,32 @@ pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_DATA_BYTES: usize = 16 * 1024 * 1024;
 
 /// An event as a command produces it, before the log has given it a place.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NewEvent {
     pub id: Uuid,
     pub event_type: String,
     pub schema_version: u32,
-    pub data: serde_json::Value,
+    /// The event's data as JSON text, stored as it is (valid JSON by construction: a `RawValue`
+    /// is made by serializing, `serde_json::value::to_raw_value`, or by a checked parse). Text
+    /// rather than a `serde_json::Value` tree: a command serializes its event once, straight to
+    /// the text the log stores.
+    pub data: Box<serde_json::value::RawValue>,
     /// The authenticated principal on whose behalf the event is appended.
     pub actor: String,
     pub causation_id: Option<Uuid>,
     pub correlation_id: Option<Uuid>,
+}
+
+impl PartialEq for NewEvent {
+    fn eq(&self, other: &NewEvent) -> bool {
+        self.id == other.id
+            && self.event_type == other.event_type
+            && self.schema_version == other.schema_version
+            && self.data.get() == other.data.get()
+            && self.actor == other.actor
+            && self.causation_id == other.causation_id
+            && self.correlation_id == other.correlation_id
+    }
 }
 
 /// An event as the log holds it: the envelope, its place in its stream and in the whole log, and its hash.

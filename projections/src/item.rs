@@ -703,6 +703,15 @@ macro_rules! item_events {
                 }
             }
 
+            /// The payload without the type as JSON text, serialized straight from the payload (what the shell
+            /// stores; [`ItemEvent::to_data`] is the same JSON as a tree).
+            pub fn to_json(&self) -> Box<serde_json::value::RawValue> {
+                match self {
+                    $(ItemEvent::$variant(payload) => serde_json::value::to_raw_value(payload)
+                        .expect("an item event payload always serializes: its maps have string keys"),)+
+                }
+            }
+
             /// [`ItemEvent::from_type_and_data`] straight from the stored JSON text, with no `Value` tree in between
             /// (what the shell decodes every stored item event with: the read models apply one per write).
             pub fn from_type_and_json(event_type: &str, json: &str) -> Result<ItemEvent, EventDecodingError> {

@@ -216,10 +216,8 @@ struct StreamEntry {
 struct AppendRequest {
     stream: String,
     expected: ExpectedVersion,
+    /// Each with its data as JSON text already (serialized by the caller, on its own thread).
     events: Vec<NewEvent>,
-    /// Each event's data as JSON text, serialized by the caller so that this work is spread over
-    /// the callers' threads instead of queuing on the writer's.
-    data: Vec<String>,
     reply: oneshot::Sender<Result<AppendResult, LogError>>,
 }
 
@@ -385,13 +383,14 @@ impl EventLog for FileLog {
                 repeated.id
             )));
         }
-        let mut data = Vec::with_capacity(events.len());
         for event in &events {
-            let text = serde_json::to_string(&event.data)
-                .map_err(|error| LogError::InvalidAppend(format!("event data: {error}")))?;
-            check_lengths(stream, &event.event_type, &event.actor, text.len())
-                .map_err(|error| LogError::InvalidAppend(error.to_string()))?;
-            data.push(text);
+            check_lengths(
+                stream,
+                &event.event_type,
+                &event.actor,
+                event.data.get().len(),
+            )
+            .map_err(|error| LogError::InvalidAppend(error.to_string()))?;
         }
         let (reply, answer) = oneshot::channel();
         requests
@@ -399,7 +398,6 @@ impl EventLog for FileLog {
                 stream: stream.to_owned(),
                 expected,
                 events,
-                data,
                 reply,
             })
             .map_err(|_| LogError::Closed)?;
@@ -1153,9 +1151,9 @@ fn next_request(requests: &mpsc::Receiver<AppendRequest>) -> Option<AppendReques
 
 fn estimate_bytes(request: &AppendRequest) -> usize {
     request
-        .data
+        .events
         .iter()
-        .map(|data| FRAME_HEADER_LEN + 160 + data.len())
+        .map(|event| FRAME_HEADER_LEN + 160 + event.data.get().len())
         .sum()
 }
 
@@ -1233,7 +1231,8 @@ impl BatchState<'_> {
             None => (0, ZERO_HASH),
         };
         let first_position = self.next_position;
-        for (event, data) in request.events.iter().zip(&request.data) {
+        for event in &request.events {
+            let data = event.data.get();
             payload.clear();
             let fields = PayloadFields {
                 id: event.id,

@@ -15,7 +15,7 @@ pub fn event(kind: &str, data: serde_json::Value) -> NewEvent {
         id: Uuid::new_v4(),
         event_type: kind.into(),
         schema_version: 1,
-        data,
+        data: serde_json::value::to_raw_value(&data).expect("a Value always serializes"),
         actor: "tester".into(),
         causation_id: None,
         correlation_id: Some(Uuid::new_v4()),
