@@ -7,7 +7,6 @@
 //! state first).
 
 use crate::log::{EventLog, ExpectedVersion, LogError, read_whole_stream};
-pub use crate::projector::Announced;
 use projections::event::{NewEvent, RecordedEvent};
 use projections::item::{
     Command, CommandContext, DomainError, EventDecodingError, ItemEvent, ItemState, decide, fold,
@@ -160,12 +159,12 @@ pub async fn execute(
     context: &CommandContext,
     correlation_id: Option<Uuid>,
 ) -> Result<Executed, CommandError> {
-    let current = load_item(log, item_id).await?;
+    let (state, version) = load_item(log, item_id).await?;
     execute_on(
         log,
-        None,
         item_id,
-        current,
+        state,
+        version,
         command,
         context,
         correlation_id,
@@ -173,13 +172,9 @@ pub async fn execute(
     .await
 }
 
-/// Like `execute`, on a state the caller already has (the projector's copy of the item and its
-/// version) instead of reading the stream again. Safe with a stale copy: the append expects the
-/// version, so an item that moved on is a `Conflict`, never an overwrite.
-///
-/// With `announced`, the events are announced to the projector of this process before they are
-/// appended, so that it applies them as they are instead of decoding them back from the log
-/// (see [`Announced`]); an append that fails or stores nothing new withdraws them.
+/// Like `execute`, on a state the caller already has (the projector's copy of the item) instead
+/// of reading the stream again. Safe with a stale copy: the append expects `version`, so an item
+/// that moved on is a `Conflict`, never an overwrite.
 #[tracing::instrument(
     level = "debug",
     name = "execute",
@@ -188,9 +183,9 @@ pub async fn execute(
 )]
 pub async fn execute_on(
     log: &dyn EventLog,
-    announced: Option<&Announced>,
     item_id: Uuid,
-    (state, version): (ItemState, Option<u64>),
+    state: ItemState,
+    version: Option<u64>,
     command: &Command,
     context: &CommandContext,
     correlation_id: Option<Uuid>,
@@ -201,14 +196,6 @@ pub async fn execute_on(
         Some(version) => ExpectedVersion::Exact(version),
     };
     let new_events = to_new_events(&events, &context.actor, correlation_id);
-    let mut announcement = announced.map(|announced| {
-        announced.announce(
-            new_events
-                .iter()
-                .map(|new_event| new_event.id)
-                .zip(events.iter().cloned()),
-        )
-    });
     let appended = log
         .append(&item_stream(item_id), expected, new_events)
         .await
@@ -216,13 +203,6 @@ pub async fn execute_on(
             LogError::Conflict { current, .. } => CommandError::Conflict { current },
             other => CommandError::Log(other),
         })?;
-    if let Some(announcement) = &mut announcement
-        && !appended.deduplicated
-    {
-        // Stored: the projector takes them when it applies them. (Dropped otherwise, which
-        // withdraws them: nothing of this call will reach the projector.)
-        announcement.keep();
-    }
     let state = events.iter().fold(state, |state, event| {
         projections::item::evolve(state, event)
     });

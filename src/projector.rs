@@ -33,22 +33,12 @@ impl ReadModels {
     /// skipped; an event that does not decode is logged and skipped (the log stays the truth,
     /// and one bad event must not stop every view).
     pub fn apply(&mut self, event: &RecordedEvent) {
-        self.apply_announced(event, None);
-    }
-
-    /// Like [`ReadModels::apply`], with the item event the command that appended `event` had
-    /// (see [`Announced`]), used instead of decoding `event`'s data when it is the same type.
-    pub fn apply_announced(&mut self, event: &RecordedEvent, announced: Option<ItemEvent>) {
         if event.position < self.applied {
             return;
         }
         self.applied = event.position + 1;
         let applied = if let Some(item_id) = item_of_stream(&event.stream) {
-            let item_event = match announced {
-                Some(item_event) if item_event.event_type() == event.event_type => Ok(item_event),
-                _ => ItemEvent::from_type_and_json(&event.event_type, &event.data),
-            };
-            item_event
+            ItemEvent::from_type_and_json(&event.event_type, &event.data)
                 .map_err(|error| error.to_string())
                 .map(|item_event| {
                     self.board.apply(event.position, item_id, &item_event);
@@ -84,86 +74,6 @@ fn decode<E, Error: std::fmt::Display>(
 ) -> Result<E, String> {
     let data = event.data_json().map_err(|error| error.to_string())?;
     from_type_and_data(&event.event_type, &data).map_err(|error| error.to_string())
-}
-
-/// Item events a command of this process is appending, by event id, announced before the append
-/// so that the projector applies them as the command made them instead of decoding the JSON the
-/// log stored (decoding every appended event back was ~3% of the server's CPU under HTTP load).
-///
-/// Only a shortcut: the log stays the truth. The stored data is the announced event serialized
-/// (`ItemEvent::to_json`), and decoding it gives the same event back exactly (the round-trip tests
-/// of the core; serde_json with `float_roundtrip`), so the read models are the same either way,
-/// which `tests/it/projections.rs` checks against a rebuild. An event the projector does not find
-/// here (appended by another path, or withdrawn) is decoded as always. A std Mutex: held for a
-/// few map operations.
-#[derive(Debug, Default)]
-pub struct Announced(Mutex<foldhash::HashMap<Uuid, ItemEvent>>);
-
-impl Announced {
-    /// Announces events by id; they are withdrawn when the returned value is dropped, unless it
-    /// is told to [`Announcement::keep`] them (once they are stored).
-    pub fn announce(
-        &self,
-        events: impl IntoIterator<Item = (Uuid, ItemEvent)>,
-    ) -> Announcement<'_> {
-        let mut map = self.0.lock().expect("announced events lock");
-        let ids = events
-            .into_iter()
-            .map(|(id, event)| {
-                map.insert(id, event);
-                id
-            })
-            .collect();
-        Announcement {
-            announced: self,
-            ids,
-            kept: false,
-        }
-    }
-
-    /// Takes the announced events of `ids`, in order (`None` where there is none).
-    fn take(&self, ids: impl Iterator<Item = Uuid>) -> Vec<Option<ItemEvent>> {
-        let mut map = self.0.lock().expect("announced events lock");
-        if map.is_empty() {
-            return ids.map(|_| None).collect();
-        }
-        ids.map(|id| map.remove(&id)).collect()
-    }
-
-    /// How many events are announced and not yet applied or withdrawn.
-    pub fn len(&self) -> usize {
-        self.0.lock().expect("announced events lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Announced events, withdrawn on drop unless kept.
-#[derive(Debug)]
-pub struct Announcement<'a> {
-    announced: &'a Announced,
-    ids: Vec<Uuid>,
-    kept: bool,
-}
-
-impl Announcement<'_> {
-    /// The events were stored: leave them for the projector.
-    pub fn keep(&mut self) {
-        self.kept = true;
-    }
-}
-
-impl Drop for Announcement<'_> {
-    fn drop(&mut self) {
-        if !self.kept {
-            let mut map = self.announced.0.lock().expect("announced events lock");
-            for id in &self.ids {
-                map.remove(id);
-            }
-        }
-    }
 }
 
 /// Per-item change notifications for long-polling clients: only the waiters of an item wake
@@ -202,7 +112,6 @@ pub struct Projector {
     models: Arc<RwLock<ReadModels>>,
     applied: watch::Receiver<u64>,
     waiters: ItemWaiters,
-    announced: Arc<Announced>,
 }
 
 /// Tells one waiter when its item changed; leaves the registry with its last holder.
@@ -250,8 +159,6 @@ impl Projector {
         let follower_models = models.clone();
         let waiters: ItemWaiters = Arc::default();
         let follower_waiters = waiters.clone();
-        let announced: Arc<Announced> = Arc::default();
-        let follower_announced = announced.clone();
         tokio::spawn(async move {
             loop {
                 match subscription.next().await {
@@ -259,11 +166,10 @@ impl Projector {
                         // A burst is applied under one write lock and announced once.
                         let mut events = vec![event];
                         events.extend(subscription.drain_ready(1023));
-                        let typed = follower_announced.take(events.iter().map(|event| event.id));
                         let applied = {
                             let mut guard = follower_models.write().expect("read models lock");
-                            for (event, typed) in events.iter().zip(typed) {
-                                guard.apply_announced(event, typed);
+                            for event in &events {
+                                guard.apply(event);
                             }
                             guard.applied
                         };
@@ -289,13 +195,7 @@ impl Projector {
             models,
             applied,
             waiters,
-            announced,
         })
-    }
-
-    /// Where commands of this process announce the item events they append (see [`Announced`]).
-    pub fn announced(&self) -> &Announced {
-        &self.announced
     }
 
     /// A copy of the read models as they are now.

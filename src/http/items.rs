@@ -139,9 +139,9 @@ async fn run(
     };
     let executed = execute_on(
         state.log.as_ref(),
-        Some(state.projector.announced()),
         item_id,
-        (item, version),
+        item,
+        version,
         &command,
         &context,
         None,
