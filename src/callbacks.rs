@@ -137,17 +137,29 @@ impl Dispatcher {
         clock: Clock,
         key: CallbackKey,
     ) -> Self {
+        Dispatcher::trusting(log, projector, clock, key, &ExtraRootCertificates::none())
+    }
+
+    /// A dispatcher trusting `roots` for `https://` callback URLs in addition to the platform's
+    /// roots (`ledger serve --callback-ca-file`). Its client is built once, here: on a host
+    /// without platform roots that build logs a warning, which should appear once.
+    pub fn trusting(
+        log: Arc<dyn EventLog>,
+        projector: Projector,
+        clock: Clock,
+        key: CallbackKey,
+        roots: &ExtraRootCertificates,
+    ) -> Self {
         Dispatcher {
             log,
             projector,
             clock,
             key,
-            client: callback_client(&ExtraRootCertificates::none()),
+            client: callback_client(roots),
         }
     }
 
-    /// The same dispatcher, trusting `roots` for `https://` callback URLs in addition to the
-    /// platform's roots (`ledger serve --callback-ca-file`).
+    /// The same dispatcher, trusting `roots` as well (builds a new client).
     pub fn with_extra_root_certificates(mut self, roots: &ExtraRootCertificates) -> Self {
         self.client = callback_client(roots);
         self

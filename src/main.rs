@@ -368,13 +368,13 @@ async fn serve(
         std::env::var("LEDGER_CALLBACK_KEY").ok(),
     )?;
     tokio::spawn(
-        ledger::callbacks::Dispatcher::new(
+        ledger::callbacks::Dispatcher::trusting(
             log.clone(),
             projector.clone(),
             ledger::clock::Clock::System,
             callback_key.clone(),
+            &callback_roots,
         )
-        .with_extra_root_certificates(&callback_roots)
         .run(std::time::Duration::from_secs(1)),
     );
     let state =

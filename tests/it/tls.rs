@@ -330,4 +330,12 @@ fn serve_on_a_host_without_platform_roots_still_starts_and_serves() {
     child.wait().unwrap();
     read.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The process is gone, so its log ends here: the warning was given once (the dispatcher's
+    // client is built once, with the extra roots, not once without and again with them).
+    seen.extend(lines.iter());
+    let warnings = seen
+        .iter()
+        .filter(|line| line.contains("no trust roots from the platform"))
+        .count();
+    assert_eq!(warnings, 1, "warned {warnings} times:\n{}", seen.join("\n"));
 }
