@@ -26,6 +26,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -70,6 +71,10 @@ pub struct FileLog {
 struct Shared {
     dir: PathBuf,
     index: RwLock<Index>,
+    /// `index.head`, readable without the index lock: every read of the read models asks for the
+    /// head first (`Projector::caught_up_with`), and must not wait while the writer holds the
+    /// index to add a batch. Stored by the writer after the index holds the batch.
+    head: AtomicU64,
     recent: Mutex<Recent>,
 }
 
@@ -311,6 +316,7 @@ impl FileLog {
         let (head_sender, head_receiver) = watch::channel(index.head);
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
+            head: AtomicU64::new(index.head),
             index: RwLock::new(index),
             recent: Mutex::new(Recent::default()),
         });
@@ -422,7 +428,7 @@ impl EventLog for FileLog {
     }
 
     fn head(&self) -> u64 {
-        self.shared.index.read().expect("index lock").head
+        self.shared.head.load(Ordering::Acquire)
     }
 
     fn stream_version(&self, stream: &str) -> Option<u64> {
@@ -1039,6 +1045,7 @@ impl Writer {
             }
             index.head
         };
+        self.shared.head.store(new_head, Ordering::Release);
         // Before the new head is announced: a subscription that sees it finds these here.
         self.shared.recent.lock().expect("recent events lock").push(
             staged_events.into_iter().map(|event| event.recorded),
