@@ -1335,3 +1335,71 @@ enum Stored {
     /// In another stream.
     Elsewhere,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(position: u64, data_bytes: usize) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream: format!("item-{position}"),
+            version: 0,
+            id: Uuid::from_u128(u128::from(position)),
+            event_type: "CommentAdded".into(),
+            schema_version: 1,
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            actor: "tester".into(),
+            causation_id: None,
+            correlation_id: None,
+            data: format!("\"{}\"", "x".repeat(data_bytes.saturating_sub(2))),
+            prev_hash: ZERO_HASH,
+            hash: ZERO_HASH,
+        }
+    }
+
+    #[test]
+    fn recent_events_stay_within_their_bytes_and_answer_only_what_they_hold() {
+        let limit = 10 * (100 + RECENT_EVENT_ALLOWANCE);
+        let mut recent = Recent::default();
+        assert!(recent.from(0, 10).is_none(), "nothing held yet");
+        for first in (0..100).step_by(5) {
+            recent.push(
+                (first..first + 5).map(|position| recorded(position, 100)),
+                limit,
+            );
+            assert!(recent.bytes <= limit);
+            let held = recent.events.len() as u64;
+            assert_eq!(
+                recent.first_position + held,
+                first + 5,
+                "ends at the last pushed"
+            );
+            assert_eq!(
+                recent.bytes,
+                recent
+                    .events
+                    .iter()
+                    .map(|event| event.data.len() + RECENT_EVENT_ALLOWANCE)
+                    .sum::<usize>()
+            );
+        }
+        // The last ten are held, in order; older positions and the head itself are not.
+        assert_eq!(recent.first_position, 90);
+        let from_93: Vec<u64> = recent
+            .from(93, 4)
+            .unwrap()
+            .iter()
+            .map(|event| event.position)
+            .collect();
+        assert_eq!(from_93, vec![93, 94, 95, 96]);
+        assert!(recent.from(89, 4).is_none(), "forgotten: read the file");
+        assert!(recent.from(100, 4).is_none(), "not committed yet");
+        // One event larger than the whole window is pushed and forgotten at once.
+        recent.push([recorded(100, 5 * limit)], limit);
+        assert!(recent.events.is_empty() && recent.bytes == 0);
+        assert!(recent.from(100, 1).is_none());
+        recent.push([recorded(101, 100)], limit);
+        assert_eq!(recent.from(101, 1).unwrap()[0].position, 101);
+    }
+}
