@@ -7,7 +7,8 @@
 //! the log; this process is the load generator. Each client holds one keep-alive HTTP/1.1
 //! connection (written and parsed by hand, all clients on one thread) and claims then approves items: two
 //! requests, two durable appends per decision. Reported: decisions per second, the latency of
-//! one decision (claim + approve) at p50 and p99, and the server process's RSS read from /proc.
+//! one decision (claim + approve) at p50 and p99, the server process's RSS, and the CPU time the
+//! server and the load generator spent per request (both read from /proc).
 //! Client and server share this machine's cores, as any load generator on the same machine does.
 
 use crate::commands::execute;
@@ -44,6 +45,16 @@ pub fn resident_bytes(pid: &str) -> Option<(u64, u64)> {
         Some(kilobytes * 1024)
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// CPU time process `pid` (`self` for this one) has used, user and system, all threads, in
+/// seconds, from `/proc/<pid>/stat` (Linux; in USER_HZ ticks, 100 per second on Linux's ABI).
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after its closing one.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
 fn submission(item_id: Uuid, number: usize) -> Submission {
@@ -206,9 +217,9 @@ pub async fn run_http(
         megabytes(rss)
     );
     println!(
-        "| clients | decisions/s | p50 decision | p99 decision | server RSS after | server peak RSS |"
+        "| clients | decisions/s | p50 decision | p99 decision | server RSS after | server peak RSS | server CPU per request | load generator CPU per request |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     let cursor = Arc::new(AtomicUsize::new(0));
     for &clients in client_levels {
         let tokens = report.reviewer_tokens[..clients.min(report.reviewer_tokens.len())].to_vec();
@@ -217,6 +228,7 @@ pub async fn run_http(
         // and no wake-ups across threads on the load generator's side, so that it leaves as much
         // of the two cores to the server as it can.
         let started = Instant::now();
+        let cpu_before = (cpu_seconds(&server_pid), cpu_seconds("self"));
         let mut latencies = tokio::task::spawn_blocking(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -233,6 +245,7 @@ pub async fn run_http(
         .await
         .context("the load generator")??;
         let elapsed = started.elapsed().as_secs_f64();
+        let cpu_after = (cpu_seconds(&server_pid), cpu_seconds("self"));
         anyhow::ensure!(
             cursor.load(Ordering::Relaxed) < ids.len(),
             "the queue ran out of pending items at {clients} clients, so the figures would not be at {pending} pending; raise --pending or lower --seconds"
@@ -245,13 +258,22 @@ pub async fn run_http(
                 .unwrap_or(0.0)
         };
         let (rss, peak) = resident_bytes(&server_pid).context("reading the server's RSS")?;
+        // CPU per request is steadier than requests per second on a shared machine: it moves
+        // with how much work a request is, less with how much of the cores this process got.
+        let requests = 2.0 * latencies.len().max(1) as f64;
+        let per_request = |before: Option<f64>, after: Option<f64>| match (before, after) {
+            (Some(before), Some(after)) => format!("{:.1} µs", (after - before) * 1e6 / requests),
+            _ => "n/a".to_owned(),
+        };
         println!(
-            "| {clients} | {:.0} | {:.2} ms | {:.2} ms | {:.0} MB | {:.0} MB |",
+            "| {clients} | {:.0} | {:.2} ms | {:.2} ms | {:.0} MB | {:.0} MB | {} | {} |",
             latencies.len() as f64 / elapsed,
             percentile(0.5),
             percentile(0.99),
             megabytes(rss),
-            megabytes(peak)
+            megabytes(peak),
+            per_request(cpu_before.0, cpu_after.0),
+            per_request(cpu_before.1, cpu_after.1)
         );
     }
     server.kill().await.context("stopping the server")?;

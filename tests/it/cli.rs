@@ -212,6 +212,13 @@ fn bench_http_fills_a_ledger_serves_it_in_a_child_process_and_reports_decisions(
         let decisions_per_second: f64 = row[2].parse().unwrap();
         assert!(decisions_per_second > 0.0, "{stdout}");
         assert!(row[5].ends_with(" MB") && row[5] != "0 MB", "{stdout}");
+        for cpu in [row[7], row[8]] {
+            let micros: f64 = cpu.strip_suffix(" µs").unwrap_or("").parse().unwrap_or(0.0);
+            assert!(
+                micros > 0.0,
+                "a CPU time per request, not {cpu:?}: {stdout}"
+            );
+        }
     }
     // The scratch ledger is removed afterwards.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
