@@ -21,9 +21,6 @@ pub enum PrincipalsError {
     Projector(#[from] crate::projector::ProjectorStopped),
     #[error("a principal event does not decode: {0}")]
     Decoding(String),
-    /// Revoking the only active admin would leave no one able to manage principals.
-    #[error("{0} is the only active admin; add another admin before revoking it")]
-    LastAdmin(String),
 }
 
 /// A new random token: 256 bits from the OS's generator, as text safe in a header.
@@ -36,11 +33,8 @@ pub async fn load(log: &dyn EventLog) -> Result<(Principals, Option<u64>), Princ
     let stored = crate::log::read_whole_stream(log, PRINCIPALS_STREAM).await?;
     let mut principals = Principals::default();
     for recorded in &stored {
-        let data = recorded
-            .data_json()
-            .map_err(|error| PrincipalsError::Decoding(error.to_string()))?;
-        let event = PrincipalEvent::from_type_and_data(&recorded.event_type, &data)
-            .map_err(|error| PrincipalsError::Decoding(error.to_string()))?;
+        let event = crate::projector::decode(recorded, PrincipalEvent::from_type_and_data)
+            .map_err(PrincipalsError::Decoding)?;
         principals.apply(&event);
     }
     Ok((principals, (stored.len() as u64).checked_sub(1)))
@@ -100,16 +94,8 @@ pub async fn add_with_token(
 }
 
 /// Revokes a principal; returns the position written. Whoever asks (an admin over HTTP, or the
-/// CLI on the data directory), the last active admin is never revoked.
+/// CLI on the data directory), the last active admin is never revoked (`PrincipalError::LastAdmin`).
 pub async fn revoke(log: &dyn EventLog, actor: &str, name: &str) -> Result<u64, PrincipalsError> {
-    let (principals, _) = load(log).await?;
-    let is_admin = |principal: &&projections::principal::Principal| {
-        principal.role == Role::Admin && principal.is_active()
-    };
-    let admins: Vec<_> = principals.active().filter(is_admin).collect();
-    if admins.len() == 1 && admins[0].name == name {
-        return Err(PrincipalsError::LastAdmin(name.to_owned()));
-    }
     let command = PrincipalCommand::RevokePrincipal {
         name: name.to_owned(),
     };

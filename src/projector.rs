@@ -68,7 +68,7 @@ impl ReadModels {
 }
 
 /// A stored event as a domain event, by the domain's own (type, data) decoder.
-fn decode<E, Error: std::fmt::Display>(
+pub(crate) fn decode<E, Error: std::fmt::Display>(
     event: &RecordedEvent,
     from_type_and_data: impl Fn(&str, &serde_json::Value) -> Result<E, Error>,
 ) -> Result<E, String> {

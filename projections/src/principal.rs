@@ -183,6 +183,10 @@ pub enum PrincipalError {
     /// An actor may not revoke itself: the admin who revokes must remain.
     #[error("you cannot revoke yourself")]
     CannotRevokeYourself,
+    /// Revoking the only active admin would leave no one able to manage principals (whoever
+    /// asks: an admin over HTTP, or the CLI on the data directory).
+    #[error("{name} is the only active admin; add another admin before revoking it")]
+    LastAdmin { name: String },
     /// Another grant, active or revoked, has this token hash; tokens are never shared or reused.
     #[error("this token is in use or was revoked; issue a new one")]
     DuplicateToken,
@@ -197,6 +201,7 @@ impl PrincipalError {
             PrincipalError::AlreadyRevoked { .. } => "already-revoked",
             PrincipalError::Invalid { .. } => "invalid",
             PrincipalError::CannotRevokeYourself => "cannot-revoke-yourself",
+            PrincipalError::LastAdmin { .. } => "last-admin",
             PrincipalError::DuplicateToken => "duplicate-token",
         }
     }
@@ -209,7 +214,9 @@ impl PrincipalError {
             | PrincipalError::AlreadyRevoked { .. }
             | PrincipalError::DuplicateToken => ErrorKind::Conflict,
             PrincipalError::Invalid { .. } => ErrorKind::Invalid,
-            PrincipalError::CannotRevokeYourself => ErrorKind::RuleBroken,
+            PrincipalError::CannotRevokeYourself | PrincipalError::LastAdmin { .. } => {
+                ErrorKind::RuleBroken
+            }
         }
     }
 
@@ -501,6 +508,16 @@ fn revoke_principal(
     // The shell admits only active admins here, so the one asking always remains: an admin is always reachable.
     if context.actor == name {
         return Err(PrincipalError::CannotRevokeYourself);
+    }
+    // Nor may anyone else (the CLI on the data directory) revoke the last active admin.
+    let active_admins = state
+        .active()
+        .filter(|other| other.role == Role::Admin)
+        .count();
+    if principal.role == Role::Admin && active_admins == 1 {
+        return Err(PrincipalError::LastAdmin {
+            name: name.to_owned(),
+        });
     }
     Ok(vec![PrincipalEvent::PrincipalRevoked(PrincipalRevoked {
         name: name.to_owned(),

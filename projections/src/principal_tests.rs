@@ -387,6 +387,31 @@ fn an_admin_cannot_revoke_itself() {
         .then_error(PrincipalError::CannotRevokeYourself);
 }
 
+#[test]
+fn the_last_active_admin_is_not_revoked_by_anyone() {
+    given(vec![root_added()])
+        .when(revoke(ROOT), "ops", minute(2))
+        .then_error(PrincipalError::LastAdmin {
+            name: ROOT.to_owned(),
+        });
+    // With another active admin, it may be.
+    let second_admin = PrincipalEvent::PrincipalAdded(PrincipalAdded {
+        name: "second".to_owned(),
+        role: Role::Admin,
+        queues: vec![],
+        token_hash: alice_new_token_hash(),
+        added_by: ROOT.to_owned(),
+        added_at: minute(1),
+    });
+    given(vec![root_added(), second_admin])
+        .when(revoke(ROOT), "ops", minute(2))
+        .then(vec![PrincipalEvent::PrincipalRevoked(PrincipalRevoked {
+            name: ROOT.to_owned(),
+            revoked_by: "ops".to_owned(),
+            revoked_at: minute(2),
+        })]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------

@@ -34,12 +34,6 @@ impl From<PrincipalsError> for ApiError {
             }
             PrincipalsError::Log(error) => error.into(),
             PrincipalsError::Projector(error) => error.into(),
-            error @ PrincipalsError::LastAdmin(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "principal-rule",
-                error.to_string(),
-            )
-            .with("rule", "last-admin"),
             error @ PrincipalsError::Decoding(_) => ApiError::internal(&error),
         }
     }
