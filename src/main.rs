@@ -171,8 +171,6 @@ enum BenchCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    // Before any HTTP client exists (callbacks, `bench http`): see `ledger::tls`.
-    ledger::tls::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LEDGER_LOG")
