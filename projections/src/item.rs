@@ -162,6 +162,10 @@ pub fn output_hash(output: &Value) -> OutputHash {
 pub struct OutputHash([u8; 32]);
 
 impl OutputHash {
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Parses 64 lowercase hex digits, the only spelling this type writes.
     pub fn parse(text: &str) -> Option<OutputHash> {
         if text.len() != 64

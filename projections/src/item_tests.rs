@@ -2167,6 +2167,16 @@ proptest! {
     }
 
     #[test]
+    fn the_hand_written_json_of_every_state_is_serde_jsons(steps in run_strategy()) {
+        run(&steps, |outcome| {
+            let mut written = Vec::new();
+            outcome.state.write_json(&mut written);
+            prop_assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string(outcome.state).unwrap());
+            Ok(())
+        })?;
+    }
+
+    #[test]
     fn every_event_round_trips_through_type_and_data(steps in run_strategy()) {
         run(&steps, |outcome| {
             for event in outcome.new_events {
@@ -2182,5 +2192,176 @@ proptest! {
             }
             Ok(())
         })?;
+    }
+}
+
+/// Every optional part filled, text that needs escaping everywhere a person or agent writes text,
+/// and timestamps only chrono writes (a year past 9999, a leap second): the hand-written JSON is
+/// still serde_json's.
+#[test]
+fn the_hand_written_json_of_a_full_state_is_serde_jsons() {
+    let tricky = "quote \" backslash \\ newline \n tab \t bell \u{7} ü 😀 </script>";
+    let at = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+    let far = Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap();
+    let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+        .unwrap()
+        .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+        .unwrap()
+        .and_utc();
+    let hash = output_hash(&json!({"a": 1}));
+    let text = JsonText::from_value(&json!({"text": tricky, "n": [1.5, -2, null, true]}));
+    let state = ItemState {
+        status: ItemStatus::EditedAndApproved,
+        id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+        queue: tricky.into(),
+        kind: "kind\u{1f}".into(),
+        model: ModelIdentity {
+            name: tricky.into(),
+            version: "v\"2".into(),
+        },
+        submitted_by: "agent \\ x".into(),
+        submitted_at: far,
+        output: text.clone(),
+        output_hash: hash.clone(),
+        revision: u32::MAX,
+        output_edited_by: Some(tricky.into()),
+        revisions: vec![Revision {
+            revision: 1,
+            output: text.clone(),
+            output_hash: hash.clone(),
+            note: Some(tricky.into()),
+            at: leap,
+        }],
+        edits: thin_vec![Edit {
+            reviewer: tricky.into(),
+            revision: 2,
+            output: text.clone(),
+            output_hash: hash.clone(),
+            previous_output_hash: hash.clone(),
+            note: None,
+            at,
+        }],
+        context: JsonText::from_value(&json!(null)),
+        confidence: Some(0.1 + 0.2),
+        risk: Risk::High,
+        priority: i32::MIN,
+        due_at: Some(at),
+        required_approvals: 3,
+        on_expiry: ExpiryAction::Escalate {
+            queue: tricky.into(),
+        },
+        callback_url: Some("https://example.test/cb?a=\"b\"".into()),
+        claim: Some(Box::new(Claim {
+            reviewer: tricky.into(),
+            claimed_at: at,
+            expires_at: far,
+        })),
+        approvals: thin_vec![Approval {
+            reviewer: "r1".into(),
+            at,
+        }],
+        change_requests: thin_vec![ChangeRequest {
+            reviewer: "r2".into(),
+            instructions: tricky.into(),
+            revision: 1,
+            output_hash: hash.clone(),
+            at,
+        }],
+        escalations: thin_vec![Escalation {
+            by: "r3".into(),
+            from_queue: "a".into(),
+            to_queue: tricky.into(),
+            reason: tricky.into(),
+            at,
+        }],
+        comments: thin_vec![Comment {
+            author: tricky.into(),
+            text: tricky.into(),
+            at,
+        }],
+        rejection: Some(Box::new(Rejection {
+            reviewer: "r4".into(),
+            reason: tricky.into(),
+            at,
+        })),
+        withdrawal: Some(Box::new(Withdrawal {
+            by: "agent".into(),
+            reason: Some(tricky.into()),
+            at,
+        })),
+        expiry: Some(Box::new(Expiry {
+            due_at: at,
+            configured_action: ExpiryAction::Approve,
+            applied_action: ExpiryAction::Reject,
+            at,
+        })),
+        decision: Some(Box::new(Decision {
+            outcome: Outcome::EditedAndApproved,
+            decided_by: vec!["r1".into(), tricky.into()],
+            revision: 2,
+            output_hash: hash.clone(),
+            final_output: Some(text),
+            decided_at: at,
+        })),
+        event_count: u64::MAX,
+        last_event_at: Some(leap),
+    };
+    let mut written = Vec::new();
+    state.write_json(&mut written);
+    assert_eq!(
+        String::from_utf8(written).unwrap(),
+        serde_json::to_string(&state).unwrap()
+    );
+    // And the default (nothing submitted), every list empty and every option null.
+    let mut written = Vec::new();
+    ItemState::default().write_json(&mut written);
+    assert_eq!(
+        String::from_utf8(written).unwrap(),
+        serde_json::to_string(&ItemState::default()).unwrap()
+    );
+    // Each status, risk and outcome by its serde name.
+    for status in [
+        ItemStatus::NotSubmitted,
+        ItemStatus::Pending,
+        ItemStatus::ChangesRequested,
+        ItemStatus::Approved,
+        ItemStatus::EditedAndApproved,
+        ItemStatus::Rejected,
+        ItemStatus::ApprovedOnExpiry,
+        ItemStatus::RejectedOnExpiry,
+        ItemStatus::Withdrawn,
+    ] {
+        for risk in [Risk::Low, Risk::Normal, Risk::High] {
+            let state = ItemState {
+                status,
+                risk,
+                ..ItemState::default()
+            };
+            let mut written = Vec::new();
+            state.write_json(&mut written);
+            assert_eq!(written, serde_json::to_vec(&state).unwrap());
+        }
+    }
+    for outcome in [
+        Outcome::Approved,
+        Outcome::EditedAndApproved,
+        Outcome::Rejected,
+        Outcome::ApprovedOnExpiry,
+        Outcome::RejectedOnExpiry,
+    ] {
+        let state = ItemState {
+            decision: Some(Box::new(Decision {
+                outcome,
+                decided_by: Vec::new(),
+                revision: 0,
+                output_hash: hash.clone(),
+                final_output: None,
+                decided_at: at,
+            })),
+            ..ItemState::default()
+        };
+        let mut written = Vec::new();
+        state.write_json(&mut written);
+        assert_eq!(written, serde_json::to_vec(&state).unwrap());
     }
 }

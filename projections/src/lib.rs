@@ -17,6 +17,7 @@ pub mod board;
 pub mod delivery;
 pub mod event;
 pub mod item;
+mod item_json;
 pub mod json;
 pub mod principal;
 pub mod time;
