@@ -707,12 +707,18 @@ macro_rules! item_events {
                 }
             }
 
-            /// The payload without the type as JSON text, serialized straight from the payload (what the shell
-            /// stores; [`ItemEvent::to_data`] is the same JSON as a tree).
+            /// The payload without the type as JSON text, written straight from the payload by its
+            /// hand-written writer (`item_json.rs`, serde_json's bytes): what the shell stores;
+            /// [`ItemEvent::to_data`] is the same JSON as a tree.
             pub fn to_json(&self) -> Box<serde_json::value::RawValue> {
                 match self {
-                    $(ItemEvent::$variant(payload) => serde_json::value::to_raw_value(payload)
-                        .expect("an item event payload always serializes: its maps have string keys"),)+
+                    $(ItemEvent::$variant(payload) => {
+                        let mut json = Vec::with_capacity(256);
+                        crate::item_json::WriteJson::write_json(payload, &mut json);
+                        crate::json::trusted_raw_value(
+                            std::str::from_utf8(&json).expect("the JSON writers write UTF-8"),
+                        )
+                    })+
                 }
             }
 

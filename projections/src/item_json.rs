@@ -1,5 +1,5 @@
-//! An item's state as JSON, written by hand: byte for byte what its `Serialize` derive writes
-//! through serde_json, in a fraction of the instructions.
+//! An item's state and its events' payloads as JSON, written by hand: byte for byte what their
+//! `Serialize` derives write through serde_json, in a fraction of the instructions.
 //!
 //! Why by hand: every answer about an item (each claim, decision, read and long-poll) carries
 //! the whole state, 1–2 KB with ~40 keys, and writing it through serde_json was ~15% of the
@@ -13,9 +13,11 @@
 //! holds this output to serde_json's for every state they reach (`item_tests.rs`).
 
 use crate::item::{
-    Approval, ChangeRequest, Claim, Comment, Decision, Edit, Escalation, Expiry, ExpiryAction,
-    ItemState, ItemStatus, ModelIdentity, Outcome, OutputHash, Rejection, Revision, Risk,
-    Withdrawal,
+    Approval, ChangeRequest, ChangesRequested, Claim, ClaimExpired, ClaimReleased, Comment,
+    CommentAdded, Decision, Edit, Escalation, Expiry, ExpiryAction, ItemClaimed, ItemDecided,
+    ItemEscalated, ItemExpired, ItemState, ItemStatus, ItemSubmitted, ItemWithdrawn, ModelIdentity,
+    Outcome, OutputApproved, OutputEdited, OutputHash, OutputRejected, OutputRevised, Rejection,
+    Revision, Risk, Withdrawal,
 };
 use crate::json::JsonText;
 use chrono::{DateTime, Utc};
@@ -186,6 +188,13 @@ impl Json<'_> {
     }
 
     /// Any other value as serde_json writes it: strings that may need escaping, floats.
+    fn uuid(&mut self, id: &uuid::Uuid) {
+        self.raw_str(
+            id.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        );
+    }
+
     fn serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
         serde_json::to_writer(&mut *self.0, value)
             .expect("strings and floats always serialize into a Vec");
@@ -466,5 +475,357 @@ struct Timestamp<'a>(&'a DateTime<Utc>);
 impl serde::Serialize for Timestamp<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         crate::time::rfc3339::serialize(self.0, serializer)
+    }
+}
+
+/// An item event's payload as compact JSON, written by hand like the state above: what the
+/// payload's `Serialize` derive writes through serde_json. Every command's write serializes one
+/// to three of these.
+pub(crate) trait WriteJson {
+    fn write_json(&self, out: &mut Vec<u8>);
+}
+
+impl WriteJson for ItemSubmitted {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ItemSubmitted {
+            item_id,
+            queue,
+            kind,
+            model,
+            revision,
+            output,
+            output_hash,
+            context,
+            confidence,
+            risk,
+            priority,
+            due_at,
+            required_approvals,
+            on_expiry,
+            callback_url,
+            submitted_by,
+            submitted_at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"item_id\":");
+        json.uuid(item_id);
+        json.key(b",\"queue\":");
+        json.str(queue);
+        json.key(b",\"kind\":");
+        json.str(kind);
+        json.key(b",\"model\":");
+        json.model(model);
+        json.key(b",\"revision\":");
+        json.integer(*revision);
+        json.key(b",\"output\":");
+        json.serde(output);
+        json.key(b",\"output_hash\":");
+        json.hash(output_hash);
+        json.key(b",\"context\":");
+        json.serde(context);
+        json.key(b",\"confidence\":");
+        json.option(confidence.as_ref(), |json, confidence| {
+            json.serde(confidence)
+        });
+        json.key(b",\"risk\":");
+        json.raw_str(risk_name(*risk));
+        json.key(b",\"priority\":");
+        json.integer(*priority);
+        json.key(b",\"due_at\":");
+        json.option(due_at.as_ref(), Json::time);
+        json.key(b",\"required_approvals\":");
+        json.integer(*required_approvals);
+        json.key(b",\"on_expiry\":");
+        json.expiry_action(on_expiry);
+        json.key(b",\"callback_url\":");
+        json.option(callback_url.as_deref(), Json::str);
+        json.key(b",\"submitted_by\":");
+        json.str(submitted_by);
+        json.key(b",\"submitted_at\":");
+        json.time(submitted_at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for ItemClaimed {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ItemClaimed {
+            reviewer,
+            claimed_at,
+            expires_at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"reviewer\":");
+        json.str(reviewer);
+        json.key(b",\"claimed_at\":");
+        json.time(claimed_at);
+        json.key(b",\"expires_at\":");
+        json.time(expires_at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for ClaimReleased {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ClaimReleased { reviewer, at } = self;
+        let mut json = Json(out);
+        json.key(b"{\"reviewer\":");
+        json.str(reviewer);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for ClaimExpired {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ClaimExpired {
+            reviewer,
+            expired_at,
+            at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"reviewer\":");
+        json.str(reviewer);
+        json.key(b",\"expired_at\":");
+        json.time(expired_at);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for OutputApproved {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let OutputApproved {
+            reviewer,
+            revision,
+            output_hash,
+            approvals,
+            required_approvals,
+            at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"reviewer\":");
+        json.str(reviewer);
+        json.key(b",\"revision\":");
+        json.integer(*revision);
+        json.key(b",\"output_hash\":");
+        json.hash(output_hash);
+        json.key(b",\"approvals\":");
+        json.integer(*approvals);
+        json.key(b",\"required_approvals\":");
+        json.integer(*required_approvals);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for OutputEdited {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let OutputEdited {
+            reviewer,
+            revision,
+            edited_output,
+            output_hash,
+            previous_output_hash,
+            note,
+            at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"reviewer\":");
+        json.str(reviewer);
+        json.key(b",\"revision\":");
+        json.integer(*revision);
+        json.key(b",\"edited_output\":");
+        json.serde(edited_output);
+        json.key(b",\"output_hash\":");
+        json.hash(output_hash);
+        json.key(b",\"previous_output_hash\":");
+        json.hash(previous_output_hash);
+        json.key(b",\"note\":");
+        json.option(note.as_deref(), Json::str);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for OutputRejected {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let OutputRejected {
+            reviewer,
+            reason,
+            revision,
+            output_hash,
+            at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"reviewer\":");
+        json.str(reviewer);
+        json.key(b",\"reason\":");
+        json.str(reason);
+        json.key(b",\"revision\":");
+        json.integer(*revision);
+        json.key(b",\"output_hash\":");
+        json.hash(output_hash);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for ChangesRequested {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ChangesRequested {
+            reviewer,
+            instructions,
+            revision,
+            output_hash,
+            at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"reviewer\":");
+        json.str(reviewer);
+        json.key(b",\"instructions\":");
+        json.str(instructions);
+        json.key(b",\"revision\":");
+        json.integer(*revision);
+        json.key(b",\"output_hash\":");
+        json.hash(output_hash);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for OutputRevised {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let OutputRevised {
+            revised_by,
+            revision,
+            output,
+            output_hash,
+            previous_output_hash,
+            note,
+            at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"revised_by\":");
+        json.str(revised_by);
+        json.key(b",\"revision\":");
+        json.integer(*revision);
+        json.key(b",\"output\":");
+        json.serde(output);
+        json.key(b",\"output_hash\":");
+        json.hash(output_hash);
+        json.key(b",\"previous_output_hash\":");
+        json.hash(previous_output_hash);
+        json.key(b",\"note\":");
+        json.option(note.as_deref(), Json::str);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for ItemEscalated {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ItemEscalated {
+            by,
+            from_queue,
+            to_queue,
+            reason,
+            at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"by\":");
+        json.str(by);
+        json.key(b",\"from_queue\":");
+        json.str(from_queue);
+        json.key(b",\"to_queue\":");
+        json.str(to_queue);
+        json.key(b",\"reason\":");
+        json.str(reason);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for CommentAdded {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let CommentAdded { author, text, at } = self;
+        let mut json = Json(out);
+        json.key(b"{\"author\":");
+        json.str(author);
+        json.key(b",\"text\":");
+        json.str(text);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for ItemWithdrawn {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ItemWithdrawn { by, reason, at } = self;
+        let mut json = Json(out);
+        json.key(b"{\"by\":");
+        json.str(by);
+        json.key(b",\"reason\":");
+        json.option(reason.as_deref(), Json::str);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for ItemExpired {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ItemExpired {
+            due_at,
+            configured_action,
+            applied_action,
+            at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"due_at\":");
+        json.time(due_at);
+        json.key(b",\"configured_action\":");
+        json.expiry_action(configured_action);
+        json.key(b",\"applied_action\":");
+        json.expiry_action(applied_action);
+        json.key(b",\"at\":");
+        json.time(at);
+        json.key(b"}");
+    }
+}
+
+impl WriteJson for ItemDecided {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let ItemDecided {
+            outcome,
+            decided_by,
+            revision,
+            output_hash,
+            final_output,
+            decided_at,
+        } = self;
+        let mut json = Json(out);
+        json.key(b"{\"outcome\":");
+        json.raw_str(outcome_name(*outcome));
+        json.key(b",\"decided_by\":");
+        json.list(decided_by, |json, name| json.str(name));
+        json.key(b",\"revision\":");
+        json.integer(*revision);
+        json.key(b",\"output_hash\":");
+        json.hash(output_hash);
+        json.key(b",\"final_output\":");
+        json.option(final_output.as_ref(), |json, output| json.serde(output));
+        json.key(b",\"decided_at\":");
+        json.time(decided_at);
+        json.key(b"}");
     }
 }

@@ -2167,11 +2167,16 @@ proptest! {
     }
 
     #[test]
-    fn the_hand_written_json_of_every_state_is_serde_jsons(steps in run_strategy()) {
+    fn the_hand_written_json_of_every_state_and_event_is_serde_jsons(steps in run_strategy()) {
         run(&steps, |outcome| {
             let mut written = Vec::new();
             outcome.state.write_json(&mut written);
             prop_assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string(outcome.state).unwrap());
+            for event in outcome.new_events {
+                // The adjacently tagged event is `{"type":…,"data":payload}`, its payload as serde_json writes it.
+                let written = format!(r#"{{"type":"{}","data":{}}}"#, event.event_type(), event.to_json().get());
+                prop_assert_eq!(written, serde_json::to_string(event).unwrap());
+            }
             Ok(())
         })?;
     }
@@ -2363,5 +2368,142 @@ fn the_hand_written_json_of_a_full_state_is_serde_jsons() {
         let mut written = Vec::new();
         state.write_json(&mut written);
         assert_eq!(written, serde_json::to_vec(&state).unwrap());
+    }
+}
+
+/// Every event type with text that needs escaping and optional parts filled: the hand-written
+/// payload JSON is serde_json's.
+#[test]
+fn the_hand_written_json_of_every_event_with_escapes_is_serde_jsons() {
+    let tricky = "quote \" backslash \\ newline \n tab \t bell \u{7} ü 😀".to_owned();
+    let at = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+    let far = Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap();
+    let output = json!({"text": tricky, "n": [1.5, -2, null, true], "nested": {"b": 1, "a": 2}});
+    let hash = output_hash(&output);
+    let events = [
+        ItemEvent::ItemSubmitted(ItemSubmitted {
+            item_id: Uuid::from_u128(7),
+            queue: tricky.clone(),
+            kind: tricky.clone(),
+            model: ModelIdentity {
+                name: tricky.as_str().into(),
+                version: "v\"1".into(),
+            },
+            revision: 1,
+            output: output.clone(),
+            output_hash: hash.clone(),
+            context: json!([tricky]),
+            confidence: Some(0.1 + 0.2),
+            risk: Risk::Low,
+            priority: -5,
+            due_at: Some(far),
+            required_approvals: 2,
+            on_expiry: ExpiryAction::Escalate {
+                queue: tricky.clone(),
+            },
+            callback_url: Some(tricky.clone()),
+            submitted_by: tricky.clone(),
+            submitted_at: at,
+        }),
+        ItemEvent::ItemClaimed(ItemClaimed {
+            reviewer: tricky.clone(),
+            claimed_at: at,
+            expires_at: far,
+        }),
+        ItemEvent::ClaimReleased(ClaimReleased {
+            reviewer: tricky.clone(),
+            at,
+        }),
+        ItemEvent::ClaimExpired(ClaimExpired {
+            reviewer: tricky.clone(),
+            expired_at: at,
+            at,
+        }),
+        ItemEvent::OutputApproved(OutputApproved {
+            reviewer: tricky.clone(),
+            revision: 3,
+            output_hash: hash.clone(),
+            approvals: 1,
+            required_approvals: 2,
+            at,
+        }),
+        ItemEvent::OutputEdited(OutputEdited {
+            reviewer: tricky.clone(),
+            revision: 3,
+            edited_output: output.clone(),
+            output_hash: hash.clone(),
+            previous_output_hash: hash.clone(),
+            note: Some(tricky.clone()),
+            at,
+        }),
+        ItemEvent::OutputRejected(OutputRejected {
+            reviewer: tricky.clone(),
+            reason: tricky.clone(),
+            revision: 3,
+            output_hash: hash.clone(),
+            at,
+        }),
+        ItemEvent::ChangesRequested(ChangesRequested {
+            reviewer: tricky.clone(),
+            instructions: tricky.clone(),
+            revision: 3,
+            output_hash: hash.clone(),
+            at,
+        }),
+        ItemEvent::OutputRevised(OutputRevised {
+            revised_by: tricky.clone(),
+            revision: 4,
+            output: output.clone(),
+            output_hash: hash.clone(),
+            previous_output_hash: hash.clone(),
+            note: None,
+            at,
+        }),
+        ItemEvent::ItemEscalated(ItemEscalated {
+            by: tricky.clone(),
+            from_queue: tricky.clone(),
+            to_queue: tricky.clone(),
+            reason: tricky.clone(),
+            at,
+        }),
+        ItemEvent::CommentAdded(CommentAdded {
+            author: tricky.clone(),
+            text: tricky.clone(),
+            at,
+        }),
+        ItemEvent::ItemWithdrawn(ItemWithdrawn {
+            by: tricky.clone(),
+            reason: Some(tricky.clone()),
+            at,
+        }),
+        ItemEvent::ItemExpired(ItemExpired {
+            due_at: at,
+            configured_action: ExpiryAction::Escalate {
+                queue: tricky.clone(),
+            },
+            applied_action: ExpiryAction::Approve,
+            at: far,
+        }),
+        ItemEvent::ItemDecided(ItemDecided {
+            outcome: Outcome::EditedAndApproved,
+            decided_by: vec![tricky.clone(), "r2".into()],
+            revision: 4,
+            output_hash: hash.clone(),
+            final_output: Some(output.clone()),
+            decided_at: at,
+        }),
+    ];
+    assert_eq!(
+        events.len(),
+        ItemEvent::EVENT_TYPES.len(),
+        "one of each type"
+    );
+    for event in &events {
+        let written = format!(
+            r#"{{"type":"{}","data":{}}}"#,
+            event.event_type(),
+            event.to_json().get()
+        );
+        assert_eq!(written, serde_json::to_string(event).unwrap());
     }
 }

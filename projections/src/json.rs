@@ -74,10 +74,7 @@ const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 /// own output, valid by construction.
 impl Serialize for JsonText {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut raw = serializer.serialize_struct(RAW_VALUE_TOKEN, 1)?;
-        raw.serialize_field(RAW_VALUE_TOKEN, self.as_str())?;
-        raw.end()
+        Trusted(self.as_str()).serialize(serializer)
     }
 }
 
@@ -85,6 +82,24 @@ impl<'de> Deserialize<'de> for JsonText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Value::deserialize(deserializer).map(|value| JsonText::from_value(&value))
     }
+}
+
+/// JSON text the caller vouches for, serialized as it is (like [`JsonText`]).
+struct Trusted<'a>(&'a str);
+
+impl Serialize for Trusted<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut raw = serializer.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+        raw.serialize_field(RAW_VALUE_TOKEN, self.0)?;
+        raw.end()
+    }
+}
+
+/// `text` as serde_json's `RawValue` without parsing it again, as `RawValue::from_string` would:
+/// for JSON this crate has just written itself (the hand-written writers of `item_json.rs`).
+pub(crate) fn trusted_raw_value(text: &str) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&Trusted(text)).expect("writing a str cannot fail")
 }
 
 #[cfg(test)]
