@@ -18,7 +18,7 @@
 //! Use as `#[serde(with = "crate::time::rfc3339")]`, or `crate::time::rfc3339_option` (with
 //! `default`) for an `Option`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 
 /// The longest text written here: `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
 const LONGEST: usize = 30;
@@ -32,39 +32,28 @@ pub(crate) fn write_to_buffer(at: &DateTime<Utc>) -> Option<([u8; LONGEST], usiz
 /// `at` as RFC 3339 text in `buffer`, its length; `None` for what only chrono writes (years
 /// outside 0–9999, leap seconds).
 fn write(at: &DateTime<Utc>, buffer: &mut [u8; LONGEST]) -> Option<usize> {
-    let nanos = at.timestamp_subsec_nanos();
+    // The fields as chrono holds them, read once from the UTC date-time (its `DateTime` accessors
+    // would each shift to the offset again): the date as year and ordinal day, the time as
+    // seconds of the day and nanoseconds.
+    let naive = at.naive_utc();
+    let (date, time) = (naive.date(), naive.time());
+    let nanos = time.nanosecond();
     if nanos >= 1_000_000_000 {
         return None;
     }
-    // The calendar date from the day number by Howard Hinnant's `civil_from_days` (public
-    // domain, http://howardhinnant.github.io/date_algorithms.html): a few divisions, where
-    // chrono's accessors each convert the whole date-time again.
-    let seconds = at.timestamp();
-    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = (date.year(), date.month(), date.day());
+    let second_of_day = time.num_seconds_from_midnight();
     if !(0..=9999).contains(&year) {
         return None;
     }
     *buffer = *b"0000-00-00T00:00:00.000000000Z";
-    put_digits(&mut buffer[0..4], year as u32);
-    put_digits(&mut buffer[5..7], month as u32);
-    put_digits(&mut buffer[8..10], day as u32);
-    put_digits(&mut buffer[11..13], (second_of_day / 3_600) as u32);
-    put_digits(&mut buffer[14..16], (second_of_day / 60 % 60) as u32);
-    put_digits(&mut buffer[17..19], (second_of_day % 60) as u32);
+    // 0..=9999, checked above.
+    put_digits(&mut buffer[0..4], year.unsigned_abs());
+    put_digits(&mut buffer[5..7], month);
+    put_digits(&mut buffer[8..10], day);
+    put_digits(&mut buffer[11..13], second_of_day / 3_600);
+    put_digits(&mut buffer[14..16], second_of_day / 60 % 60);
+    put_digits(&mut buffer[17..19], second_of_day % 60);
     let (fraction_digits, fraction) = if nanos == 0 {
         (0, 0)
     } else if nanos.is_multiple_of(1_000_000) {
@@ -228,7 +217,7 @@ fn parse(text: &str) -> Option<DateTime<Utc>> {
     if day < 1 || day > month_days || hour > 23 || minute > 59 || second > 59 {
         return None;
     }
-    // Howard Hinnant's `days_from_civil` (public domain), the inverse of `write`'s.
+    // Howard Hinnant's `days_from_civil` (public domain, http://howardhinnant.github.io/date_algorithms.html).
     let (shifted_year, shifted_month) = if month <= 2 {
         (year - 1, month + 9)
     } else {
