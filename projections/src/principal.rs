@@ -15,6 +15,7 @@
 //! Only the shell checks that the caller is an admin: the role of the actor is not the domain's input.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -344,7 +345,8 @@ pub enum PrincipalEventDecodingError {
 /// Every principal ever added, folded from the `principals` stream, with an index from token hash to name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Principals {
-    by_name: BTreeMap<String, Principal>,
+    /// Shared, so that a request holds its caller's principal without copying it.
+    by_name: BTreeMap<String, Arc<Principal>>,
     /// Every token hash ever granted, to the name it was granted to; kept after revocation, so that a revoked
     /// token is recognised as used. Ordered, not hashed: the pure core carries no random hash seed.
     name_by_token_hash: BTreeMap<String, String>,
@@ -359,7 +361,7 @@ impl Principals {
                     .insert(added.token_hash.clone(), added.name.clone());
                 self.by_name.insert(
                     added.name.clone(),
-                    Principal {
+                    Arc::new(Principal {
                         name: added.name.clone(),
                         role: added.role,
                         queues: added.queues.clone(),
@@ -368,11 +370,12 @@ impl Principals {
                         added_at: added.added_at,
                         revoked_by: None,
                         revoked_at: None,
-                    },
+                    }),
                 );
             }
             PrincipalEvent::PrincipalRevoked(revoked) => {
                 if let Some(principal) = self.by_name.get_mut(&revoked.name) {
+                    let principal = Arc::make_mut(principal);
                     principal.revoked_by = Some(revoked.revoked_by.clone());
                     principal.revoked_at = Some(revoked.revoked_at);
                 }
@@ -382,11 +385,16 @@ impl Principals {
 
     /// The principal with this name, active or revoked.
     pub fn get(&self, name: &str) -> Option<&Principal> {
-        self.by_name.get(name)
+        self.by_name.get(name).map(Arc::as_ref)
     }
 
     /// The active principal whose token hashes to `hash`; `None` for an unknown or revoked token.
     pub fn by_token_hash(&self, hash: &str) -> Option<&Principal> {
+        self.shared_by_token_hash(hash).map(Arc::as_ref)
+    }
+
+    /// [`Principals::by_token_hash`], shared: what a request keeps of its caller.
+    pub fn shared_by_token_hash(&self, hash: &str) -> Option<&Arc<Principal>> {
         let name = self.name_by_token_hash.get(hash)?;
         // The name may have been added again since with another token: only its current grant counts.
         self.by_name
@@ -396,14 +404,12 @@ impl Principals {
 
     /// The active principals, by name.
     pub fn active(&self) -> impl Iterator<Item = &Principal> {
-        self.by_name
-            .values()
-            .filter(|principal| principal.is_active())
+        self.all().filter(|principal| principal.is_active())
     }
 
     /// Every principal ever added, active or revoked, by name.
     pub fn all(&self) -> impl Iterator<Item = &Principal> {
-        self.by_name.values()
+        self.by_name.values().map(Arc::as_ref)
     }
 
     /// Whether an active admin exists (the shell bootstraps the first admin when none does).

@@ -11,10 +11,11 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use projections::principal::{Principal, Role, token_hash};
+use std::sync::Arc;
 
-/// The authenticated principal of a request.
+/// The authenticated principal of a request (shared with the read models, not copied).
 #[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
+pub struct Caller(pub Arc<Principal>);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -37,7 +38,7 @@ impl FromRequestParts<AppState> for Caller {
         let models = state.projector.read();
         let principal = models
             .principals
-            .by_token_hash(&hash)
+            .shared_by_token_hash(&hash)
             .cloned()
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
         Ok(Caller(principal))
