@@ -33,7 +33,6 @@ pub fn sample_event(bytes: usize, sequence: u64) -> NewEvent {
         actor: "reviewer-0042".into(),
         causation_id: Some(Uuid::new_v4()),
         correlation_id: Some(Uuid::new_v4()),
-        decoded: Default::default(),
     }
 }
 

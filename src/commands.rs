@@ -7,7 +7,7 @@
 //! state first).
 
 use crate::log::{EventLog, ExpectedVersion, LogError, read_whole_stream};
-use projections::event::{Decoded, NewEvent, RecordedEvent};
+use projections::event::{NewEvent, RecordedEvent};
 use projections::item::{
     Command, CommandContext, DomainError, EventDecodingError, ItemEvent, ItemState, decide, fold,
 };
@@ -20,11 +20,6 @@ pub trait DomainEvent {
     fn schema_version(&self) -> u32;
     /// The data as the JSON text to store.
     fn to_json(&self) -> Box<RawValue>;
-    /// The event itself for the log's live subscribers (`Decoded`), for the events the read
-    /// models apply on every write; none for the others, which subscribers decode.
-    fn decoded(&self) -> Decoded {
-        Decoded::default()
-    }
 }
 
 impl DomainEvent for ItemEvent {
@@ -37,9 +32,6 @@ impl DomainEvent for ItemEvent {
     fn to_json(&self) -> Box<RawValue> {
         // Straight to text: item events are every request's write.
         ItemEvent::to_json(self)
-    }
-    fn decoded(&self) -> Decoded {
-        Decoded::new(self.clone())
     }
 }
 
@@ -85,7 +77,6 @@ pub fn to_new_events<E: DomainEvent>(
             actor: actor.to_owned(),
             causation_id: (index > 0).then_some(first_id),
             correlation_id,
-            decoded: event.decoded(),
         })
         .collect()
 }

@@ -28,27 +28,6 @@ pub struct ReadModels {
     pub applied: u64,
 }
 
-/// The item event `event` holds: the one its command handed over with it if it comes fresh from
-/// an append, else decoded from its data. Debug builds (the tests) check that the two agree.
-fn decoded_item_event(
-    event: &RecordedEvent,
-) -> Result<std::borrow::Cow<'_, ItemEvent>, projections::item::EventDecodingError> {
-    match event.decoded.get::<ItemEvent>() {
-        Some(handed_over) => {
-            debug_assert_eq!(
-                ItemEvent::from_type_and_json(&event.event_type, &event.data)
-                    .ok()
-                    .as_ref(),
-                Some(handed_over),
-                "the event handed over is the one its data holds"
-            );
-            Ok(std::borrow::Cow::Borrowed(handed_over))
-        }
-        None => ItemEvent::from_type_and_json(&event.event_type, &event.data)
-            .map(std::borrow::Cow::Owned),
-    }
-}
-
 impl ReadModels {
     /// Applies one event of the log, in order. Events of streams no read model follows are
     /// skipped; an event that does not decode is logged and skipped (the log stays the truth,
@@ -59,7 +38,7 @@ impl ReadModels {
         }
         self.applied = event.position + 1;
         let applied = if let Some(item_id) = item_of_stream(&event.stream) {
-            decoded_item_event(event)
+            ItemEvent::from_type_and_json(&event.event_type, &event.data)
                 .map_err(|error| error.to_string())
                 .map(|item_event| {
                     self.board.apply(event.position, item_id, &item_event);

@@ -9,8 +9,6 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
-use std::any::Any;
-use std::sync::Arc;
 use uuid::Uuid;
 
 /// A SHA-256 digest.
@@ -25,49 +23,6 @@ pub const PAYLOAD_FORMAT: u8 = 1;
 /// Upper bounds that keep a payload's length fields honest (and a hostile payload small).
 pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_DATA_BYTES: usize = 16 * 1024 * 1024;
-
-/// The domain event an event's data was written from, already decoded: a command hands it to the
-/// log with the JSON text, and the log hands it on with the recorded event to live subscribers,
-/// so that the read models need not parse again the text a command has just written (that parse
-/// was ~5% of the server's instructions per request). Events read from disk carry none.
-///
-/// Not part of the event: it is never stored or hashed, and equality ignores it (it is the data's
-/// decoded form, equal whenever the data is). A subscriber that finds none decodes the data.
-#[derive(Clone, Default)]
-pub struct Decoded(Option<Arc<dyn Any + Send + Sync>>);
-
-impl Decoded {
-    pub fn new<T: Any + Send + Sync>(event: T) -> Decoded {
-        Decoded(Some(Arc::new(event)))
-    }
-
-    /// The decoded event, if there is one and it is a `T`.
-    pub fn get<T: Any>(&self) -> Option<&T> {
-        self.0.as_deref()?.downcast_ref()
-    }
-
-    pub fn is_some(&self) -> bool {
-        self.0.is_some()
-    }
-}
-
-impl PartialEq for Decoded {
-    fn eq(&self, _other: &Decoded) -> bool {
-        true
-    }
-}
-
-impl Eq for Decoded {}
-
-impl std::fmt::Debug for Decoded {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(if self.is_some() {
-            "Decoded(..)"
-        } else {
-            "Decoded(None)"
-        })
-    }
-}
 
 /// An event as a command produces it, before the log has given it a place.
 #[derive(Debug, Clone)]
@@ -84,8 +39,6 @@ pub struct NewEvent {
     pub actor: String,
     pub causation_id: Option<Uuid>,
     pub correlation_id: Option<Uuid>,
-    /// The domain event `data` was written from, for the log's live subscribers.
-    pub decoded: Decoded,
 }
 
 impl PartialEq for NewEvent {
@@ -121,8 +74,6 @@ pub struct RecordedEvent {
     pub prev_hash: Hash,
     /// SHA-256 of the canonical payload (`encode_payload`).
     pub hash: Hash,
-    /// The domain event `data` was written from, when the event comes fresh from an append.
-    pub decoded: Decoded,
 }
 
 impl RecordedEvent {
@@ -228,7 +179,6 @@ impl<'a> PayloadFields<'a> {
             data: self.data.to_owned(),
             prev_hash: self.prev_hash,
             hash,
-            decoded: Decoded::default(),
         }
     }
 }
@@ -407,7 +357,6 @@ mod tests {
             data: r#"{"reviewer":"alice","score":0.25}"#.into(),
             prev_hash: [7; 32],
             hash: ZERO_HASH,
-            decoded: Decoded::default(),
         }
     }
 

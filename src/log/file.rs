@@ -96,17 +96,6 @@ struct Recent {
 /// What an event in `Recent` counts for besides its data.
 const RECENT_EVENT_ALLOWANCE: usize = 256;
 
-/// What an event in `Recent` counts for: its data, the allowance, and its decoded form if it has
-/// one (about as big again as its data).
-fn recent_bytes(event: &RecordedEvent) -> usize {
-    let decoded = if event.decoded.is_some() {
-        event.data.len()
-    } else {
-        0
-    };
-    event.data.len() + RECENT_EVENT_ALLOWANCE + decoded
-}
-
 impl Recent {
     /// Up to `max` events from `position`, if this holds `position`.
     fn from(&self, position: u64, max: usize) -> Option<Vec<RecordedEvent>> {
@@ -128,13 +117,13 @@ impl Recent {
                 event.position,
                 self.first_position + self.events.len() as u64
             );
-            self.bytes += recent_bytes(&event);
+            self.bytes += event.data.len() + RECENT_EVENT_ALLOWANCE;
             self.events.push_back(event);
         }
         while self.bytes > limit
             && let Some(oldest) = self.events.pop_front()
         {
-            self.bytes -= recent_bytes(&oldest);
+            self.bytes -= oldest.data.len() + RECENT_EVENT_ALLOWANCE;
             self.first_position += 1;
         }
     }
@@ -1269,10 +1258,8 @@ impl BatchState<'_> {
             let offset_in_batch = buffer.len();
             let (event_hash, chain) =
                 encode_frame(buffer, self.next_position, payload, &self.chain);
-            let mut recorded = fields.to_recorded(self.next_position, event_hash);
-            recorded.decoded = event.decoded.clone();
             staged_events.push(StagedEvent {
-                recorded,
+                recorded: fields.to_recorded(self.next_position, event_hash),
                 offset_in_batch,
             });
             self.ids.insert(
@@ -1368,7 +1355,6 @@ mod tests {
             data: format!("\"{}\"", "x".repeat(data_bytes.saturating_sub(2))),
             prev_hash: ZERO_HASH,
             hash: ZERO_HASH,
-            decoded: projections::event::Decoded::default(),
         }
     }
 

@@ -419,40 +419,6 @@ async fn a_subscription_crossing_between_file_and_memory_misses_nothing() {
     check_subscription(log).await;
 }
 
-/// What an appender hands over decoded (`NewEvent::decoded`) reaches a live subscriber with the
-/// recorded event, untouched; the same event read back from the file has none, and its reader
-/// decodes the data. The read models rely on both (`projector::decoded_item_event`).
-#[tokio::test]
-async fn a_live_subscriber_gets_the_decoded_event_the_appender_handed_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
-    let mut subscription = log.subscribe(0);
-    let mut handed_over = event("CommentAdded", serde_json::json!({"n": 1}));
-    handed_over.decoded = projections::event::Decoded::new(String::from("decoded form"));
-    let plain = event("CommentAdded", serde_json::json!({"n": 2}));
-    log.append(
-        "item-decoded",
-        ExpectedVersion::NoStream,
-        vec![handed_over, plain],
-    )
-    .await
-    .unwrap();
-    let first = subscription.next().await.unwrap();
-    let second = subscription.next().await.unwrap();
-    assert_eq!(
-        first.decoded.get::<String>().map(String::as_str),
-        Some("decoded form")
-    );
-    assert!(first.decoded.get::<u32>().is_none(), "only as its own type");
-    assert!(!second.decoded.is_some(), "none was handed over");
-    let stored = log.read_all(0, 10).await.unwrap();
-    assert_eq!(stored, vec![first, second], "equal whatever is handed over");
-    assert!(
-        stored.iter().all(|event| !event.decoded.is_some()),
-        "the file holds none"
-    );
-}
-
 #[tokio::test]
 async fn reopened_log_continues_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();

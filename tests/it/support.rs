@@ -19,7 +19,6 @@ pub fn event(kind: &str, data: serde_json::Value) -> NewEvent {
         actor: "tester".into(),
         causation_id: None,
         correlation_id: Some(Uuid::new_v4()),
-        decoded: Default::default(),
     }
 }
 
