@@ -459,7 +459,7 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem["rule"], "invalid");
     let mut huge = reply_for_review();
-    huge["output"] = json!({"reply": "x".repeat(3 * 1024 * 1024)});
+    huge["output"] = json!({"reply": "x".repeat(ledger::http::MAX_BODY_BYTES)});
     // The server answers 413 from the Content-Length and may close the connection before the
     // client has written the whole body; the client then sees a reset instead of the answer.
     // Retry such transport errors: what matters is that a status, when one arrives, is 413. A
