@@ -166,27 +166,39 @@ impl OutputHash {
         &self.0
     }
 
-    /// Parses 64 lowercase hex digits, the only spelling this type writes.
-    pub fn parse(text: &str) -> Option<OutputHash> {
-        if text.len() != 64
-            || !text
-                .bytes()
-                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return None;
+    /// The 64 lowercase hex digits of the hash.
+    pub fn to_hex(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 64];
+        for (pair, byte) in text.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
         }
+        text
+    }
+
+    /// Parses 64 lowercase hex digits, the only spelling this type writes. By hand, one pass over
+    /// the digits: the read models parse one or two of these per event they apply.
+    pub fn parse(text: &str) -> Option<OutputHash> {
+        fn nibble(digit: u8) -> Option<u8> {
+            match digit {
+                b'0'..=b'9' => Some(digit - b'0'),
+                b'a'..=b'f' => Some(digit - b'a' + 10),
+                _ => None,
+            }
+        }
+        let digits: &[u8; 64] = text.as_bytes().try_into().ok()?;
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text, &mut bytes).ok()?;
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
         Some(OutputHash(bytes))
     }
 }
 
 impl std::fmt::Display for OutputHash {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for byte in self.0 {
-            write!(formatter, "{byte:02x}")?;
-        }
-        Ok(())
+        formatter.write_str(std::str::from_utf8(&self.to_hex()).expect("hex digits are ASCII"))
     }
 }
 
@@ -216,8 +228,7 @@ impl PartialEq<OutputHash> for &str {
 
 impl Serialize for OutputHash {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut text = [0u8; 64];
-        hex::encode_to_slice(self.0, &mut text).expect("64 hex digits for 32 bytes");
+        let text = self.to_hex();
         serializer.serialize_str(std::str::from_utf8(&text).expect("hex digits are ASCII"))
     }
 }

@@ -214,8 +214,7 @@ impl Json<'_> {
     }
 
     fn hash(&mut self, hash: &OutputHash) {
-        let mut text = [0u8; 64];
-        hex::encode_to_slice(hash.as_bytes(), &mut text).expect("64 hex digits for 32 bytes");
+        let text = hash.to_hex();
         self.0.reserve(66);
         self.0.push(b'"');
         self.0.extend_from_slice(&text);

@@ -1766,10 +1766,22 @@ fn an_output_hash_is_written_and_read_as_64_lowercase_hex_digits_only() {
         text[..63].to_owned(),
         format!("{text}0"),
         "g".repeat(64),
+        "é".repeat(32),
+        format!("{}:", &text[..63]),
+        format!("/{}", &text[1..]),
     ] {
         assert_eq!(OutputHash::parse(&malformed), None, "{malformed}");
         assert!(serde_json::from_value::<OutputHash>(json!(malformed)).is_err());
         assert_ne!(hash, malformed.as_str());
+    }
+    // Every byte value, at an even and an odd position, round trips through the hex spelling.
+    for value in 0..=255u8 {
+        let mut bytes = [0u8; 32];
+        bytes[value as usize % 32] = value;
+        bytes[31 - value as usize % 32] = value.wrapping_mul(7);
+        let parsed = OutputHash::parse(&hex::encode(bytes)).unwrap();
+        assert_eq!(parsed.as_bytes(), &bytes);
+        assert_eq!(parsed.to_hex(), hex::encode(bytes).as_bytes());
     }
     // A stored event whose hash is malformed does not decode (the read model never guesses one).
     let mut data = approved(ALICE, 5, 1, 1).to_data();

@@ -149,7 +149,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-
 async fn health(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
     let streams = state.file_log.as_ref().map(|log| log.stream_count());
     axum::Json(serde_json::json!({
