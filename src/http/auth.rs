@@ -55,7 +55,7 @@ impl Caller {
     }
 
     /// Refuses unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role], doing: &str) -> Result<(), ApiError> {
+    pub fn require(&self, roles: &[Role], doing: impl std::fmt::Display) -> Result<(), ApiError> {
         if roles.contains(&self.0.role) {
             Ok(())
         } else {

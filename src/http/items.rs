@@ -7,10 +7,9 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::problem::{ApiError, ApiJson, ApiQuery};
+use super::problem::{ApiError, ApiJson, ApiQuery, BodyBytes, IfMatch};
 use crate::commands::{execute_on, item_stream};
 use crate::log::read_whole_stream;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -307,7 +306,7 @@ struct WithdrawRequest {
 }
 
 /// A body as `T`; an empty body is `{}`.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -336,13 +335,13 @@ pub async fn act(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, action)): Path<(String, String)>,
-    headers: HeaderMap,
-    bytes: Bytes,
+    IfMatch(if_match_header): IfMatch,
+    BodyBytes(bytes): BodyBytes,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let item = visible_item(&state, &caller, id).await?;
     let reviewing = || -> Result<(), ApiError> {
-        caller.require(&[Role::Reviewer], &format!("{action} items"))?;
+        caller.require(&[Role::Reviewer], format_args!("{action} items"))?;
         if caller.0.may_work_queue(&item.queue) {
             Ok(())
         } else {
@@ -432,7 +431,7 @@ pub async fn act(
             )));
         }
     };
-    if let Some(expected) = if_match(&headers)? {
+    if let Some(expected) = if_match(if_match_header.as_ref())? {
         let current = item.event_count.saturating_sub(1);
         if expected != current {
             return Err(ApiError::new(
@@ -453,8 +452,8 @@ pub async fn act(
 }
 
 /// The version in an `If-Match` header (`"3"`, `3` or `W/"3"`), if any.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
+fn if_match(header: Option<&HeaderValue>) -> Result<Option<u64>, ApiError> {
+    let Some(value) = header else {
         return Ok(None);
     };
     let text = value

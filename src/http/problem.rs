@@ -6,8 +6,10 @@
 
 use crate::commands::CommandError;
 use crate::log::LogError;
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use projections::item::{DomainError, ErrorKind};
@@ -166,6 +168,50 @@ where
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// A request body as bytes, where an action's body is optional: an empty body (the usual claim
+/// or approve) is taken as it is, without going through axum's body collection; a body too large
+/// or cut short is a problem+json 4xx like the JSON extractor's.
+#[derive(Debug, Clone, Default)]
+pub struct BodyBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for BodyBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::body::HttpBody;
+        if request.body().size_hint().exact() == Some(0) {
+            return Ok(BodyBytes(Bytes::new()));
+        }
+        Bytes::from_request(request, state)
+            .await
+            .map(BodyBytes)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body-too-large",
+                        "the request body is larger than the server accepts",
+                    )
+                } else {
+                    ApiError::bad_request(rejection.body_text())
+                }
+            })
+    }
+}
+
+/// The request's `If-Match` header, if it has one: taken alone, where axum's `HeaderMap`
+/// extractor copies every header of the request.
+#[derive(Debug, Clone, Default)]
+pub struct IfMatch(pub Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfMatch(parts.headers.get(header::IF_MATCH).cloned()))
     }
 }
 

@@ -478,6 +478,31 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
         }
     }
     assert_eq!(too_large, Some(StatusCode::PAYLOAD_TOO_LARGE));
+    // The same on an action's optional body: problem+json, not the framework's plain text.
+    let huge_comment = json!({"text": "x".repeat(ledger::http::MAX_BODY_BYTES)});
+    let mut too_large = None;
+    for _ in 0..5 {
+        let sent = reqwest::Client::new()
+            .post(format!("{}/v1/items/{id}/comments", app.base))
+            .bearer_auth(&app.agent)
+            .json(&huge_comment)
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            let content_type = response.headers().get("content-type").cloned();
+            too_large = Some((response.status(), content_type));
+            break;
+        }
+    }
+    assert_eq!(
+        too_large,
+        Some((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some(reqwest::header::HeaderValue::from_static(
+                "application/problem+json"
+            ))
+        ))
+    );
     assert_eq!(
         app.call("GET", "/v1/items/not-a-uuid", &app.agent, None)
             .await
