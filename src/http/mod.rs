@@ -142,10 +142,7 @@ pub fn router(state: AppState) -> Router {
             router.route(path, handlers)
         })
         .fallback(|| async { problem::ApiError::not_found("no such route") })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
+        .layer(metrics::TrackLayer::new(state.clone()))
         .with_state(state)
 }
 
