@@ -7,10 +7,11 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::problem::{ApiError, ApiJson, ApiQuery, BodyBytes, IfMatch};
+use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, BodyBytes, IfMatch};
 use crate::commands::{execute_on, item_stream};
 use crate::log::read_whole_stream;
-use axum::extract::{Path, State};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -217,7 +218,7 @@ pub async fn submit(
 pub async fn get_item(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let item = visible_item(&state, &caller, parse_id(&id)?).await?;
     Ok(item_response(StatusCode::OK, &item))
@@ -228,7 +229,7 @@ pub async fn get_item(
 pub async fn item_events(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     visible_item(&state, &caller, id).await?;
@@ -334,11 +335,22 @@ fn non_blank(text: Option<String>) -> Option<String> {
 pub async fn act(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, action)): Path<(String, String)>,
+    captures: Result<RawPathParams, RawPathParamsRejection>,
     IfMatch(if_match_header): IfMatch,
     BodyBytes(bytes): BodyBytes,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
+    // The router's percent-decoded captures, borrowed: `Path<(String, String)>` copied both, and
+    // answered a capture that is not UTF-8 in plain text.
+    let captures = captures.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let (mut id, mut action) = ("", "");
+    for (name, value) in &captures {
+        match name {
+            "id" => id = value,
+            "action" => action = value,
+            _ => {}
+        }
+    }
+    let id = parse_id(id)?;
     let item = visible_item(&state, &caller, id).await?;
     let reviewing = || -> Result<(), ApiError> {
         caller.require(&[Role::Reviewer], format_args!("{action} items"))?;
@@ -352,7 +364,7 @@ pub async fn act(
             )))
         }
     };
-    let command = match action.as_str() {
+    let command = match action {
         "claim" => {
             reviewing()?;
             let request: ClaimRequest = body(&bytes)?;
@@ -505,7 +517,7 @@ fn has_answer(item: &ItemState) -> bool {
 pub async fn wait_for_decision(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;

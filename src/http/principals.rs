@@ -2,9 +2,9 @@
 
 use super::AppState;
 use super::auth::Caller;
-use super::problem::{ApiError, ApiJson};
+use super::problem::{ApiError, ApiJson, ApiPath};
 use crate::principals::{PrincipalsError, add_with_token, new_token, revoke};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use projections::item::ErrorKind;
@@ -91,7 +91,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Respo
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin], "manage principals")?;
     let position = revoke(state.log.as_ref(), caller.name(), &name).await?;
@@ -110,7 +110,7 @@ pub async fn remove(
 pub async fn callback_secret(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     if !(caller.role() == Role::Admin || (caller.role() == Role::Agent && caller.name() == name)) {
         return Err(ApiError::forbidden(

@@ -171,6 +171,26 @@ where
     }
 }
 
+/// `axum::extract::Path`, but a capture that does not decode (not UTF-8 once percent-decoded,
+/// or not of the type asked for) is a problem+json 400 rather than axum's plain text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
 /// A request body as bytes, where an action's body is optional: an empty body (the usual claim
 /// or approve) is taken as it is, without going through axum's body collection; a body too large
 /// or cut short is a problem+json 4xx like the JSON extractor's.

@@ -509,6 +509,30 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
             .0,
         StatusCode::NOT_FOUND
     );
+    // A capture that is not UTF-8 once percent-decoded: a problem, not the framework's text.
+    assert_eq!(
+        app.call("POST", "/v1/items/%FF/claim", &app.rita, None)
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.call("POST", &format!("/v1/items/{id}/%FF"), &app.rita, None)
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    for path in [
+        "/v1/items/%FF",
+        "/v1/items/%FF/events",
+        "/v1/items/%FF/decision",
+    ] {
+        assert_eq!(
+            app.call("GET", path, &app.agent, None).await.0,
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
+    }
     assert_eq!(
         app.call("GET", "/v1/queue?cursor=garbage", &app.rita, None)
             .await
