@@ -996,9 +996,9 @@ impl Writer {
                     .timestamp_micros()
                     .max(index.last_recorded_micros),
             };
-            for request in batch {
+            for mut request in batch {
                 match batch_state.stage(
-                    &request,
+                    &mut request,
                     &mut self.buffer,
                     &mut self.payload,
                     &mut staged_events,
@@ -1210,9 +1210,11 @@ impl BatchState<'_> {
         Ok(Stored::Elsewhere)
     }
 
+    /// Stages the request's events after what the batch holds, taking them out of the request:
+    /// their strings move into the recorded events rather than being copied.
     fn stage(
         &mut self,
-        request: &AppendRequest,
+        request: &mut AppendRequest,
         buffer: &mut Vec<u8>,
         payload: &mut Vec<u8>,
         staged_events: &mut Vec<StagedEvent>,
@@ -1238,8 +1240,7 @@ impl BatchState<'_> {
             None => (0, ZERO_HASH),
         };
         let first_position = self.next_position;
-        for event in &request.events {
-            let data = event.data.get();
+        for event in std::mem::take(&mut request.events) {
             payload.clear();
             let fields = PayloadFields {
                 id: event.id,
@@ -1252,20 +1253,42 @@ impl BatchState<'_> {
                 causation_id: event.causation_id,
                 correlation_id: event.correlation_id,
                 prev_hash,
-                data,
+                data: event.data.get(),
             };
             encode_payload(&fields, payload);
+            let recorded_at = fields.recorded_at();
             let offset_in_batch = buffer.len();
             let (event_hash, chain) =
                 encode_frame(buffer, self.next_position, payload, &self.chain);
+            let NewEvent {
+                id,
+                event_type,
+                schema_version,
+                data,
+                actor,
+                causation_id,
+                correlation_id,
+            } = event;
             staged_events.push(StagedEvent {
-                recorded: fields.to_recorded(self.next_position, event_hash),
+                recorded: RecordedEvent {
+                    position: self.next_position,
+                    stream: request.stream.clone(),
+                    version,
+                    id,
+                    event_type,
+                    schema_version,
+                    recorded_at,
+                    actor,
+                    causation_id,
+                    correlation_id,
+                    data: String::from(Box::<str>::from(data)),
+                    prev_hash,
+                    hash: event_hash,
+                },
                 offset_in_batch,
             });
-            self.ids.insert(
-                event.id,
-                (self.next_position, request.stream.clone(), version),
-            );
+            self.ids
+                .insert(id, (self.next_position, request.stream.clone(), version));
             self.chain = chain;
             prev_hash = event_hash;
             self.next_position += 1;
@@ -1284,6 +1307,17 @@ impl BatchState<'_> {
 
     /// The first result again when every id of the request is stored, as one earlier append.
     fn deduplicate(&self, request: &AppendRequest) -> Result<Option<AppendResult>, LogError> {
+        // The usual case first, without allocating: no id of the request is stored.
+        let mut any_stored = false;
+        for event in &request.events {
+            if self.stored_id(&event.id, &request.stream)? != Stored::No {
+                any_stored = true;
+                break;
+            }
+        }
+        if !any_stored {
+            return Ok(None);
+        }
         let mut stored = Vec::with_capacity(request.events.len());
         let mut first_stored_id = None;
         for event in &request.events {
