@@ -538,7 +538,9 @@ struct BoardItem {
 /// Two boards fed the same events compare equal, however the feeding was batched or repeated.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReviewBoard {
-    items: BTreeMap<Uuid, BoardItem>,
+    /// By id as a `u128` (`Uuid::as_u128`, the same order): a million-item map compares keys
+    /// as two integers, where `Uuid`'s order compares 16 bytes through `memcmp`.
+    items: BTreeMap<u128, BoardItem>,
     open: OrderedIndex,
     changes_requested: OrderedIndex,
     decided: OrderedIndex,
@@ -572,7 +574,7 @@ impl ReviewBoard {
             return;
         }
         self.applied_position = Some(position);
-        let item = self.items.entry(item_id).or_default();
+        let item = self.items.entry(item_id.as_u128()).or_default();
         let footprint_before = IndexFootprint::of(item_id, item);
         // The first submission fixes the item's place among equals; a repeated one (which `decide` never emits) does not move it.
         if matches!(event, ItemEvent::ItemSubmitted(_)) && item.submitted_position.is_none() {
@@ -618,7 +620,8 @@ impl ReviewBoard {
         let mut due_deadlines = Vec::new();
         let mut claim_deadlines = Vec::new();
         for (item_id, item) in &self.items {
-            let footprint = IndexFootprint::of(*item_id, item);
+            let item_id = Uuid::from_u128(*item_id);
+            let footprint = IndexFootprint::of(item_id, item);
             if let Some(placement) = &footprint.placement {
                 let keys = match placement.class {
                     StatusClass::Open => &mut open,
@@ -636,10 +639,10 @@ impl ReviewBoard {
                 }
             }
             if let Some(expires_at) = footprint.claim_expires_at {
-                claim_deadlines.push((expires_at, *item_id));
+                claim_deadlines.push((expires_at, item_id));
             }
             if let Some(due_at) = footprint.due_at {
-                due_deadlines.push((due_at, *item_id));
+                due_deadlines.push((due_at, item_id));
             }
         }
         self.open = open.into_index();
@@ -662,13 +665,13 @@ impl ReviewBoard {
 
     /// The item's state: the fold of its stream.
     pub fn item(&self, id: Uuid) -> Option<&ItemState> {
-        self.items.get(&id).map(|item| &*item.state)
+        self.items.get(&id.as_u128()).map(|item| &*item.state)
     }
 
     /// The version of the item's stream (its event count minus one): the expected version for its next command.
     pub fn item_version(&self, id: Uuid) -> Option<u64> {
         self.items
-            .get(&id)
+            .get(&id.as_u128())
             .and_then(|item| item.state.event_count.checked_sub(1))
     }
 
@@ -699,7 +702,7 @@ impl ReviewBoard {
                 None => Bound::Unbounded,
             };
             for key in candidates.range((lower_bound, Bound::Unbounded)) {
-                let Some(item) = self.items.get(&key.item_id) else {
+                let Some(item) = self.items.get(&key.item_id.as_u128()) else {
                     continue;
                 };
                 let Some(status) = QueueStatus::of(&item.state, now) else {
@@ -772,7 +775,7 @@ impl ReviewBoard {
             .into_iter()
             .flatten()
             .filter_map(|key| {
-                let state = &self.items.get(&key.item_id)?.state;
+                let state = &self.items.get(&key.item_id.as_u128())?.state;
                 let claim = state.live_claim(now)?;
                 (claim.reviewer == reviewer).then(|| ClaimedItem {
                     item_id: key.item_id,
