@@ -725,7 +725,10 @@ macro_rules! item_events {
                 match self {
                     $(ItemEvent::$variant(payload) => {
                         let mut json = Vec::with_capacity(256);
-                        crate::item_json::WriteJson::write_json(payload, &mut json);
+                        crate::item_json::WriteJson::write_json(
+                            payload,
+                            &mut crate::item_json::Json(&mut json),
+                        );
                         crate::json::trusted_raw_value(
                             std::str::from_utf8(&json).expect("the JSON writers write UTF-8"),
                         )
