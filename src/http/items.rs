@@ -10,8 +10,7 @@ use super::auth::Caller;
 use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, BodyBytes, IfMatch};
 use crate::commands::{execute_on, item_stream};
 use crate::log::read_whole_stream;
-use axum::extract::rejection::RawPathParamsRejection;
-use axum::extract::{RawPathParams, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -335,22 +334,11 @@ fn non_blank(text: Option<String>) -> Option<String> {
 pub async fn act(
     State(state): State<AppState>,
     caller: Caller,
-    captures: Result<RawPathParams, RawPathParamsRejection>,
+    ApiPath((id, action)): ApiPath<(String, String)>,
     IfMatch(if_match_header): IfMatch,
     BodyBytes(bytes): BodyBytes,
 ) -> Result<Response, ApiError> {
-    // The router's percent-decoded captures, borrowed: `Path<(String, String)>` copied both, and
-    // answered a capture that is not UTF-8 in plain text.
-    let captures = captures.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
-    let (mut id, mut action) = ("", "");
-    for (name, value) in &captures {
-        match name {
-            "id" => id = value,
-            "action" => action = value,
-            _ => {}
-        }
-    }
-    let id = parse_id(id)?;
+    let id = parse_id(&id)?;
     let item = visible_item(&state, &caller, id).await?;
     let reviewing = || -> Result<(), ApiError> {
         caller.require(&[Role::Reviewer], format_args!("{action} items"))?;
@@ -364,7 +352,7 @@ pub async fn act(
             )))
         }
     };
-    let command = match action {
+    let command = match action.as_str() {
         "claim" => {
             reviewing()?;
             let request: ClaimRequest = body(&bytes)?;

@@ -210,11 +210,7 @@ impl<S: Send + Sync> FromRequest<S> for BodyBytes {
             .map(BodyBytes)
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body-too-large",
-                        "the request body is larger than the server accepts",
-                    )
+                    body_too_large()
                 } else {
                     ApiError::bad_request(rejection.body_text())
                 }
@@ -235,6 +231,14 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
+fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        "the request body is larger than the server accepts",
+    )
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     let detail = rejection.body_text();
@@ -248,11 +252,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "unsupported-media-type",
             "the body must be JSON, with Content-Type: application/json",
         ),
-        _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            "the request body is larger than the server accepts",
-        ),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => body_too_large(),
         _ => ApiError::bad_request(detail),
     }
 }
