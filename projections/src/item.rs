@@ -682,7 +682,10 @@ pub struct ItemDecided {
     /// The hash of the content decided on.
     pub output_hash: OutputHash,
     /// The output that takes effect (the edited one if edited); `None` when the outcome is a rejection.
-    pub final_output: Option<Value>,
+    /// Held as JSON text, the same JSON as the `Value` it was until the fourth session (stored
+    /// events are unchanged): the item's current output already is text, and a decision no longer
+    /// parses it into a tree to serialize it again, then parse and serialize it once more to fold it.
+    pub final_output: Option<JsonText>,
     #[serde(with = "crate::time::rfc3339")]
     pub decided_at: DateTime<Utc>,
 }
@@ -1206,11 +1209,10 @@ impl ItemState {
                     output_hash: decided.output_hash.clone(),
                     // Shared with the current output when it is that content, as it is when reviewers decide.
                     final_output: decided.final_output.as_ref().map(|output| {
-                        let text = JsonText::from_value(output);
-                        if text == self.output {
+                        if *output == self.output {
                             self.output.clone()
                         } else {
-                            text
+                            output.clone()
                         }
                     }),
                     decided_at: decided.decided_at,
@@ -1404,7 +1406,7 @@ fn approve(
             decided_by,
             revision: state.revision,
             output_hash: state.output_hash.clone(),
-            final_output: Some(state.output.to_value()),
+            final_output: Some(state.output.clone()),
             decided_at: context.now,
         }));
     } else {
@@ -1450,7 +1452,7 @@ fn edit_and_approve(
             decided_by: vec![context.actor.clone()],
             revision: state.revision,
             output_hash: edited_output_hash,
-            final_output: Some(edited_output.clone()),
+            final_output: Some(JsonText::from_value(edited_output)),
             decided_at: context.now,
         }));
     } else {
@@ -1626,7 +1628,7 @@ fn expire(state: &ItemState, context: &CommandContext) -> Result<Vec<ItemEvent>,
             decided_by: Vec::new(),
             revision: state.revision,
             output_hash: state.output_hash.clone(),
-            final_output: Some(state.output.to_value()),
+            final_output: Some(state.output.clone()),
             decided_at: context.now,
         })),
         ExpiryAction::Escalate { queue } => {

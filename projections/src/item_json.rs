@@ -271,7 +271,7 @@ write_fields!(ItemDecided {
     decided_by: strs,
     revision: integer,
     output_hash: hash,
-    final_output: optional_serde,
+    final_output: optional_text,
     decided_at: time,
 });
 

@@ -329,7 +329,7 @@ fn decided(
         decided_by: decided_by.iter().map(|name| (*name).to_owned()).collect(),
         revision,
         output_hash,
-        final_output,
+        final_output: final_output.as_ref().map(JsonText::from_value),
         decided_at: minute(at_minute),
     })
 }
@@ -2501,7 +2501,7 @@ fn the_hand_written_json_of_every_event_with_escapes_is_serde_jsons() {
             decided_by: vec![tricky.clone(), "r2".into()],
             revision: 4,
             output_hash: hash.clone(),
-            final_output: Some(output.clone()),
+            final_output: Some(JsonText::from_value(&output)),
             decided_at: at,
         }),
     ];

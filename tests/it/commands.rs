@@ -88,7 +88,10 @@ async fn an_item_is_submitted_claimed_edited_and_approved_through_the_log() {
             _ => None,
         })
         .expect("the edit completes the item");
-    assert_eq!(decision.final_output, Some(edited));
+    assert_eq!(
+        decision.final_output.map(|output| output.to_value()),
+        Some(edited)
+    );
     assert_eq!(decision.decided_by, vec!["rita".to_owned()]);
 
     // The log alone gives the same state, after a reopen.
