@@ -682,9 +682,9 @@ pub struct ItemDecided {
     /// The hash of the content decided on.
     pub output_hash: OutputHash,
     /// The output that takes effect (the edited one if edited); `None` when the outcome is a rejection.
-    /// Held as JSON text, the same JSON as the `Value` it was until the fourth session (stored
-    /// events are unchanged): the item's current output already is text, and a decision no longer
-    /// parses it into a tree to serialize it again, then parse and serialize it once more to fold it.
+    /// Held as JSON text, which writes the same JSON a `Value` did (stored events are unchanged):
+    /// the item's current output already is text, so a decision need not parse it into a tree
+    /// only to serialize it again, and the fold compares texts.
     pub final_output: Option<JsonText>,
     #[serde(with = "crate::time::rfc3339")]
     pub decided_at: DateTime<Utc>,
