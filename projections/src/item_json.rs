@@ -345,8 +345,9 @@ impl Json<'_> {
     }
 
     fn time(&mut self, at: &DateTime<Utc>) {
-        match crate::time::write_to_buffer(at) {
-            Some((buffer, length)) => self.plain_str(&buffer[..length]),
+        let mut buffer = [0u8; crate::time::LONGEST];
+        match crate::time::write(at, &mut buffer) {
+            Some(length) => self.plain_str(&buffer[..length]),
             // Years outside 0–9999 and leap seconds: as the derive writes them, through chrono.
             None => self.serde(&Timestamp(at)),
         }

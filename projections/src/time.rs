@@ -21,17 +21,11 @@
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
 /// The longest text written here: `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
-const LONGEST: usize = 30;
-
-/// `at` as RFC 3339 text and its length, or `None` as [`write`] says.
-pub(crate) fn write_to_buffer(at: &DateTime<Utc>) -> Option<([u8; LONGEST], usize)> {
-    let mut buffer = [0u8; LONGEST];
-    write(at, &mut buffer).map(|length| (buffer, length))
-}
+pub(crate) const LONGEST: usize = 30;
 
 /// `at` as RFC 3339 text in `buffer`, its length; `None` for what only chrono writes (years
 /// outside 0–9999, leap seconds).
-fn write(at: &DateTime<Utc>, buffer: &mut [u8; LONGEST]) -> Option<usize> {
+pub(crate) fn write(at: &DateTime<Utc>, buffer: &mut [u8; LONGEST]) -> Option<usize> {
     // The fields as chrono holds them, read once from the UTC date-time (its `DateTime` accessors
     // would each shift to the offset again): the date as year and ordinal day, the time as
     // seconds of the day and nanoseconds.

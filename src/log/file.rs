@@ -96,6 +96,11 @@ struct Recent {
 /// What an event in `Recent` counts for besides its data.
 const RECENT_EVENT_ALLOWANCE: usize = 256;
 
+/// What an event in `Recent` counts for: its data and the allowance.
+fn held_bytes(event: &RecordedEvent) -> usize {
+    event.data.len() + RECENT_EVENT_ALLOWANCE
+}
+
 impl Recent {
     /// Up to `max` events from `position`, if this holds `position`.
     fn from(&self, position: u64, max: usize) -> Option<Vec<RecordedEvent>> {
@@ -117,13 +122,13 @@ impl Recent {
                 event.position,
                 self.first_position + self.events.len() as u64
             );
-            self.bytes += event.data.len() + RECENT_EVENT_ALLOWANCE;
+            self.bytes += held_bytes(&event);
             self.events.push_back(event);
         }
         while self.bytes > limit
             && let Some(oldest) = self.events.pop_front()
         {
-            self.bytes -= oldest.data.len() + RECENT_EVENT_ALLOWANCE;
+            self.bytes -= held_bytes(&oldest);
             self.first_position += 1;
         }
     }
