@@ -322,8 +322,11 @@ impl Dispatcher {
     pub async fn tick(&self) -> usize {
         let mut recorded = 0;
         for attempt in self.start_due().await {
-            if attempt.await.unwrap_or(false) {
-                recorded += 1;
+            match attempt.await {
+                Ok(true) => recorded += 1,
+                Ok(false) => {}
+                // The slot was given back as the task unwound; the delivery is due again.
+                Err(error) => tracing::error!(%error, "a callback attempt's task failed"),
             }
         }
         recorded
