@@ -10,6 +10,7 @@
 //! - [`projector`]: keeps the read models live from the log.
 //! - [`principals`]: adding and revoking principals (API callers) as events.
 //! - [`callbacks`]: answers POSTed to workflow callback URLs, signed and retried.
+//! - [`callback_policy`]: where callbacks may go (public addresses, plus an allow-list).
 //! - [`tls`]: TLS for those POSTs over HTTPS: the crypto provider and the trusted roots.
 //! - [`scheduler`]: lapsed claims and passed deadlines become events.
 //! - [`clock`]: the time commands get: the system's, or one tests move.
@@ -17,6 +18,7 @@
 
 pub mod bench;
 pub mod bench_http;
+pub mod callback_policy;
 pub mod callbacks;
 pub mod clock;
 pub mod commands;

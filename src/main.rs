@@ -39,6 +39,20 @@ enum Command {
         /// the platform's roots (for receivers whose certificates a private CA issued).
         #[arg(long, env = "LEDGER_CALLBACK_CA_FILE")]
         callback_ca_file: Option<PathBuf>,
+        /// Networks and host names callbacks may go to although they are not public
+        /// (comma-separated: `10.0.0.0/8,hooks.internal`). Without it, callback URLs that are or
+        /// resolve to loopback, private, link-local, unique-local or other special addresses
+        /// are refused.
+        #[arg(long, env = "LEDGER_CALLBACK_ALLOW", value_delimiter = ',')]
+        callback_allow: Vec<String>,
+        /// Callback attempts in flight at once, in all.
+        #[arg(long, env = "LEDGER_CALLBACK_CONCURRENCY", default_value_t = 32,
+              value_parser = clap::value_parser!(u16).range(1..))]
+        callback_concurrency: u16,
+        /// Callback attempts in flight at once to one receiver (host and port).
+        #[arg(long, env = "LEDGER_CALLBACK_CONCURRENCY_PER_HOST", default_value_t = 4,
+              value_parser = clap::value_parser!(u16).range(1..))]
+        callback_concurrency_per_host: u16,
     },
     /// Recompute every hash and chain link; exit 1 naming the first bad position.
     Verify {
@@ -201,8 +215,22 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve {
             listen,
             callback_ca_file,
+            callback_allow,
+            callback_concurrency,
+            callback_concurrency_per_host,
         } => {
-            serve(cli.data_dir, &listen, callback_ca_file.as_deref()).await?;
+            let callback_limits = ledger::callbacks::DeliveryLimits {
+                per_destination: usize::from(callback_concurrency_per_host),
+                total: usize::from(callback_concurrency),
+            };
+            serve(
+                cli.data_dir,
+                &listen,
+                callback_ca_file.as_deref(),
+                &callback_allow,
+                callback_limits,
+            )
+            .await?;
         }
         Command::Verify { json } => return verify(cli.data_dir, json),
         Command::Principal { command } => {
@@ -326,12 +354,16 @@ async fn serve(
     data_dir: PathBuf,
     listen: &str,
     callback_ca_file: Option<&std::path::Path>,
+    callback_allow: &[String],
+    callback_limits: ledger::callbacks::DeliveryLimits,
 ) -> anyhow::Result<()> {
     // Read before anything else, so that a wrong path fails the start, not the first callback.
     let callback_roots = match callback_ca_file {
         Some(path) => ledger::tls::ExtraRootCertificates::read_pem_file(path)?,
         None => ledger::tls::ExtraRootCertificates::none(),
     };
+    let callback_policy = ledger::callback_policy::CallbackPolicy::allowing(callback_allow)
+        .map_err(|error| anyhow::anyhow!("--callback-allow: {error}"))?;
     let file_log = Arc::new(FileLog::open(
         &data_dir,
         FileLogOptions::default(),
@@ -365,19 +397,30 @@ async fn serve(
         &data_dir,
         std::env::var("LEDGER_CALLBACK_KEY").ok(),
     )?;
+    tracing::info!(
+        allowed = ?callback_policy.allow_list(),
+        per_host = callback_limits.per_destination,
+        in_all = callback_limits.total,
+        "callbacks go to public addresses and the allow-list"
+    );
     tokio::spawn(
-        ledger::callbacks::Dispatcher::trusting(
+        ledger::callbacks::Dispatcher::with_settings(
             log.clone(),
             projector.clone(),
             ledger::clock::Clock::System,
             callback_key.clone(),
-            &callback_roots,
+            ledger::callbacks::DeliverySettings {
+                extra_roots: callback_roots,
+                policy: callback_policy.clone(),
+                limits: callback_limits,
+            },
         )
         .run(std::time::Duration::from_secs(1)),
     );
     let state =
         ledger::http::AppState::new(log, projector, Some(file_log), ledger::clock::Clock::System)
-            .with_callback_key(callback_key);
+            .with_callback_key(callback_key)
+            .with_callback_policy(callback_policy);
     ledger::http::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");

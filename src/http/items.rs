@@ -159,6 +159,9 @@ pub async fn submit(
     ApiJson(request): ApiJson<SubmitRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Agent], "submit items")?;
+    if let Some(callback_url) = &request.callback_url {
+        state.callback_policy.check_url(callback_url).await?;
+    }
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|value| {

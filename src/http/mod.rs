@@ -49,6 +49,8 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// The key agents' callback secrets derive from (`None`: callbacks are not signed here).
     pub callback_key: Option<crate::callbacks::CallbackKey>,
+    /// Where submitted callback URLs may point (public addresses unless allowed).
+    pub callback_policy: crate::callback_policy::CallbackPolicy,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,6 +76,7 @@ impl AppState {
             clock,
             metrics: metrics::Metrics::default(),
             callback_key: None,
+            callback_policy: crate::callback_policy::CallbackPolicy::public_only(),
         }))
     }
 
@@ -92,6 +95,18 @@ impl AppState {
         Arc::get_mut(&mut self.0)
             .expect("the callback key is set before the state is shared")
             .callback_key = Some(key);
+        self
+    }
+
+    /// Sets where callback URLs may point; only while building the state, before any clone of it
+    /// exists.
+    pub fn with_callback_policy(
+        mut self,
+        policy: crate::callback_policy::CallbackPolicy,
+    ) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("the callback policy is set before the state is shared")
+            .callback_policy = policy;
         self
     }
 }

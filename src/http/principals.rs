@@ -105,8 +105,9 @@ pub async fn remove(
     Ok(axum::Json(body).into_response())
 }
 
-/// `GET /v1/principals/{name}/callback-secret`: the secret an agent checks `X-Ledger-Signature`
-/// with; for admins (to hand to the agent's operators) and for the agent itself.
+/// `GET /v1/principals/{name}/callback-secret`: the secret an agent checks its callbacks'
+/// `webhook-signature` with, spelled `whsec_<base64>` as Standard Webhooks libraries take it; for
+/// admins (to hand to the agent's operators) and for the agent itself.
 pub async fn callback_secret(
     State(state): State<AppState>,
     caller: Caller,

@@ -103,6 +103,19 @@ impl From<DomainError> for ApiError {
     }
 }
 
+/// A `callback_url` the callback policy refuses: 422, naming the rule (`loopback`, `private`, …).
+impl From<crate::callback_policy::CallbackRefused> for ApiError {
+    fn from(refusal: crate::callback_policy::CallbackRefused) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "callback-url-refused",
+            refusal.detail,
+        )
+        .with("rule", refusal.rule)
+        .with("field", "callback_url")
+    }
+}
+
 impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         match error {

@@ -18,6 +18,8 @@ pub struct App {
     pub projector: Projector,
     pub dispatcher: ledger::callbacks::Dispatcher,
     pub callback_key: ledger::callbacks::CallbackKey,
+    /// Where the server and `dispatcher` let callbacks go ([`loopback_callbacks`] by default).
+    pub callback_policy: ledger::callback_policy::CallbackPolicy,
     pub clock: Clock,
     pub client: reqwest::Client,
     pub admin: String,
@@ -28,7 +30,20 @@ pub struct App {
     _dir: tempfile::TempDir,
 }
 
+/// The test suite's receivers listen on 127.0.0.1, which callbacks may reach only when the
+/// operator allows it (`serve --callback-allow 127.0.0.0/8`).
+pub fn loopback_callbacks() -> ledger::callback_policy::CallbackPolicy {
+    ledger::callback_policy::CallbackPolicy::allowing(["127.0.0.0/8"]).unwrap()
+}
+
 pub async fn spawn_app() -> App {
+    spawn_app_with_callback_policy(loopback_callbacks()).await
+}
+
+/// [`spawn_app`] whose server and dispatcher let callbacks go where `callback_policy` says.
+pub async fn spawn_app_with_callback_policy(
+    callback_policy: ledger::callback_policy::CallbackPolicy,
+) -> App {
     // reqwest's clients need a crypto provider installed first (see `ledger::tls`).
     ledger::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
@@ -63,14 +78,16 @@ pub async fn spawn_app() -> App {
         projector.clone(),
         clock.clone(),
         callback_key.clone(),
-    );
+    )
+    .with_callback_policy(callback_policy.clone());
     let state = AppState::new(
         log,
         projector.clone(),
         Some(file_log.clone()),
         clock.clone(),
     )
-    .with_callback_key(callback_key.clone());
+    .with_callback_key(callback_key.clone())
+    .with_callback_policy(callback_policy.clone());
     tokio::spawn(ledger::http::serve(listener, state, std::future::pending()));
     App {
         base: format!("http://{address}"),
@@ -78,6 +95,7 @@ pub async fn spawn_app() -> App {
         projector,
         dispatcher,
         callback_key,
+        callback_policy,
         clock,
         client: reqwest::Client::new(),
         admin,
@@ -1136,21 +1154,29 @@ async fn the_decision_is_posted_to_the_callback_signed_and_retried_until_deliver
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 3);
     let secret = app.callback_key.secret_for("agent-1");
-    let delivery = calls[0].0["x-ledger-delivery"].clone();
+    let key = app.callback_key.secret_key_for("agent-1");
+    let delivery = calls[0].0["webhook-id"].clone();
+    // Attempts at 0 s, 1 s and 3 s (the clock moved 3 s in all).
+    let first_attempt_at = app.clock.now().timestamp() - 3;
     for (attempt, (headers, body)) in calls.iter().enumerate() {
         assert_eq!(
-            headers["x-ledger-delivery"], delivery,
+            headers["webhook-id"], delivery,
             "one delivery id for every attempt"
         );
+        assert_eq!(headers["x-ledger-delivery"], delivery);
         assert_eq!(
             headers["x-ledger-attempt"],
             (attempt + 1).to_string().as_str()
         );
+        // Each attempt is signed at its own time.
+        let timestamp = first_attempt_at + [0, 1, 3][attempt];
+        assert_eq!(headers["webhook-timestamp"], timestamp.to_string().as_str());
         assert_eq!(
-            headers["x-ledger-signature"].to_str().unwrap(),
-            ledger::callbacks::signature(&secret, body),
+            headers["webhook-signature"].to_str().unwrap(),
+            ledger::callbacks::webhook_signature(&key, delivery.to_str().unwrap(), timestamp, body),
             "the signature checks with the agent's secret"
         );
+        assert!(headers.get("x-ledger-signature").is_none());
     }
     let delivered: Value = serde_json::from_slice(&calls[2].1).unwrap();
     assert_eq!(delivered["item"]["id"], id.as_str());
@@ -1169,6 +1195,7 @@ async fn the_decision_is_posted_to_the_callback_signed_and_retried_until_deliver
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched["secret"], secret.as_str());
+    assert!(secret.starts_with("whsec_"), "{secret}");
     assert_eq!(
         app.call(
             "GET",
@@ -1204,7 +1231,8 @@ async fn the_decision_is_posted_to_the_callback_signed_and_retried_until_deliver
         restarted,
         app.clock.clone(),
         app.callback_key.clone(),
-    );
+    )
+    .with_callback_policy(app.callback_policy.clone());
     app.clock.advance(chrono::Duration::hours(1));
     assert_eq!(after_restart.tick().await, 0);
 }
@@ -1226,7 +1254,8 @@ async fn an_unreachable_callback_is_abandoned_after_the_last_retry_and_a_restart
         Projector::start(log.clone()).await.unwrap(),
         app.clock.clone(),
         app.callback_key.clone(),
-    );
+    )
+    .with_callback_policy(app.callback_policy.clone());
     let mut made = 1;
     for _ in 0..20 {
         app.clock.advance(chrono::Duration::minutes(5));

@@ -137,8 +137,13 @@ async fn a_decision_is_posted_over_https_to_a_receiver_whose_ca_the_server_trust
     assert_eq!(calls.len(), 1);
     let (headers, body) = &calls[0];
     assert_eq!(
-        headers["x-ledger-signature"].to_str().unwrap(),
-        ledger::callbacks::signature(&app.callback_key.secret_for("agent-1"), body),
+        headers["webhook-signature"].to_str().unwrap(),
+        ledger::callbacks::webhook_signature(
+            &app.callback_key.secret_key_for("agent-1"),
+            headers["webhook-id"].to_str().unwrap(),
+            app.clock.now().timestamp(),
+            body
+        ),
         "the signature checks with the agent's secret"
     );
     let delivered: Value = serde_json::from_slice(body).unwrap();
