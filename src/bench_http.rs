@@ -15,7 +15,7 @@ use crate::commands::execute;
 use crate::log::{EventLog, FileLog, FileLogOptions};
 use crate::projector::Projector;
 use anyhow::Context;
-use projections::item::{Command, CommandContext, ExpiryAction, ModelIdentity, Risk, Submission};
+use projections::item::{Command, CommandContext, ExpiryPolicy, ModelIdentity, Risk, Submission};
 use projections::principal::Role;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -73,8 +73,8 @@ fn submission(item_id: Uuid, number: usize) -> Submission {
         priority: (number % 5) as i32,
         due_at: None,
         required_approvals: 1,
-        on_expiry: ExpiryAction::Reject,
         callback_url: None,
+        expiry_policy: ExpiryPolicy::built_in().into(),
     }
 }
 

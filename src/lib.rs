@@ -13,6 +13,7 @@
 //! - [`callback_policy`]: where callbacks may go (public addresses, plus an allow-list).
 //! - [`tls`]: TLS for those POSTs over HTTPS: the crypto provider and the trusted roots.
 //! - [`scheduler`]: lapsed claims and passed deadlines become events.
+//! - [`expiry_policy`]: the operator's expiry policies, by queue and kind (`--expiry-policy`).
 //! - [`clock`]: the time commands get: the system's, or one tests move.
 //! - [`bench`]: `ledger bench append` and `ledger bench read`; [`bench_http`]: `ledger bench http`.
 
@@ -22,6 +23,7 @@ pub mod callback_policy;
 pub mod callbacks;
 pub mod clock;
 pub mod commands;
+pub mod expiry_policy;
 pub mod http;
 pub mod inspect;
 pub mod log;

@@ -53,6 +53,11 @@ enum Command {
         #[arg(long, env = "LEDGER_CALLBACK_CONCURRENCY_PER_HOST", default_value_t = 4,
               value_parser = clap::value_parser!(u16).range(1..))]
         callback_concurrency_per_host: u16,
+        /// A JSON file of expiry policies by queue and kind: what happens when an item's deadline
+        /// passes, and the shortest deadline a submission may set (ADR 0007). Without it every
+        /// item expires rejected, never approved, with a 5-minute minimum review window.
+        #[arg(long, env = "LEDGER_EXPIRY_POLICY")]
+        expiry_policy: Option<PathBuf>,
     },
     /// Recompute every hash and chain link; exit 1 naming the first bad position.
     Verify {
@@ -218,6 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             callback_allow,
             callback_concurrency,
             callback_concurrency_per_host,
+            expiry_policy,
         } => {
             let callback_limits = ledger::callbacks::DeliveryLimits {
                 per_destination: usize::from(callback_concurrency_per_host),
@@ -229,6 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 callback_ca_file.as_deref(),
                 &callback_allow,
                 callback_limits,
+                expiry_policy.as_deref(),
             )
             .await?;
         }
@@ -356,6 +363,7 @@ async fn serve(
     callback_ca_file: Option<&std::path::Path>,
     callback_allow: &[String],
     callback_limits: ledger::callbacks::DeliveryLimits,
+    expiry_policy: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     // Read before anything else, so that a wrong path fails the start, not the first callback.
     let callback_roots = match callback_ca_file {
@@ -364,6 +372,18 @@ async fn serve(
     };
     let callback_policy = ledger::callback_policy::CallbackPolicy::allowing(callback_allow)
         .map_err(|error| anyhow::anyhow!("--callback-allow: {error}"))?;
+    // Likewise: a mistake in the policies stops the start rather than weakening review later.
+    let expiry_policies = Arc::new(match expiry_policy {
+        Some(path) => ledger::expiry_policy::ExpiryPolicies::read_file(path)?,
+        None => ledger::expiry_policy::ExpiryPolicies::default(),
+    });
+    let default_policy = expiry_policies.default_policy();
+    tracing::info!(
+        configured = expiry_policies.configured(),
+        default = %default_policy.name,
+        default_action = ?default_policy.action,
+        "expiry policies"
+    );
     let file_log = Arc::new(FileLog::open(
         &data_dir,
         FileLogOptions::default(),
@@ -392,6 +412,7 @@ async fn serve(
         projector.clone(),
         ledger::clock::Clock::System,
         std::time::Duration::from_secs(1),
+        expiry_policies.clone(),
     ));
     let callback_key = ledger::callbacks::CallbackKey::load_or_create(
         &data_dir,
@@ -420,7 +441,8 @@ async fn serve(
     let state =
         ledger::http::AppState::new(log, projector, Some(file_log), ledger::clock::Clock::System)
             .with_callback_key(callback_key)
-            .with_callback_policy(callback_policy);
+            .with_callback_policy(callback_policy)
+            .with_expiry_policy(expiry_policies);
     ledger::http::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");

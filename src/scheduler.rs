@@ -6,9 +6,15 @@
 //! the claim gone or the item decided (a domain refusal) or the stream moved (a conflict), and
 //! writes nothing. `tick` is one pass at the clock's "now"; tests call it after moving a manual
 //! clock, the server calls it in a loop.
+//!
+//! What an expiry does is the operator's policy for the item's queue and kind as it is when the
+//! deadline passes (ADR 0007), resolved here and passed in the command: the core stays pure, and
+//! an item submitted before policies existed, with the submitter's own `on_expiry`, gets the
+//! policy in force too.
 
 use crate::clock::Clock;
 use crate::commands::{CommandError, execute};
+use crate::expiry_policy::ExpiryPolicies;
 use crate::log::EventLog;
 use crate::projector::Projector;
 use projections::item::{Command, CommandContext};
@@ -24,8 +30,14 @@ pub struct Tick {
     pub already_handled: usize,
 }
 
-/// One pass: expires every lapsed claim and every item past its deadline, as of `clock.now()`.
-pub async fn tick(log: &dyn EventLog, projector: &Projector, clock: &Clock) -> Tick {
+/// One pass: expires every lapsed claim and every item past its deadline, as of `clock.now()`,
+/// each item under the policy `policies` give its queue and kind.
+pub async fn tick(
+    log: &dyn EventLog,
+    projector: &Projector,
+    clock: &Clock,
+    policies: &ExpiryPolicies,
+) -> Tick {
     // Act on everything committed so far, not on read models a moment behind the log.
     if projector.caught_up_with(log).await.is_err() {
         return Tick::default();
@@ -33,7 +45,26 @@ pub async fn tick(log: &dyn EventLog, projector: &Projector, clock: &Clock) -> T
     let now = clock.now();
     let (lapsed, due) = {
         let models = projector.read();
-        (models.board.lapsed_claims(now), models.board.due_items(now))
+        let lapsed: Vec<(Uuid, Command)> = models
+            .board
+            .lapsed_claims(now)
+            .into_iter()
+            .map(|item_id| (item_id, Command::ExpireClaim))
+            .collect();
+        // The queue and kind as the board has them now: an item escalated by a reviewer gets the
+        // policy of the queue it waits in. Should the item move meanwhile, the expected version
+        // makes this command a conflict, and the next pass resolves again.
+        let due: Vec<(Uuid, Command)> = models
+            .board
+            .due_items(now)
+            .into_iter()
+            .filter_map(|item_id| {
+                let item = models.board.item(item_id)?;
+                let policy = policies.resolve(&item.queue, &item.kind).clone();
+                Some((item_id, Command::Expire { policy }))
+            })
+            .collect();
+        (lapsed, due)
     };
     let mut report = Tick::default();
     let context = CommandContext::new(CommandContext::SCHEDULER, now);
@@ -41,34 +72,26 @@ pub async fn tick(log: &dyn EventLog, projector: &Projector, clock: &Clock) -> T
         log,
         projector,
         &lapsed,
-        &Command::ExpireClaim,
         &context,
         &mut report.already_handled,
     )
     .await;
-    report.items_expired = expire_each(
-        log,
-        projector,
-        &due,
-        &Command::Expire,
-        &context,
-        &mut report.already_handled,
-    )
-    .await;
+    report.items_expired =
+        expire_each(log, projector, &due, &context, &mut report.already_handled).await;
     report
 }
 
-/// Runs `command` on each item; returns those it was carried out on.
+/// Runs each item's command; returns the items it was carried out on.
 async fn expire_each(
     log: &dyn EventLog,
     projector: &Projector,
-    items: &[Uuid],
-    command: &Command,
+    items: &[(Uuid, Command)],
     context: &CommandContext,
     already_handled: &mut usize,
 ) -> Vec<Uuid> {
     let mut done = Vec::new();
-    for &item_id in items {
+    for (item_id, command) in items {
+        let item_id = *item_id;
         match execute(log, item_id, command, context, None).await {
             Ok(executed) => {
                 if let Err(error) = projector.wait_for(executed.last_position).await {
@@ -93,9 +116,10 @@ pub async fn run(
     projector: Projector,
     clock: Clock,
     poll: Duration,
+    policies: std::sync::Arc<ExpiryPolicies>,
 ) {
     loop {
-        let report = tick(log.as_ref(), &projector, &clock).await;
+        let report = tick(log.as_ref(), &projector, &clock, &policies).await;
         if !report.claims_expired.is_empty() || !report.items_expired.is_empty() {
             tracing::info!(
                 claims = report.claims_expired.len(),

@@ -10,7 +10,8 @@ use serde_json::json;
 
 use super::*;
 use crate::item::{
-    Command, CommandContext, DomainError, ExpiryAction, Submission, decide, fold, output_hash,
+    Command, CommandContext, DomainError, ExpiryAction, ExpiryPolicy, Submission, decide, fold,
+    output_hash,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -37,7 +38,7 @@ fn item(number: u128) -> Uuid {
     Uuid::from_u128(0x0195_4a3c_7f00_7000_8000_0000_0000_0000 + number)
 }
 
-/// Priority 0, no deadline, one approval, rejected on expiry, in [`QUEUE`] as a [`KIND`].
+/// Priority 0, no deadline, one approval, under a policy with no minimum review window, in [`QUEUE`] as a [`KIND`].
 fn submission(item_id: Uuid) -> Submission {
     Submission {
         item_id,
@@ -54,8 +55,30 @@ fn submission(item_id: Uuid) -> Submission {
         priority: 0,
         due_at: None,
         required_approvals: 1,
-        on_expiry: ExpiryAction::Reject,
         callback_url: None,
+        expiry_policy: ExpiryPolicy {
+            minimum_review_window: Duration::zero(),
+            ..ExpiryPolicy::built_in()
+        }
+        .into(),
+    }
+}
+
+/// The scheduler's command under the built-in policy (reject), or under one escalating to [`ESCALATION_QUEUE`].
+fn expire(escalate: bool) -> Command {
+    let policy = if escalate {
+        ExpiryPolicy {
+            name: "escalate-on-expiry".to_owned(),
+            action: ExpiryAction::Escalate {
+                queue: ESCALATION_QUEUE.to_owned(),
+            },
+            ..ExpiryPolicy::built_in()
+        }
+    } else {
+        ExpiryPolicy::built_in()
+    };
+    Command::Expire {
+        policy: policy.into(),
     }
 }
 
@@ -868,16 +891,7 @@ fn due_items_lapsed_claims_and_the_next_deadline_follow_the_items() {
     assert_eq!(scenario.board.next_deadline(), None);
     scenario.submit(item(1), |s| s.due_at = Some(minute(60)), minute(0));
     scenario.submit(item(2), |s| s.due_at = Some(minute(30)), minute(0));
-    scenario.submit(
-        item(3),
-        |s| {
-            s.due_at = Some(minute(45));
-            s.on_expiry = ExpiryAction::Escalate {
-                queue: ESCALATION_QUEUE.to_owned(),
-            };
-        },
-        minute(0),
-    );
+    scenario.submit(item(3), |s| s.due_at = Some(minute(45)), minute(0));
     scenario.submit_plain(item(4), minute(0));
     scenario.claim(item(4), ALICE, 20, minute(0));
     scenario.claim(item(1), BOB, 50, minute(0));
@@ -896,8 +910,8 @@ fn due_items_lapsed_claims_and_the_next_deadline_follow_the_items() {
 
     scenario.run(item(4), Command::ExpireClaim, SCHEDULER, minute(21));
     assert_eq!(scenario.board.next_deadline(), Some(minute(30)));
-    scenario.run(item(2), Command::Expire, SCHEDULER, minute(31));
-    scenario.run(item(3), Command::Expire, SCHEDULER, minute(46));
+    scenario.run(item(2), expire(false), SCHEDULER, minute(31));
+    scenario.run(item(3), expire(true), SCHEDULER, minute(46));
 
     // Item 2 ended rejected; item 3 moved to the escalation queue with its deadline cleared.
     assert_eq!(scenario.board.due_items(minute(59)), Vec::<Uuid>::new());
@@ -948,7 +962,6 @@ enum CommandChoice {
         queue_choice: usize,
         kind_choice: usize,
         required_approvals: u32,
-        escalate_on_expiry: bool,
     },
     Claim {
         lease_minutes: i64,
@@ -968,7 +981,9 @@ enum CommandChoice {
     },
     Comment,
     Withdraw,
-    Expire,
+    Expire {
+        escalate: bool,
+    },
     ExpireClaim,
 }
 
@@ -987,7 +1002,6 @@ impl CommandChoice {
                 queue_choice,
                 kind_choice,
                 required_approvals,
-                escalate_on_expiry,
             } => {
                 let mut submitted = submission(item_id);
                 submitted.priority = *priority;
@@ -995,11 +1009,6 @@ impl CommandChoice {
                 submitted.queue = QUEUES[*queue_choice].to_owned();
                 submitted.kind = KINDS[*kind_choice].to_owned();
                 submitted.required_approvals = *required_approvals;
-                if *escalate_on_expiry {
-                    submitted.on_expiry = ExpiryAction::Escalate {
-                        queue: ESCALATION_QUEUE.to_owned(),
-                    };
-                }
                 (Command::Submit(submitted), SUBMITTER)
             }
             CommandChoice::Claim { lease_minutes } => (
@@ -1058,7 +1067,7 @@ impl CommandChoice {
                 reviewer,
             ),
             CommandChoice::Withdraw => (Command::Withdraw { reason: None }, SUBMITTER),
-            CommandChoice::Expire => (Command::Expire, SCHEDULER),
+            CommandChoice::Expire { escalate } => (expire(*escalate), SCHEDULER),
             CommandChoice::ExpireClaim => (Command::ExpireClaim, SCHEDULER),
         }
     }
@@ -1071,23 +1080,16 @@ fn submit_choice_strategy() -> impl Strategy<Value = CommandChoice> {
         0usize..2,
         0usize..KINDS.len(),
         1u32..=2,
-        any::<bool>(),
     )
         .prop_map(
-            |(
-                priority,
-                due_in_minutes,
-                queue_choice,
-                kind_choice,
-                required_approvals,
-                escalate_on_expiry,
-            )| CommandChoice::Submit {
-                priority,
-                due_in_minutes,
-                queue_choice,
-                kind_choice,
-                required_approvals,
-                escalate_on_expiry,
+            |(priority, due_in_minutes, queue_choice, kind_choice, required_approvals)| {
+                CommandChoice::Submit {
+                    priority,
+                    due_in_minutes,
+                    queue_choice,
+                    kind_choice,
+                    required_approvals,
+                }
             },
         )
 }
@@ -1105,7 +1107,7 @@ fn command_choice_strategy() -> impl Strategy<Value = CommandChoice> {
         1 => (0usize..QUEUES.len()).prop_map(|queue_choice| CommandChoice::Escalate { queue_choice }),
         1 => Just(CommandChoice::Comment),
         1 => Just(CommandChoice::Withdraw),
-        2 => Just(CommandChoice::Expire),
+        2 => any::<bool>().prop_map(|escalate| CommandChoice::Expire { escalate }),
         2 => Just(CommandChoice::ExpireClaim),
     ]
 }

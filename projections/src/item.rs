@@ -17,6 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use thin_vec::{ThinVec, thin_vec};
 use uuid::Uuid;
 
@@ -41,6 +42,14 @@ pub const ITEM_EVENT_SCHEMA_VERSION: u32 = 1;
 /// The reason recorded on the escalation that an expiry with [`ExpiryAction::Escalate`] causes.
 pub const EXPIRY_ESCALATION_REASON: &str = "the deadline passed without a decision";
 
+/// The minimum review window of the built-in expiry policy (ADR 0007): long enough for a reviewer
+/// on a staffed queue to see an item arrive, claim it and read it, so that a deadline cannot be
+/// set to pass before anyone could have looked; short enough for chat-speed workflows.
+pub const DEFAULT_MINIMUM_REVIEW_WINDOW: Duration = Duration::minutes(5);
+
+/// The longest minimum review window a policy may set; more is a configuration mistake.
+pub const MAXIMUM_MINIMUM_REVIEW_WINDOW: Duration = Duration::days(365);
+
 // ---------------------------------------------------------------------------------------------
 // Values shared by commands, events and state
 // ---------------------------------------------------------------------------------------------
@@ -55,7 +64,8 @@ pub enum Risk {
     High,
 }
 
-/// What happens to an item whose deadline passes without a decision.
+/// What happens to an item whose deadline passes without a decision: an [`ExpiryPolicy`]'s action,
+/// chosen by the operator (before ADR 0007 the submitter chose it; stored events still say so).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ExpiryAction {
@@ -66,6 +76,85 @@ pub enum ExpiryAction {
     Approve,
     /// The item moves to `queue` with its deadline cleared, to be reviewed there.
     Escalate { queue: String },
+}
+
+/// The operator's rule for items whose deadline passes without a decision, for a queue and/or a
+/// kind (ADR 0007). The shell resolves it from its configuration and passes it in the command
+/// (`Submit` for the review window, `Expire` for the action); the submitter has no say in it.
+/// The domain applies its own hard rules on top: see [`decide`]'s handling of `Expire`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    /// The policy's name, recorded in the `ItemExpired` it causes.
+    pub name: String,
+    /// What the operator wants done at expiry.
+    pub action: ExpiryAction,
+    /// The second, explicit opt-in that `Approve` needs to take effect at all.
+    pub allow_auto_approval: bool,
+    /// The shortest time allowed between an item's submission and its `due_at`.
+    pub minimum_review_window: Duration,
+}
+
+impl ExpiryPolicy {
+    /// The name of [`ExpiryPolicy::built_in`].
+    pub const BUILT_IN_NAME: &'static str = "built-in-default";
+
+    /// What applies where the operator configured nothing: reject, never approve, and a deadline
+    /// at least [`DEFAULT_MINIMUM_REVIEW_WINDOW`] after submission.
+    pub fn built_in() -> ExpiryPolicy {
+        ExpiryPolicy {
+            name: Self::BUILT_IN_NAME.to_owned(),
+            action: ExpiryAction::Reject,
+            allow_auto_approval: false,
+            minimum_review_window: DEFAULT_MINIMUM_REVIEW_WINDOW,
+        }
+    }
+
+    /// Whether the policy is coherent on its own: a valid name and escalation queue, a window
+    /// within `0..=`[`MAXIMUM_MINIMUM_REVIEW_WINDOW`], and `Approve` only with the explicit
+    /// opt-in (a policy that says approve but does not allow it is a contradiction the operator
+    /// should hear about at start, not discover as rejections). The field names are those of the
+    /// policy file.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        validate_name("name", &self.name)?;
+        if let ExpiryAction::Escalate { queue } = &self.action {
+            validate_name("escalate_to", queue)?;
+        }
+        if self.action == ExpiryAction::Approve && !self.allow_auto_approval {
+            return Err(DomainError::invalid(
+                "allow_auto_approval",
+                "must be true for the action approve: auto-approval on expiry is an explicit opt-in",
+            ));
+        }
+        if self.minimum_review_window < Duration::zero()
+            || self.minimum_review_window > MAXIMUM_MINIMUM_REVIEW_WINDOW
+        {
+            return Err(DomainError::invalid(
+                "minimum_review_window_seconds",
+                format!(
+                    "must be from 0 to {} seconds",
+                    MAXIMUM_MINIMUM_REVIEW_WINDOW.num_seconds()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A duration as people read it in an error: "5 minutes", "1 hour", "90 seconds".
+pub fn describe_duration(duration: Duration) -> String {
+    let seconds = duration.num_seconds();
+    let (count, unit) = match seconds {
+        0 => (0, "second"),
+        _ if seconds % 86_400 == 0 => (seconds / 86_400, "day"),
+        _ if seconds % 3_600 == 0 => (seconds / 3_600, "hour"),
+        _ if seconds % 60 == 0 => (seconds / 60, "minute"),
+        _ => (seconds, "second"),
+    };
+    if count == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{count} {unit}s")
+    }
 }
 
 /// The model that produced an output, as the analytics group by it.
@@ -283,7 +372,7 @@ impl CommandContext {
 }
 
 /// An AI output submitted for review; the actor who submits it is its submitter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Submission {
     pub item_id: Uuid,
     pub queue: String,
@@ -299,14 +388,16 @@ pub struct Submission {
     pub risk: Risk,
     /// Higher is reviewed first.
     pub priority: i32,
-    /// When [`Submission::on_expiry`] applies; must be after the submission time.
-    #[serde(default, with = "crate::time::rfc3339_option")]
+    /// When the item expires if undecided; at least the policy's minimum review window after the submission time.
     pub due_at: Option<DateTime<Utc>>,
     /// How many distinct reviewers must approve the same content (four-eyes when 2); 1..=[`MAXIMUM_REQUIRED_APPROVALS`].
     pub required_approvals: u32,
-    pub on_expiry: ExpiryAction,
     /// Where the shell posts the decision; `http://` or `https://`.
     pub callback_url: Option<String>,
+    /// The operator's expiry policy for this queue and kind, as the shell resolved it: its
+    /// minimum review window bounds `due_at`. Nothing of it is recorded: the policy in force at
+    /// expiry decides what expiry does. Shared with the shell's configuration, not copied per item.
+    pub expiry_policy: Arc<ExpiryPolicy>,
 }
 
 /// What an actor asks the item to do. `seen_output_hash`, where present, is the [`output_hash`] of the content the reviewer was shown;
@@ -355,8 +446,11 @@ pub enum Command {
     Withdraw {
         reason: Option<String>,
     },
-    /// The scheduler applies the item's expiry action once its deadline has passed.
-    Expire,
+    /// The scheduler applies the operator's expiry policy for the item's queue and kind once its
+    /// deadline has passed (the domain's hard rules may apply `Reject` instead).
+    Expire {
+        policy: Arc<ExpiryPolicy>,
+    },
     /// The scheduler ends a claim whose lease has passed.
     ExpireClaim,
 }
@@ -376,7 +470,7 @@ impl Command {
             Command::Escalate { .. } => "Escalate",
             Command::Comment { .. } => "Comment",
             Command::Withdraw { .. } => "Withdraw",
-            Command::Expire => "Expire",
+            Command::Expire { .. } => "Expire",
             Command::ExpireClaim => "ExpireClaim",
         }
     }
@@ -455,6 +549,17 @@ pub enum DomainError {
     /// The item's deadline has not passed yet.
     #[error("the item is not due until {due_at}")]
     NotDue { due_at: DateTime<Utc> },
+    /// The deadline leaves less time for review than the operator's expiry policy requires.
+    #[error(
+        "due_at: must be at least {minimum} after the submission, the minimum review window of expiry policy {policy:?} (the earliest allowed now is {earliest_due_at})",
+        minimum = describe_duration(*.minimum_review_window),
+        earliest_due_at = .earliest_due_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    )]
+    DeadlineInsideReviewWindow {
+        policy: String,
+        minimum_review_window: Duration,
+        earliest_due_at: DateTime<Utc>,
+    },
     /// A payload value is malformed or out of range.
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
@@ -480,6 +585,7 @@ impl DomainError {
             DomainError::ChangesRequestedPending => "changes-requested-pending",
             DomainError::NoDeadline => "no-deadline",
             DomainError::NotDue { .. } => "not-due",
+            DomainError::DeadlineInsideReviewWindow { .. } => "deadline-inside-review-window",
             DomainError::Invalid { .. } => "invalid",
         }
     }
@@ -497,7 +603,9 @@ impl DomainError {
             DomainError::SelfReview
             | DomainError::NotClaimedByYou { .. }
             | DomainError::NotTheSubmitter => ErrorKind::Forbidden,
-            DomainError::Invalid { .. } => ErrorKind::Invalid,
+            DomainError::Invalid { .. } | DomainError::DeadlineInsideReviewWindow { .. } => {
+                ErrorKind::Invalid
+            }
             DomainError::NoClaim
             | DomainError::ClaimStillLive { .. }
             | DomainError::NoChangesRequested
@@ -536,7 +644,11 @@ pub struct ItemSubmitted {
     #[serde(default, with = "crate::time::rfc3339_option")]
     pub due_at: Option<DateTime<Utc>>,
     pub required_approvals: u32,
-    pub on_expiry: ExpiryAction,
+    /// What the submitter asked for at expiry, in events written before ADR 0007; `None` (JSON
+    /// `null`) since. Kept so that every stored event decodes; never applied: the operator's
+    /// policy in force at expiry decides.
+    #[serde(default)]
+    pub on_expiry: Option<ExpiryAction>,
     pub callback_url: Option<String>,
     pub submitted_by: String,
     #[serde(with = "crate::time::rfc3339")]
@@ -661,11 +773,17 @@ pub struct ItemWithdrawn {
 }
 
 /// The deadline `due_at` passed without a decision and `applied_action` was applied.
-/// It differs from `configured_action` only when an `Approve` default met an item with changes requested: that ends rejected.
+/// `configured_action` is the action of the expiry policy named `policy`; `applied_action` differs
+/// from it when a hard rule of the domain overruled it (an approval the item may not receive, an
+/// escalation to the queue the item is in): that ends rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemExpired {
     #[serde(with = "crate::time::rfc3339")]
     pub due_at: DateTime<Utc>,
+    /// The operator's expiry policy applied; `None` in events written before ADR 0007, whose
+    /// `configured_action` was the submitter's choice.
+    #[serde(default)]
+    pub policy: Option<String>,
     pub configured_action: ExpiryAction,
     pub applied_action: ExpiryAction,
     #[serde(with = "crate::time::rfc3339")]
@@ -947,6 +1065,8 @@ pub struct Withdrawal {
 pub struct Expiry {
     #[serde(with = "crate::time::rfc3339")]
     pub due_at: DateTime<Utc>,
+    /// The expiry policy applied (`None` for expiries recorded before ADR 0007).
+    pub policy: Option<String>,
     pub configured_action: ExpiryAction,
     pub applied_action: ExpiryAction,
     #[serde(with = "crate::time::rfc3339")]
@@ -995,7 +1115,6 @@ pub struct ItemState {
     #[serde(default, with = "crate::time::rfc3339_option")]
     pub due_at: Option<DateTime<Utc>>,
     pub required_approvals: u32,
-    pub on_expiry: ExpiryAction,
     pub callback_url: Option<Box<str>>,
     /// The last claim taken and not yet released or expired; it may have lapsed, see [`ItemState::live_claim`].
     pub claim: Option<Box<Claim>>,
@@ -1088,7 +1207,6 @@ impl ItemState {
                 self.priority = submitted.priority;
                 self.due_at = submitted.due_at;
                 self.required_approvals = submitted.required_approvals;
-                self.on_expiry = submitted.on_expiry.clone();
                 self.callback_url = submitted.callback_url.as_deref().map(Box::from);
             }
             ItemEvent::ItemClaimed(claimed) => {
@@ -1189,6 +1307,7 @@ impl ItemState {
             ItemEvent::ItemExpired(expired) => {
                 self.expiry = Some(Box::new(Expiry {
                     due_at: expired.due_at,
+                    policy: expired.policy.clone(),
                     configured_action: expired.configured_action.clone(),
                     applied_action: expired.applied_action.clone(),
                     at: expired.at,
@@ -1286,7 +1405,7 @@ pub fn decide(
         Command::Escalate { to_queue, reason } => escalate(state, to_queue, reason, context),
         Command::Comment { text } => comment(state, text, context),
         Command::Withdraw { reason } => withdraw(state, reason.as_deref(), context),
-        Command::Expire => expire(state, context),
+        Command::Expire { policy } => expire(state, policy, context),
         Command::ExpireClaim => expire_claim(state, context),
     }
 }
@@ -1314,7 +1433,8 @@ fn submit(
         priority: submission.priority,
         due_at: submission.due_at,
         required_approvals: submission.required_approvals,
-        on_expiry: submission.on_expiry.clone(),
+        // The submitter no longer chooses this (ADR 0007): the policy in force at expiry decides.
+        on_expiry: None,
         callback_url: submission.callback_url.clone(),
         submitted_by: context.actor.clone(),
         submitted_at: context.now,
@@ -1594,22 +1714,30 @@ fn withdraw(
     })])
 }
 
-fn expire(state: &ItemState, context: &CommandContext) -> Result<Vec<ItemEvent>, DomainError> {
+/// The operator's `policy` decides what expiry does, within the domain's hard rules: whatever
+/// the policy says, an item is never approved on expiry when it is high-risk, needs more than one
+/// approval (k-of-n), or had changes requested (the answer to them was never reviewed), nor
+/// unless the policy explicitly allows auto-approval; and it is not escalated to the queue it is
+/// in. Each of those applies `Reject` instead, and `ItemExpired` records both actions.
+fn expire(
+    state: &ItemState,
+    policy: &ExpiryPolicy,
+    context: &CommandContext,
+) -> Result<Vec<ItemEvent>, DomainError> {
     require_open(state)?;
     let due_at = state.due_at.ok_or(DomainError::NoDeadline)?;
     if context.now < due_at {
         return Err(DomainError::NotDue { due_at });
     }
-    let configured_action = state.on_expiry.clone();
-    // A reviewer asked for changes to this very content: approving it by default would overrule that reviewer.
-    let applied_action = match &configured_action {
-        ExpiryAction::Approve if state.status == ItemStatus::ChangesRequested => {
-            ExpiryAction::Reject
-        }
-        other => other.clone(),
+    let configured_action = policy.action.clone();
+    let applied_action = if may_apply_on_expiry(state, policy) {
+        configured_action.clone()
+    } else {
+        ExpiryAction::Reject
     };
     let mut events = vec![ItemEvent::ItemExpired(ItemExpired {
         due_at,
+        policy: Some(policy.name.clone()),
         configured_action,
         applied_action: applied_action.clone(),
         at: context.now,
@@ -1642,6 +1770,22 @@ fn expire(state: &ItemState, context: &CommandContext) -> Result<Vec<ItemEvent>,
         }
     }
     Ok(events)
+}
+
+/// Whether `policy`'s action may take effect on this item; see [`expire`] for the rules.
+fn may_apply_on_expiry(state: &ItemState, policy: &ExpiryPolicy) -> bool {
+    match &policy.action {
+        ExpiryAction::Reject => true,
+        ExpiryAction::Approve => {
+            policy.allow_auto_approval
+                && state.risk != Risk::High
+                && state.required_approvals <= 1
+                && state.change_requests.is_empty()
+        }
+        ExpiryAction::Escalate { queue } => {
+            *queue != state.queue && validate_name("escalate_to", queue).is_ok()
+        }
+    }
 }
 
 fn expire_claim(
@@ -1775,28 +1919,30 @@ fn validate_submission(submission: &Submission, now: DateTime<Utc>) -> Result<()
             "must be a number from 0 to 1",
         ));
     }
-    if let Some(due_at) = submission.due_at
-        && due_at <= now
-    {
-        return Err(DomainError::invalid(
-            "due_at",
-            "must be after the submission time",
-        ));
+    if let Some(due_at) = submission.due_at {
+        if due_at <= now {
+            return Err(DomainError::invalid(
+                "due_at",
+                "must be after the submission time",
+            ));
+        }
+        let minimum_review_window = submission.expiry_policy.minimum_review_window;
+        let earliest_due_at = now
+            .checked_add_signed(minimum_review_window)
+            .ok_or_else(|| DomainError::invalid("due_at", "is past the representable time"))?;
+        if due_at < earliest_due_at {
+            return Err(DomainError::DeadlineInsideReviewWindow {
+                policy: submission.expiry_policy.name.clone(),
+                minimum_review_window,
+                earliest_due_at,
+            });
+        }
     }
     if !(1..=MAXIMUM_REQUIRED_APPROVALS).contains(&submission.required_approvals) {
         return Err(DomainError::invalid(
             "required_approvals",
             format!("must be from 1 to {MAXIMUM_REQUIRED_APPROVALS}"),
         ));
-    }
-    if let ExpiryAction::Escalate { queue } = &submission.on_expiry {
-        validate_name("on_expiry.queue", queue)?;
-        if *queue == submission.queue {
-            return Err(DomainError::invalid(
-                "on_expiry.queue",
-                "must differ from the item's queue",
-            ));
-        }
     }
     if let Some(callback_url) = &submission.callback_url {
         validate_callback_url(callback_url)?;
@@ -1805,7 +1951,8 @@ fn validate_submission(submission: &Submission, now: DateTime<Utc>) -> Result<()
 }
 
 /// Names (queues, kinds, models, actors) are identifiers people read and group by: non-blank, trimmed, printable, bounded.
-fn validate_name(field: &'static str, name: &str) -> Result<(), DomainError> {
+/// Public so that the shell holds the names in its configuration (expiry policies) to the same rules.
+pub fn validate_name(field: &'static str, name: &str) -> Result<(), DomainError> {
     if name.trim().is_empty() {
         return Err(DomainError::invalid(field, "must not be empty"));
     }

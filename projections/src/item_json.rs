@@ -82,7 +82,6 @@ write_fields!(ItemState {
     priority: integer,
     due_at: optional_time,
     required_approvals: integer,
-    on_expiry: object,
     callback_url: optional_str,
     claim: optional_object,
     approvals: objects,
@@ -156,6 +155,7 @@ write_fields!(Withdrawal {
 });
 write_fields!(Expiry {
     due_at: time,
+    policy: optional_str,
     configured_action: object,
     applied_action: object,
     at: time,
@@ -184,7 +184,7 @@ write_fields!(ItemSubmitted {
     priority: integer,
     due_at: optional_time,
     required_approvals: integer,
-    on_expiry: object,
+    on_expiry: optional_object,
     callback_url: optional_str,
     submitted_by: str,
     submitted_at: time,
@@ -262,6 +262,7 @@ write_fields!(ItemWithdrawn {
 });
 write_fields!(ItemExpired {
     due_at: time,
+    policy: optional_str,
     configured_action: object,
     applied_action: object,
     at: time,

@@ -109,7 +109,7 @@ fn stale_hash() -> OutputHash {
     output_hash(&json!("an output shown long ago"))
 }
 
-/// Due at minute 120, one approval, rejected on expiry.
+/// Due at minute 120, one approval, under the built-in expiry policy.
 fn submission() -> Submission {
     Submission {
         item_id: item_id(),
@@ -126,8 +126,8 @@ fn submission() -> Submission {
         priority: 5,
         due_at: Some(minute(120)),
         required_approvals: 1,
-        on_expiry: ExpiryAction::Reject,
         callback_url: Some("https://workflow.example/callbacks/4711".to_owned()),
+        expiry_policy: Arc::new(ExpiryPolicy::built_in()),
     }
 }
 
@@ -152,7 +152,7 @@ fn submitted_from(submission: &Submission) -> ItemEvent {
         priority: submission.priority,
         due_at: submission.due_at,
         required_approvals: submission.required_approvals,
-        on_expiry: submission.on_expiry.clone(),
+        on_expiry: None,
         callback_url: submission.callback_url.clone(),
         submitted_by: SUBMITTER.to_owned(),
         submitted_at: minute(0),
@@ -169,10 +169,45 @@ fn submitted_requiring(required_approvals: u32) -> ItemEvent {
     }))
 }
 
-fn submitted_expiring_with(on_expiry: ExpiryAction) -> ItemEvent {
-    submitted_from(&submission_with(|submission| {
-        submission.on_expiry = on_expiry;
-    }))
+fn submitted_with_risk(risk: Risk) -> ItemEvent {
+    submitted_from(&submission_with(|submission| submission.risk = risk))
+}
+
+/// An operator's policy named after its action, with the opt-in to auto-approval as given.
+fn policy(action: ExpiryAction, allow_auto_approval: bool) -> ExpiryPolicy {
+    let name = match &action {
+        ExpiryAction::Reject => "reject-on-expiry",
+        ExpiryAction::Approve if allow_auto_approval => "approve-on-expiry",
+        ExpiryAction::Approve => "approve-without-opt-in",
+        ExpiryAction::Escalate { .. } => "escalate-on-expiry",
+    };
+    ExpiryPolicy {
+        name: name.to_owned(),
+        action,
+        allow_auto_approval,
+        minimum_review_window: Duration::minutes(10),
+    }
+}
+
+/// The policy that allows auto-approval: the one the hard rules must hold against.
+fn approving_policy() -> ExpiryPolicy {
+    policy(ExpiryAction::Approve, true)
+}
+
+fn to_supervisors() -> ExpiryAction {
+    ExpiryAction::Escalate {
+        queue: "supervisors".to_owned(),
+    }
+}
+
+fn expire_under(policy: &ExpiryPolicy) -> Command {
+    Command::Expire {
+        policy: Arc::new(policy.clone()),
+    }
+}
+
+fn expire_by_default() -> Command {
+    expire_under(&ExpiryPolicy::built_in())
 }
 
 fn submitted_without_deadline() -> ItemEvent {
@@ -303,14 +338,12 @@ fn withdrawn(reason: Option<&str>, at_minute: i64) -> ItemEvent {
     })
 }
 
-fn expired(
-    configured_action: ExpiryAction,
-    applied_action: ExpiryAction,
-    at_minute: i64,
-) -> ItemEvent {
+/// An expiry of the deadline at minute 120 under `policy`, which applied `applied_action`.
+fn expired(policy: &ExpiryPolicy, applied_action: ExpiryAction, at_minute: i64) -> ItemEvent {
     ItemEvent::ItemExpired(ItemExpired {
         due_at: minute(120),
-        configured_action,
+        policy: Some(policy.name.clone()),
+        configured_action: policy.action.clone(),
         applied_action,
         at: minute(at_minute),
     })
@@ -410,7 +443,7 @@ fn review_commands() -> Vec<Command> {
         Command::Release,
         revise(revised_output()),
         Command::Withdraw { reason: None },
-        Command::Expire,
+        expire_by_default(),
         Command::ExpireClaim,
     ]);
     commands
@@ -557,18 +590,82 @@ fn submit_refuses_a_nil_item_id() {
 }
 
 #[test]
-fn submit_refuses_escalation_on_expiry_to_its_own_queue() {
+fn submit_refuses_a_deadline_inside_the_policys_minimum_review_window() {
+    // The built-in policy's window is 5 minutes: a deadline 2 seconds out is refused, naming it.
+    let too_soon = minute(0) + Duration::seconds(2);
     given(vec![])
         .when(
             Command::Submit(submission_with(|submission| {
-                submission.on_expiry = ExpiryAction::Escalate {
-                    queue: QUEUE.to_owned(),
-                };
+                submission.due_at = Some(too_soon);
             })),
             SUBMITTER,
             minute(0),
         )
-        .then_invalid("on_expiry.queue");
+        .then_error(DomainError::DeadlineInsideReviewWindow {
+            policy: ExpiryPolicy::BUILT_IN_NAME.to_owned(),
+            minimum_review_window: DEFAULT_MINIMUM_REVIEW_WINDOW,
+            earliest_due_at: minute(5),
+        });
+    let refusal = DomainError::DeadlineInsideReviewWindow {
+        policy: ExpiryPolicy::BUILT_IN_NAME.to_owned(),
+        minimum_review_window: DEFAULT_MINIMUM_REVIEW_WINDOW,
+        earliest_due_at: minute(5),
+    };
+    assert_eq!(refusal.kind(), ErrorKind::Invalid);
+    assert_eq!(refusal.rule(), "deadline-inside-review-window");
+    assert!(
+        refusal.to_string().contains("at least 5 minutes")
+            && refusal.to_string().contains("\"built-in-default\"")
+            && refusal.to_string().contains("2025-03-01T09:05:00Z"),
+        "{refusal}"
+    );
+
+    // An operator's window applies in its place, and a deadline exactly at its end is accepted.
+    let ten_minute_window = approving_policy();
+    given(vec![])
+        .when(
+            Command::Submit(submission_with(|submission| {
+                submission.due_at = Some(minute(9));
+                submission.expiry_policy = Arc::new(ten_minute_window.clone());
+            })),
+            SUBMITTER,
+            minute(0),
+        )
+        .then_error(DomainError::DeadlineInsideReviewWindow {
+            policy: "approve-on-expiry".to_owned(),
+            minimum_review_window: Duration::minutes(10),
+            earliest_due_at: minute(10),
+        });
+    let at_the_window = submission_with(|submission| {
+        submission.due_at = Some(minute(10));
+        submission.expiry_policy = Arc::new(ten_minute_window);
+    });
+    given(vec![])
+        .when(Command::Submit(at_the_window.clone()), SUBMITTER, minute(0))
+        .then(vec![submitted_from(&at_the_window)]);
+
+    // No deadline at all is no deadline to bound.
+    let without_deadline = submission_with(|submission| submission.due_at = None);
+    given(vec![])
+        .when(
+            Command::Submit(without_deadline.clone()),
+            SUBMITTER,
+            minute(0),
+        )
+        .then(vec![submitted_from(&without_deadline)]);
+}
+
+#[test]
+fn submit_records_no_expiry_action_of_the_submitters() {
+    let state = given(vec![])
+        .when(Command::Submit(submission()), SUBMITTER, minute(0))
+        .then(vec![submitted()]);
+    let ItemEvent::ItemSubmitted(recorded) = submitted() else {
+        unreachable!()
+    };
+    assert_eq!(recorded.on_expiry, None);
+    assert_eq!(submitted().to_data()["on_expiry"], Value::Null);
+    assert_eq!(state.due_at, Some(minute(120)));
 }
 
 #[test]
@@ -799,7 +896,7 @@ fn every_review_command_after_a_decision_is_refused_already_decided() {
     for command in review_commands() {
         let actor = match command {
             Command::Revise { .. } | Command::Withdraw { .. } => SUBMITTER,
-            Command::Expire | Command::ExpireClaim => SCHEDULER,
+            Command::Expire { .. } | Command::ExpireClaim => SCHEDULER,
             _ => BOB,
         };
         given(history.clone())
@@ -1432,11 +1529,11 @@ fn nothing_but_comments_follows_a_withdrawal() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn expire_with_the_reject_default_ends_rejected_on_expiry() {
+fn expire_under_the_built_in_policy_ends_rejected_on_expiry_and_names_it() {
     let state = given(vec![submitted(), claimed(ALICE, 100, 130)])
-        .when(Command::Expire, SCHEDULER, minute(120))
+        .when(expire_by_default(), SCHEDULER, minute(120))
         .then(vec![
-            expired(ExpiryAction::Reject, ExpiryAction::Reject, 120),
+            expired(&ExpiryPolicy::built_in(), ExpiryAction::Reject, 120),
             decided(
                 Outcome::RejectedOnExpiry,
                 &[],
@@ -1448,14 +1545,17 @@ fn expire_with_the_reject_default_ends_rejected_on_expiry() {
         ]);
     assert_eq!(state.status, ItemStatus::RejectedOnExpiry);
     assert_eq!(state.claim, None);
+    let expiry = state.expiry.as_deref().unwrap();
+    assert_eq!(expiry.policy.as_deref(), Some(ExpiryPolicy::BUILT_IN_NAME));
+    assert_eq!(expiry.configured_action, ExpiryAction::Reject);
 }
 
 #[test]
-fn expire_with_the_approve_default_ends_approved_on_expiry() {
-    given(vec![submitted_expiring_with(ExpiryAction::Approve)])
-        .when(Command::Expire, SCHEDULER, minute(125))
+fn expire_under_a_policy_allowing_auto_approval_ends_approved_on_expiry() {
+    let state = given(vec![submitted()])
+        .when(expire_under(&approving_policy()), SCHEDULER, minute(125))
         .then(vec![
-            expired(ExpiryAction::Approve, ExpiryAction::Approve, 125),
+            expired(&approving_policy(), ExpiryAction::Approve, 125),
             decided(
                 Outcome::ApprovedOnExpiry,
                 &[],
@@ -1465,36 +1565,154 @@ fn expire_with_the_approve_default_ends_approved_on_expiry() {
                 Some(original_output()),
             ),
         ]);
+    assert_eq!(state.status, ItemStatus::ApprovedOnExpiry);
+    assert_eq!(
+        state.expiry.as_deref().unwrap().policy.as_deref(),
+        Some("approve-on-expiry")
+    );
 }
 
 #[test]
-fn expire_with_the_escalate_default_moves_the_item_and_clears_its_deadline() {
-    let to_supervisors = ExpiryAction::Escalate {
-        queue: "supervisors".to_owned(),
+fn expire_under_an_approve_policy_without_the_opt_in_rejects() {
+    let without_opt_in = policy(ExpiryAction::Approve, false);
+    given(vec![submitted()])
+        .when(expire_under(&without_opt_in), SCHEDULER, minute(120))
+        .then(vec![
+            expired(&without_opt_in, ExpiryAction::Reject, 120),
+            decided(
+                Outcome::RejectedOnExpiry,
+                &[],
+                120,
+                1,
+                original_hash(),
+                None,
+            ),
+        ]);
+}
+
+#[test]
+fn expire_never_auto_approves_a_high_risk_item_whatever_the_policy() {
+    let state = given(vec![submitted_with_risk(Risk::High)])
+        .when(expire_under(&approving_policy()), SCHEDULER, minute(120))
+        .then(vec![
+            expired(&approving_policy(), ExpiryAction::Reject, 120),
+            decided(
+                Outcome::RejectedOnExpiry,
+                &[],
+                120,
+                1,
+                original_hash(),
+                None,
+            ),
+        ]);
+    // Both actions are on the record: what the operator configured, and what the domain applied.
+    let expiry = state.expiry.as_deref().unwrap();
+    assert_eq!(expiry.configured_action, ExpiryAction::Approve);
+    assert_eq!(expiry.applied_action, ExpiryAction::Reject);
+    // Low risk is no exception to the other rules, and no obstacle either.
+    given(vec![submitted_with_risk(Risk::Low)])
+        .when(expire_under(&approving_policy()), SCHEDULER, minute(120))
+        .then(vec![
+            expired(&approving_policy(), ExpiryAction::Approve, 120),
+            decided(
+                Outcome::ApprovedOnExpiry,
+                &[],
+                120,
+                1,
+                original_hash(),
+                Some(original_output()),
+            ),
+        ]);
+}
+
+#[test]
+fn expire_never_auto_approves_a_k_of_n_item_whatever_the_policy() {
+    let rejected_on_expiry = || {
+        vec![
+            expired(&approving_policy(), ExpiryAction::Reject, 120),
+            decided(
+                Outcome::RejectedOnExpiry,
+                &[],
+                120,
+                1,
+                original_hash(),
+                None,
+            ),
+        ]
     };
-    let state = given(vec![
-        submitted_expiring_with(to_supervisors.clone()),
-        claimed(ALICE, 100, 130),
+    // Four-eyes with no approval yet, and with one of the two: the missing pair of eyes is not
+    // supplied by the clock.
+    given(vec![submitted_requiring(2)])
+        .when(expire_under(&approving_policy()), SCHEDULER, minute(120))
+        .then(rejected_on_expiry());
+    given(vec![submitted_requiring(2), approved(ALICE, 30, 1, 2)])
+        .when(expire_under(&approving_policy()), SCHEDULER, minute(120))
+        .then(rejected_on_expiry());
+    given(vec![submitted_requiring(MAXIMUM_REQUIRED_APPROVALS)])
+        .when(expire_under(&approving_policy()), SCHEDULER, minute(120))
+        .then(rejected_on_expiry());
+}
+
+#[test]
+fn expire_never_approves_content_a_reviewer_asked_to_change() {
+    let rejected_on_expiry = |revision| {
+        vec![
+            expired(&approving_policy(), ExpiryAction::Reject, 120),
+            decided(
+                Outcome::RejectedOnExpiry,
+                &[],
+                120,
+                revision,
+                if revision == 1 {
+                    original_hash()
+                } else {
+                    revised_hash()
+                },
+                None,
+            ),
+        ]
+    };
+    // Waiting for the submitter's revision…
+    given(vec![
+        submitted(),
+        changes_requested(ALICE, "state the amount", 5),
     ])
-    .when(Command::Expire, SCHEDULER, minute(120))
-    .then(vec![
-        expired(to_supervisors.clone(), to_supervisors.clone(), 120),
-        escalated(
-            SCHEDULER,
-            QUEUE,
-            "supervisors",
-            EXPIRY_ESCALATION_REASON,
-            120,
-        ),
-    ]);
+    .when(expire_under(&approving_policy()), SCHEDULER, minute(120))
+    .then(rejected_on_expiry(1));
+    // …and revised, but the revision was never reviewed: a reviewer's objection is not answered
+    // by the clock either.
+    given(vec![
+        submitted(),
+        changes_requested(ALICE, "state the amount", 5),
+        revised(10, None),
+    ])
+    .when(expire_under(&approving_policy()), SCHEDULER, minute(120))
+    .then(rejected_on_expiry(2));
+}
+
+#[test]
+fn expire_under_an_escalate_policy_moves_the_item_and_clears_its_deadline() {
+    let escalating = policy(to_supervisors(), false);
+    let state = given(vec![submitted(), claimed(ALICE, 100, 130)])
+        .when(expire_under(&escalating), SCHEDULER, minute(120))
+        .then(vec![
+            expired(&escalating, to_supervisors(), 120),
+            escalated(
+                SCHEDULER,
+                QUEUE,
+                "supervisors",
+                EXPIRY_ESCALATION_REASON,
+                120,
+            ),
+        ]);
     assert_eq!(state.queue, "supervisors");
     assert_eq!(state.due_at, None);
     assert_eq!(state.claim, None);
     assert_eq!(state.status, ItemStatus::Pending);
 
     let history_after_escalation = vec![
-        submitted_expiring_with(to_supervisors.clone()),
-        expired(to_supervisors.clone(), to_supervisors, 120),
+        submitted(),
+        expired(&escalating, to_supervisors(), 120),
         escalated(
             SCHEDULER,
             QUEUE,
@@ -1504,7 +1722,7 @@ fn expire_with_the_escalate_default_moves_the_item_and_clears_its_deadline() {
         ),
     ];
     given(history_after_escalation.clone())
-        .when(Command::Expire, SCHEDULER, minute(500))
+        .when(expire_under(&escalating), SCHEDULER, minute(500))
         .then_error(DomainError::NoDeadline);
     given(history_after_escalation)
         .when(approve(), CAROL, minute(500))
@@ -1522,9 +1740,57 @@ fn expire_with_the_escalate_default_moves_the_item_and_clears_its_deadline() {
 }
 
 #[test]
+fn expire_escalates_high_risk_and_k_of_n_items_too_the_hard_rules_guard_approval_only() {
+    let escalating = policy(to_supervisors(), false);
+    let escalation = || {
+        vec![
+            expired(&escalating, to_supervisors(), 120),
+            escalated(
+                SCHEDULER,
+                QUEUE,
+                "supervisors",
+                EXPIRY_ESCALATION_REASON,
+                120,
+            ),
+        ]
+    };
+    given(vec![submitted_with_risk(Risk::High)])
+        .when(expire_under(&escalating), SCHEDULER, minute(120))
+        .then(escalation());
+    given(vec![submitted_requiring(2)])
+        .when(expire_under(&escalating), SCHEDULER, minute(120))
+        .then(escalation());
+}
+
+#[test]
+fn expire_under_a_policy_escalating_to_the_items_own_queue_rejects() {
+    // A kind's policy may name the queue an item of that kind already waits in: escalating it
+    // there would change nothing but clear its deadline, so the domain rejects instead.
+    let to_own_queue = policy(
+        ExpiryAction::Escalate {
+            queue: QUEUE.to_owned(),
+        },
+        false,
+    );
+    given(vec![submitted()])
+        .when(expire_under(&to_own_queue), SCHEDULER, minute(120))
+        .then(vec![
+            expired(&to_own_queue, ExpiryAction::Reject, 120),
+            decided(
+                Outcome::RejectedOnExpiry,
+                &[],
+                120,
+                1,
+                original_hash(),
+                None,
+            ),
+        ]);
+}
+
+#[test]
 fn expire_before_the_deadline_is_refused() {
     given(vec![submitted()])
-        .when(Command::Expire, SCHEDULER, minute(119))
+        .when(expire_by_default(), SCHEDULER, minute(119))
         .then_error(DomainError::NotDue {
             due_at: minute(120),
         });
@@ -1533,28 +1799,145 @@ fn expire_before_the_deadline_is_refused() {
 #[test]
 fn expire_of_an_item_without_a_deadline_is_refused() {
     given(vec![submitted_without_deadline()])
-        .when(Command::Expire, SCHEDULER, minute(10_000))
+        .when(expire_by_default(), SCHEDULER, minute(10_000))
         .then_error(DomainError::NoDeadline);
 }
 
+/// The `ItemSubmitted` and `ItemExpired` of an item as the ledger stored them before ADR 0007:
+/// the submitter's `on_expiry`, and no `policy`. Written out as stored, not through today's types.
+fn stored_before_expiry_policies(on_expiry: &str) -> (String, String) {
+    let submitted = format!(
+        r#"{{"item_id":"01954a3c-7f00-7000-8000-000000004711","queue":"support-replies","kind":"customer-reply","model":{{"name":"reply-drafter","version":"2025-02-14"}},"revision":1,"output":{{"body":"Your refund of 40 EUR is on its way.","tags":["refund"],"to":"customer@example.com"}},"output_hash":"{}","context":{{"ticket":4711}},"confidence":0.82,"risk":"high","priority":5,"due_at":"2025-03-01T11:00:00Z","required_approvals":2,"on_expiry":{on_expiry},"callback_url":null,"submitted_by":"agent-refunds","submitted_at":"2025-03-01T09:00:00Z"}}"#,
+        original_hash()
+    );
+    let expired = format!(
+        r#"{{"due_at":"2025-03-01T11:00:00Z","configured_action":{on_expiry},"applied_action":{on_expiry},"at":"2025-03-01T11:00:02Z"}}"#
+    );
+    (submitted, expired)
+}
+
 #[test]
-fn expire_never_approves_content_a_reviewer_asked_to_change() {
-    given(vec![
-        submitted_expiring_with(ExpiryAction::Approve),
-        changes_requested(ALICE, "state the amount", 5),
-    ])
-    .when(Command::Expire, SCHEDULER, minute(120))
-    .then(vec![
-        expired(ExpiryAction::Approve, ExpiryAction::Reject, 120),
-        decided(
-            Outcome::RejectedOnExpiry,
-            &[],
-            120,
-            1,
-            original_hash(),
-            None,
-        ),
-    ]);
+fn events_stored_with_the_submitters_on_expiry_still_decode_and_fold_as_before() {
+    let (submitted_json, expired_json) = stored_before_expiry_policies(r#"{"action":"approve"}"#);
+    let submitted = ItemEvent::from_type_and_json("ItemSubmitted", &submitted_json).unwrap();
+    let ItemEvent::ItemSubmitted(payload) = &submitted else {
+        unreachable!()
+    };
+    assert_eq!(payload.on_expiry, Some(ExpiryAction::Approve));
+    let expired = ItemEvent::from_type_and_json("ItemExpired", &expired_json).unwrap();
+    let ItemEvent::ItemExpired(payload) = &expired else {
+        unreachable!()
+    };
+    assert_eq!(payload.policy, None);
+    // The item decided on expiry then stays decided as it was: the log is history, not policy.
+    let decided_then = ItemEvent::ItemDecided(ItemDecided {
+        outcome: Outcome::ApprovedOnExpiry,
+        decided_by: Vec::new(),
+        revision: 1,
+        output_hash: original_hash(),
+        final_output: Some(JsonText::from_value(&original_output())),
+        decided_at: minute(120) + Duration::seconds(2),
+    });
+    let history = vec![submitted.clone(), expired.clone(), decided_then];
+    let state = fold(&history);
+    assert_eq!(state.status, ItemStatus::ApprovedOnExpiry);
+    let expiry = state.expiry.as_deref().unwrap();
+    assert_eq!(expiry.policy, None);
+    assert_eq!(expiry.configured_action, ExpiryAction::Approve);
+    assert_eq!(expiry.applied_action, ExpiryAction::Approve);
+    // The old submission writes back to exactly the bytes stored (the field kept its place and
+    // its shape); every payload's hand-written JSON is serde_json's; a replay folds the same.
+    assert_eq!(submitted.to_json().get(), submitted_json);
+    for event in &history {
+        let written = format!(
+            r#"{{"type":"{}","data":{}}}"#,
+            event.event_type(),
+            event.to_json().get()
+        );
+        assert_eq!(written, serde_json::to_string(event).unwrap());
+    }
+    assert_eq!(fold(&history), state);
+    // Every stored spelling of the old field decodes.
+    for on_expiry in [
+        r#"{"action":"reject"}"#,
+        r#"{"action":"escalate","queue":"supervisors"}"#,
+    ] {
+        let (submitted_json, expired_json) = stored_before_expiry_policies(on_expiry);
+        assert!(ItemEvent::from_type_and_json("ItemSubmitted", &submitted_json).is_ok());
+        assert!(ItemEvent::from_type_and_json("ItemExpired", &expired_json).is_ok());
+    }
+}
+
+#[test]
+fn an_item_stored_with_on_expiry_approve_expires_under_the_policy_in_force() {
+    // Submitted before ADR 0007 asking for approval on expiry, and still open: the submitter's
+    // choice is not honoured. The built-in policy rejects it; so would any policy, since it is
+    // high-risk and four-eyes.
+    let (submitted_json, _) = stored_before_expiry_policies(r#"{"action":"approve"}"#);
+    let submitted = ItemEvent::from_type_and_json("ItemSubmitted", &submitted_json).unwrap();
+    for expiry_policy in [ExpiryPolicy::built_in(), approving_policy()] {
+        given(vec![submitted.clone()])
+            .when(expire_under(&expiry_policy), SCHEDULER, minute(120))
+            .then(vec![
+                expired(&expiry_policy, ExpiryAction::Reject, 120),
+                decided(
+                    Outcome::RejectedOnExpiry,
+                    &[],
+                    120,
+                    1,
+                    original_hash(),
+                    None,
+                ),
+            ]);
+    }
+}
+
+#[test]
+fn an_expiry_policy_is_checked_on_its_own() {
+    assert_eq!(ExpiryPolicy::built_in().validate(), Ok(()));
+    assert_eq!(approving_policy().validate(), Ok(()));
+    assert_eq!(policy(to_supervisors(), false).validate(), Ok(()));
+    let field_of = |policy: ExpiryPolicy| match policy.validate() {
+        Err(DomainError::Invalid { field, .. }) => field,
+        other => panic!("expected Invalid, got {other:?}"),
+    };
+    assert_eq!(
+        field_of(policy(ExpiryAction::Approve, false)),
+        "allow_auto_approval"
+    );
+    assert_eq!(
+        field_of(policy(
+            ExpiryAction::Escalate {
+                queue: " supervisors".to_owned()
+            },
+            false
+        )),
+        "escalate_to"
+    );
+    assert_eq!(
+        field_of(ExpiryPolicy {
+            name: String::new(),
+            ..ExpiryPolicy::built_in()
+        }),
+        "name"
+    );
+    for window in [
+        Duration::seconds(-1),
+        MAXIMUM_MINIMUM_REVIEW_WINDOW + Duration::seconds(1),
+    ] {
+        assert_eq!(
+            field_of(ExpiryPolicy {
+                minimum_review_window: window,
+                ..ExpiryPolicy::built_in()
+            }),
+            "minimum_review_window_seconds"
+        );
+    }
+    assert_eq!(describe_duration(Duration::minutes(5)), "5 minutes");
+    assert_eq!(describe_duration(Duration::hours(1)), "1 hour");
+    assert_eq!(describe_duration(Duration::seconds(90)), "90 seconds");
+    assert_eq!(describe_duration(Duration::days(2)), "2 days");
+    assert_eq!(describe_duration(Duration::zero()), "0 seconds");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1710,15 +2093,7 @@ fn one_event_of_every_type() -> Vec<ItemEvent> {
         escalated(ALICE, QUEUE, SENIOR_QUEUE, "above my limit", 10),
         comment_added(CAROL, "looked at it", 11),
         withdrawn(Some("cancelled"), 12),
-        expired(
-            ExpiryAction::Escalate {
-                queue: "supervisors".to_owned(),
-            },
-            ExpiryAction::Escalate {
-                queue: "supervisors".to_owned(),
-            },
-            13,
-        ),
+        expired(&policy(to_supervisors(), false), to_supervisors(), 13),
         decided(
             Outcome::EditedAndApproved,
             &[BOB, ALICE],
@@ -1824,7 +2199,7 @@ fn an_unknown_event_type_or_malformed_data_is_a_decoding_error() {
 fn the_wire_names_of_enums_are_snake_case() {
     let data = submitted().to_data();
     assert_eq!(data["risk"], json!("normal"));
-    assert_eq!(data["on_expiry"], json!({"action": "reject"}));
+    assert_eq!(data["on_expiry"], Value::Null);
     assert_eq!(
         serde_json::to_value(ExpiryAction::Escalate {
             queue: "supervisors".to_owned()
@@ -1876,7 +2251,7 @@ enum CommandChoice {
         priority: i32,
         required_approvals: u32,
         due_in_minutes: Option<i64>,
-        on_expiry_choice: usize,
+        risk: Risk,
     },
     Claim {
         lease_minutes: i64,
@@ -1904,7 +2279,9 @@ enum CommandChoice {
     },
     Comment,
     Withdraw,
-    Expire,
+    Expire {
+        policy_choice: usize,
+    },
     ExpireClaim,
 }
 
@@ -1916,19 +2293,13 @@ impl CommandChoice {
                 priority,
                 required_approvals,
                 due_in_minutes,
-                on_expiry_choice,
+                risk,
             } => Command::Submit(Submission {
+                risk: *risk,
                 confidence: *confidence,
                 priority: *priority,
                 required_approvals: *required_approvals,
                 due_at: due_in_minutes.map(|minutes| now + Duration::minutes(minutes)),
-                on_expiry: match on_expiry_choice {
-                    0 => ExpiryAction::Reject,
-                    1 => ExpiryAction::Approve,
-                    _ => ExpiryAction::Escalate {
-                        queue: "supervisors".to_owned(),
-                    },
-                },
                 ..submission()
             }),
             CommandChoice::Claim { lease_minutes } => claim_for_minutes(*lease_minutes),
@@ -1960,7 +2331,12 @@ impl CommandChoice {
             }
             CommandChoice::Comment => comment("a remark"),
             CommandChoice::Withdraw => Command::Withdraw { reason: None },
-            CommandChoice::Expire => Command::Expire,
+            CommandChoice::Expire { policy_choice } => expire_under(&match policy_choice {
+                0 => ExpiryPolicy::built_in(),
+                1 => approving_policy(),
+                2 => policy(ExpiryAction::Approve, false),
+                _ => policy(to_supervisors(), false),
+            }),
             CommandChoice::ExpireClaim => Command::ExpireClaim,
         }
     }
@@ -1980,16 +2356,16 @@ fn submit_choice_strategy() -> impl Strategy<Value = CommandChoice> {
         any::<i32>(),
         1u32..=3,
         prop::option::of(1i64..=300),
-        0usize..3,
+        prop_oneof![Just(Risk::Low), Just(Risk::Normal), Just(Risk::High)],
     )
         .prop_map(
-            |(confidence, priority, required_approvals, due_in_minutes, on_expiry_choice)| {
+            |(confidence, priority, required_approvals, due_in_minutes, risk)| {
                 CommandChoice::Submit {
                     confidence,
                     priority,
                     required_approvals,
                     due_in_minutes,
-                    on_expiry_choice,
+                    risk,
                 }
             },
         )
@@ -2011,7 +2387,7 @@ fn command_choice_strategy() -> impl Strategy<Value = CommandChoice> {
         1 => (0usize..3).prop_map(|queue_choice| CommandChoice::Escalate { queue_choice }),
         2 => Just(CommandChoice::Comment),
         1 => Just(CommandChoice::Withdraw),
-        2 => Just(CommandChoice::Expire),
+        2 => (0usize..4).prop_map(|policy_choice| CommandChoice::Expire { policy_choice }),
         2 => Just(CommandChoice::ExpireClaim),
     ]
 }
@@ -2179,6 +2555,25 @@ proptest! {
     }
 
     #[test]
+    fn nothing_high_risk_k_of_n_or_sent_back_for_changes_is_ever_approved_on_expiry(steps in run_strategy()) {
+        run(&steps, |outcome| {
+            for event in outcome.new_events {
+                if let ItemEvent::ItemDecided(decision) = event
+                    && decision.outcome == Outcome::ApprovedOnExpiry
+                {
+                    let state = outcome.state;
+                    prop_assert_ne!(state.risk, Risk::High);
+                    prop_assert_eq!(state.required_approvals, 1);
+                    prop_assert!(state.change_requests.is_empty());
+                    let expiry = state.expiry.as_deref().unwrap();
+                    prop_assert_eq!(expiry.policy.as_deref(), Some("approve-on-expiry"));
+                }
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
     fn the_hand_written_json_of_every_state_and_event_is_serde_jsons(steps in run_strategy()) {
         run(&steps, |outcome| {
             let mut written = Vec::new();
@@ -2264,9 +2659,6 @@ fn the_hand_written_json_of_a_full_state_is_serde_jsons() {
         priority: i32::MIN,
         due_at: Some(at),
         required_approvals: 3,
-        on_expiry: ExpiryAction::Escalate {
-            queue: tricky.into(),
-        },
         callback_url: Some("https://example.test/cb?a=\"b\"".into()),
         claim: Some(Box::new(Claim {
             reviewer: tricky.into(),
@@ -2308,6 +2700,7 @@ fn the_hand_written_json_of_a_full_state_is_serde_jsons() {
         })),
         expiry: Some(Box::new(Expiry {
             due_at: at,
+            policy: Some(tricky.into()),
             configured_action: ExpiryAction::Approve,
             applied_action: ExpiryAction::Reject,
             at,
@@ -2410,9 +2803,9 @@ fn the_hand_written_json_of_every_event_with_escapes_is_serde_jsons() {
             priority: -5,
             due_at: Some(far),
             required_approvals: 2,
-            on_expiry: ExpiryAction::Escalate {
+            on_expiry: Some(ExpiryAction::Escalate {
                 queue: tricky.clone(),
-            },
+            }),
             callback_url: Some(tricky.clone()),
             submitted_by: tricky.clone(),
             submitted_at: at,
@@ -2490,6 +2883,7 @@ fn the_hand_written_json_of_every_event_with_escapes_is_serde_jsons() {
         }),
         ItemEvent::ItemExpired(ItemExpired {
             due_at: at,
+            policy: Some(tricky.clone()),
             configured_action: ExpiryAction::Escalate {
                 queue: tricky.clone(),
             },

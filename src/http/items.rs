@@ -15,9 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use projections::board::{QueueQuery, QueueStatus};
-use projections::item::{
-    Command, CommandContext, ExpiryAction, ItemState, ModelIdentity, Risk, Submission,
-};
+use projections::item::{Command, CommandContext, ItemState, ModelIdentity, Risk, Submission};
 use projections::principal::Role;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -48,13 +46,23 @@ pub struct SubmitRequest {
     pub due_at: Option<DateTime<Utc>>,
     #[serde(default = "one")]
     pub required_approvals: u32,
-    #[serde(default)]
-    pub on_expiry: ExpiryAction,
     pub callback_url: Option<String>,
+    /// No longer accepted (ADR 0007): read only so that a submission carrying it, `null`
+    /// included, is refused saying that expiry is the operator's policy, rather than with serde's
+    /// "unknown field".
+    #[serde(default, deserialize_with = "present")]
+    pub on_expiry: Option<serde::de::IgnoredAny>,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// `Some` for any value the field has, `null` too (`Option`'s own impl reads `null` as `None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde::de::IgnoredAny>, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(Some)
 }
 
 /// An item as the API shows it: its state and its version (also the `ETag`).
@@ -159,6 +167,14 @@ pub async fn submit(
     ApiJson(request): ApiJson<SubmitRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Agent], "submit items")?;
+    if request.on_expiry.is_some() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "expiry-is-policy",
+            "on_expiry is not accepted: what happens when an item's deadline passes is the operator's expiry policy for its queue and kind, not the submitter's choice; a submission may set due_at, at least the policy's minimum review window ahead",
+        )
+        .with("field", "on_expiry"));
+    }
     if let Some(callback_url) = &request.callback_url {
         state.callback_policy.check_url(callback_url).await?;
     }
@@ -177,6 +193,10 @@ pub async fn submit(
         ),
         None => Uuid::now_v7(),
     };
+    let expiry_policy = state
+        .expiry_policies
+        .resolve(&request.queue, &request.kind)
+        .clone();
     let submission = Submission {
         item_id,
         queue: request.queue,
@@ -191,8 +211,8 @@ pub async fn submit(
         priority: request.priority,
         due_at: request.due_at,
         required_approvals: request.required_approvals,
-        on_expiry: request.on_expiry,
         callback_url: request.callback_url,
+        expiry_policy,
     };
     // A retry with the same key (the item id derives from it): the first result, not a second
     // item. Without a key the id is new, so the board cannot hold it.

@@ -51,6 +51,9 @@ pub struct Shared {
     pub callback_key: Option<crate::callbacks::CallbackKey>,
     /// Where submitted callback URLs may point (public addresses unless allowed).
     pub callback_policy: crate::callback_policy::CallbackPolicy,
+    /// The operator's expiry policies: a submission's `due_at` must leave its policy's minimum
+    /// review window (the scheduler holds the same policies for the action at expiry).
+    pub expiry_policies: Arc<crate::expiry_policy::ExpiryPolicies>,
 }
 
 impl std::ops::Deref for AppState {
@@ -77,6 +80,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             callback_key: None,
             callback_policy: crate::callback_policy::CallbackPolicy::public_only(),
+            expiry_policies: Arc::default(),
         }))
     }
 
@@ -107,6 +111,17 @@ impl AppState {
         Arc::get_mut(&mut self.0)
             .expect("the callback policy is set before the state is shared")
             .callback_policy = policy;
+        self
+    }
+
+    /// Sets the expiry policies (the built-in default otherwise); only while building the state.
+    pub fn with_expiry_policy(
+        mut self,
+        policies: Arc<crate::expiry_policy::ExpiryPolicies>,
+    ) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("the expiry policies are set before the state is shared")
+            .expiry_policies = policies;
         self
     }
 }

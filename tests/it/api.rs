@@ -3,6 +3,7 @@
 
 use chrono::{TimeZone, Utc};
 use ledger::clock::Clock;
+use ledger::expiry_policy::ExpiryPolicies;
 use ledger::http::AppState;
 use ledger::log::{EventLog, FileLog};
 use ledger::projector::Projector;
@@ -37,12 +38,25 @@ pub fn loopback_callbacks() -> ledger::callback_policy::CallbackPolicy {
 }
 
 pub async fn spawn_app() -> App {
-    spawn_app_with_callback_policy(loopback_callbacks()).await
+    spawn_app_with(|state| state).await
 }
 
 /// [`spawn_app`] whose server and dispatcher let callbacks go where `callback_policy` says.
 pub async fn spawn_app_with_callback_policy(
     callback_policy: ledger::callback_policy::CallbackPolicy,
+) -> App {
+    spawn_app_configured(callback_policy, |state| state).await
+}
+
+/// [`spawn_app`] with the server's state changed by `configure` before it serves (a `with_*`
+/// builder of `AppState`: expiry policies, …).
+pub async fn spawn_app_with(configure: impl FnOnce(AppState) -> AppState) -> App {
+    spawn_app_configured(loopback_callbacks(), configure).await
+}
+
+async fn spawn_app_configured(
+    callback_policy: ledger::callback_policy::CallbackPolicy,
+    configure: impl FnOnce(AppState) -> AppState,
 ) -> App {
     // reqwest's clients need a crypto provider installed first (see `ledger::tls`).
     ledger::tls::install_crypto_provider();
@@ -88,6 +102,7 @@ pub async fn spawn_app_with_callback_policy(
     )
     .with_callback_key(callback_key.clone())
     .with_callback_policy(callback_policy.clone());
+    let state = configure(state);
     tokio::spawn(ledger::http::serve(listener, state, std::future::pending()));
     App {
         base: format!("http://{address}"),
@@ -664,7 +679,6 @@ async fn leases_lapse_and_deadlines_pass_exactly_once_on_an_injected_clock() {
     let start = app.clock.now();
     let mut body = reply_for_review();
     body["due_at"] = json!((start + chrono::Duration::hours(1)).to_rfc3339());
-    body["on_expiry"] = json!({"action": "reject"});
     let item = app.submit(body).await;
     let id = item["id"].as_str().unwrap().to_owned();
     let item_id = uuid::Uuid::parse_str(&id).unwrap();
@@ -680,7 +694,8 @@ async fn leases_lapse_and_deadlines_pass_exactly_once_on_an_injected_clock() {
     let log: Arc<dyn EventLog> = app.log.clone();
 
     // Nothing is due yet.
-    let tick = ledger::scheduler::tick(log.as_ref(), &app.projector, &app.clock).await;
+    let policies = ExpiryPolicies::default();
+    let tick = ledger::scheduler::tick(log.as_ref(), &app.projector, &app.clock, &policies).await;
     assert_eq!(tick, ledger::scheduler::Tick::default());
 
     // The lease lapses: one ClaimExpired, however many timers race for it.
@@ -693,7 +708,7 @@ async fn leases_lapse_and_deadlines_pass_exactly_once_on_an_injected_clock() {
         .await;
     assert_eq!(claimed["claim"], Value::Null, "{claimed}");
 
-    // The deadline passes: one ItemExpired with the configured action, once.
+    // The deadline passes: one ItemExpired with the policy's action (the built-in reject), once.
     app.clock.advance(chrono::Duration::hours(2));
     let racing = futures_join(log.clone(), app.projector.clone(), app.clock.clone()).await;
     let expired: Vec<_> = racing
@@ -710,7 +725,8 @@ async fn leases_lapse_and_deadlines_pass_exactly_once_on_an_injected_clock() {
 
     // After a restart (a fresh projector rebuilt from the same log), nothing fires again.
     let rebuilt = Projector::start(log.clone()).await.unwrap();
-    let after_restart = ledger::scheduler::tick(log.as_ref(), &rebuilt, &app.clock).await;
+    let after_restart =
+        ledger::scheduler::tick(log.as_ref(), &rebuilt, &app.clock, &policies).await;
     assert_eq!(after_restart, ledger::scheduler::Tick::default());
     let trail = log
         .read_stream(&format!("item-{id}"), 0, 100)
@@ -741,7 +757,8 @@ async fn futures_join(
     for _ in 0..4 {
         let (log, projector, clock) = (log.clone(), projector.clone(), clock.clone());
         passes.push(tokio::spawn(async move {
-            ledger::scheduler::tick(log.as_ref(), &projector, &clock).await
+            ledger::scheduler::tick(log.as_ref(), &projector, &clock, &ExpiryPolicies::default())
+                .await
         }));
     }
     let mut ticks = Vec::new();

@@ -6,7 +6,7 @@ use chrono::{Duration, Utc};
 use ledger::commands::{CommandError, execute, item_stream, load_item};
 use ledger::log::EventLog;
 use projections::item::{
-    Command, CommandContext, DomainError, ExpiryAction, ItemEvent, ItemStatus, ModelIdentity, Risk,
+    Command, CommandContext, DomainError, ExpiryPolicy, ItemEvent, ItemStatus, ModelIdentity, Risk,
     Submission,
 };
 use std::sync::Arc;
@@ -28,8 +28,8 @@ fn submission(item_id: Uuid, required_approvals: u32) -> Submission {
         priority: 5,
         due_at: Some(Utc::now() + Duration::hours(4)),
         required_approvals,
-        on_expiry: ExpiryAction::Reject,
         callback_url: None,
+        expiry_policy: ExpiryPolicy::built_in().into(),
     }
 }
 

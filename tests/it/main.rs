@@ -7,6 +7,7 @@ mod commands;
 mod crash;
 mod format;
 mod hardening_callbacks;
+mod hardening_expiry;
 mod log;
 mod projections;
 mod purity;

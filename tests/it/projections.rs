@@ -7,7 +7,9 @@ use ledger::clock::Clock;
 use ledger::commands::execute;
 use ledger::log::EventLog;
 use ledger::projector::{Projector, rebuild};
-use projections::item::{Command, CommandContext, ExpiryAction, ModelIdentity, Risk, Submission};
+use projections::item::{
+    Command, CommandContext, ExpiryAction, ExpiryPolicy, ModelIdentity, Risk, Submission,
+};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -58,14 +60,8 @@ async fn a_rebuilt_projection_equals_the_live_one_after_a_long_random_workload()
                 due_at: (random.below(2) == 0)
                     .then(|| now + Duration::minutes(5 + random.below(120) as i64)),
                 required_approvals: 1 + random.below(2) as u32,
-                on_expiry: match random.below(3) {
-                    0 => ExpiryAction::Reject,
-                    1 => ExpiryAction::Approve,
-                    _ => ExpiryAction::Escalate {
-                        queue: "escalations".into(),
-                    },
-                },
                 callback_url: None,
+                expiry_policy: ExpiryPolicy::built_in().into(),
             };
             (
                 item,
@@ -103,11 +99,26 @@ async fn a_rebuilt_projection_equals_the_live_one_after_a_long_random_workload()
                 9 => Command::Comment {
                     text: format!("note {step}"),
                 },
-                10 => Command::Expire,
+                // The operator's policy at expiry: each action, approval allowed or not.
+                10 => Command::Expire {
+                    policy: ExpiryPolicy {
+                        name: "random".into(),
+                        action: match random.below(3) {
+                            0 => ExpiryAction::Reject,
+                            1 => ExpiryAction::Approve,
+                            _ => ExpiryAction::Escalate {
+                                queue: "escalations".into(),
+                            },
+                        },
+                        allow_auto_approval: random.below(2) == 0,
+                        minimum_review_window: Duration::minutes(5),
+                    }
+                    .into(),
+                },
                 _ => Command::ExpireClaim,
             };
             let actor = match command {
-                Command::Expire | Command::ExpireClaim => CommandContext::SCHEDULER,
+                Command::Expire { .. } | Command::ExpireClaim => CommandContext::SCHEDULER,
                 _ => actor,
             };
             (item, actor, command)
