@@ -108,7 +108,9 @@ pub async fn events(
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         match receiver.recv().await? {
             // The room is freed as the event goes to hyper, whose own buffer is bounded.
-            Frame::Event(event, _room) => Some((Ok::<_, std::convert::Infallible>(event), receiver)),
+            Frame::Event(event, _room) => {
+                Some((Ok::<_, std::convert::Infallible>(event), receiver))
+            }
             Frame::Last(event) => {
                 receiver.close();
                 Some((Ok(event), receiver))
@@ -127,12 +129,7 @@ enum Ending {
 }
 
 /// Follows the log from `from` into `frames`, until the client leaves or the feed is cut off.
-async fn produce(
-    state: AppState,
-    caller: Caller,
-    from: u64,
-    frames: mpsc::UnboundedSender<Frame>,
-) {
+async fn produce(state: AppState, caller: Caller, from: u64, frames: mpsc::UnboundedSender<Frame>) {
     let settings = &state.feed;
     let room = Arc::new(Semaphore::new(settings.buffer_bytes as usize));
     let mut subscription = state.log.subscribe(from);
@@ -200,7 +197,9 @@ async fn produce(
     counter.fetch_add(1, Ordering::Relaxed);
     tracing::info!(ending = name, last_sent, "the feed was cut off");
     let data = serde_json::json!({"reason": reason, "last_event_id": last_sent});
-    let _ = frames.send(Frame::Last(Event::default().event(name).data(data.to_string())));
+    let _ = frames.send(Frame::Last(
+        Event::default().event(name).data(data.to_string()),
+    ));
 }
 
 enum Waited {

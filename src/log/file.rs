@@ -513,16 +513,11 @@ impl Subscription for FileSubscription {
             // this line changes the watch again, so `changed()` below cannot miss it.
             let head = *self.head.borrow_and_update();
             if self.next_position < head {
-                let recent = self
-                    .shared
-                    .recent
-                    .lock()
-                    .expect("recent events lock")
-                    .from(
-                        self.next_position,
-                        SUBSCRIPTION_READ_EVENTS,
-                        SUBSCRIPTION_READ_BYTES,
-                    );
+                let recent = self.shared.recent.lock().expect("recent events lock").from(
+                    self.next_position,
+                    SUBSCRIPTION_READ_EVENTS,
+                    SUBSCRIPTION_READ_BYTES,
+                );
                 let events = match recent {
                     Some(events) => events,
                     None => self.shared.read_all_within(
@@ -718,9 +713,11 @@ fn create_segment(
         .map_err(|error| LogError::io(format!("writing header of {name}"), error))
         // The new file's directory entry must be durable too, or a crash could lose the whole file.
         .and_then(|()| {
-            File::open(dir).and_then(|directory| directory.sync_all()).map_err(|error| {
-                LogError::io(format!("syncing directory {}", dir.display()), error)
-            })
+            File::open(dir)
+                .and_then(|directory| directory.sync_all())
+                .map_err(|error| {
+                    LogError::io(format!("syncing directory {}", dir.display()), error)
+                })
         });
     if let Err(error) = written {
         // A segment file holding a header or less is no part of the log yet: nothing was
@@ -1592,8 +1589,14 @@ mod tests {
         // Bounded by bytes of data too, but never below one event.
         assert_eq!(recent.from(90, 10, 250).unwrap().len(), 2);
         assert_eq!(recent.from(90, 10, 1).unwrap().len(), 1);
-        assert!(recent.from(89, 4, usize::MAX).is_none(), "forgotten: read the file");
-        assert!(recent.from(100, 4, usize::MAX).is_none(), "not committed yet");
+        assert!(
+            recent.from(89, 4, usize::MAX).is_none(),
+            "forgotten: read the file"
+        );
+        assert!(
+            recent.from(100, 4, usize::MAX).is_none(),
+            "not committed yet"
+        );
         // One event larger than the whole window is pushed and forgotten at once.
         recent.push([recorded(100, 5 * limit)], limit);
         assert!(recent.events.is_empty() && recent.bytes == 0);

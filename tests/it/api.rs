@@ -29,10 +29,18 @@ pub struct App {
 }
 
 pub async fn spawn_app() -> App {
+    spawn_app_with(Default::default(), |state| state).await
+}
+
+/// [`spawn_app`] over a log with `options`, its state changed by `configure` before it serves.
+pub async fn spawn_app_with(
+    options: ledger::log::FileLogOptions,
+    configure: impl FnOnce(AppState) -> AppState,
+) -> App {
     // reqwest's clients need a crypto provider installed first (see `ledger::tls`).
     ledger::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    let file_log = Arc::new(FileLog::open(dir.path(), Default::default(), "api test").unwrap());
+    let file_log = Arc::new(FileLog::open(dir.path(), options, "api test").unwrap());
     let log: Arc<dyn EventLog> = file_log.clone();
     let projector = Projector::start(log.clone()).await.unwrap();
     let admin =
@@ -64,13 +72,15 @@ pub async fn spawn_app() -> App {
         clock.clone(),
         callback_key.clone(),
     );
-    let state = AppState::new(
-        log,
-        projector.clone(),
-        Some(file_log.clone()),
-        clock.clone(),
-    )
-    .with_callback_key(callback_key.clone());
+    let state = configure(
+        AppState::new(
+            log,
+            projector.clone(),
+            Some(file_log.clone()),
+            clock.clone(),
+        )
+        .with_callback_key(callback_key.clone()),
+    );
     tokio::spawn(ledger::http::serve(listener, state, std::future::pending()));
     App {
         base: format!("http://{address}"),
