@@ -129,9 +129,9 @@ impl Recent {
                 .range(start..)
                 .take(max)
                 .take_while(|event| {
-                    let within = bytes == 0 || bytes + event.data.len() <= max_bytes;
-                    bytes += event.data.len().max(1);
-                    within
+                    let first = bytes == 0;
+                    bytes += event.data.len();
+                    first || bytes <= max_bytes
                 })
                 .cloned()
                 .collect(),
