@@ -112,6 +112,9 @@ pub struct Projector {
     models: Arc<RwLock<ReadModels>>,
     applied: watch::Receiver<u64>,
     waiters: ItemWaiters,
+    /// The position of the last principals event applied: moves when a principal is added or
+    /// revoked, so that open feeds and long-polls learn at once that their caller was revoked.
+    principals: watch::Receiver<u64>,
 }
 
 /// Tells one waiter when its item changed; leaves the registry with its last holder.
@@ -156,6 +159,7 @@ impl Projector {
             "read models rebuilt from the log"
         );
         let (applied_sender, applied) = watch::channel(position);
+        let (principals_sender, principals) = watch::channel(position);
         let follower_models = models.clone();
         let waiters: ItemWaiters = Arc::default();
         let follower_waiters = waiters.clone();
@@ -174,6 +178,13 @@ impl Projector {
                             guard.applied
                         };
                         applied_sender.send_replace(applied);
+                        if let Some(event) = events
+                            .iter()
+                            .rev()
+                            .find(|event| event.stream == PRINCIPALS_STREAM)
+                        {
+                            principals_sender.send_replace(event.position);
+                        }
                         let waiters = follower_waiters.lock().expect("waiters lock");
                         for event in &events {
                             if let Some(item_id) = item_of_stream(&event.stream)
@@ -195,6 +206,7 @@ impl Projector {
             models,
             applied,
             waiters,
+            principals,
         })
     }
 
@@ -211,6 +223,19 @@ impl Projector {
     /// The number of events applied so far.
     pub fn applied(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    /// Whether the projector still follows the log: false once its subscription failed (the read
+    /// models are stale from then on; see `ProjectorStopped`).
+    pub fn is_following(&self) -> bool {
+        // The sender lives as long as the follower task.
+        self.applied.has_changed().is_ok()
+    }
+
+    /// A watch that changes whenever a principals event (an addition, a revocation) has been
+    /// applied; it reports an error once the projector stopped.
+    pub fn principals_changes(&self) -> watch::Receiver<u64> {
+        self.principals.clone()
     }
 
     /// A handle that wakes when the item changes; make it before checking the item's state, so

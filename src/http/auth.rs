@@ -54,6 +54,46 @@ impl Caller {
         self.0.role
     }
 
+    /// Whether the token this request authenticated with still authenticates, by the read models
+    /// as they are now: false once its principal was revoked (or its name given another token).
+    pub fn still_authenticates(&self, state: &AppState) -> bool {
+        state
+            .projector
+            .read()
+            .principals
+            .shared_by_token_hash(&self.0.token_hash)
+            .is_some()
+    }
+
+    /// Resolves once the caller's token stops authenticating (its principal was revoked), so that
+    /// open connections end with the revocation instead of outliving it. Never resolves while the
+    /// token works, nor after the projector stopped (nothing is learned any more then).
+    pub async fn revoked(&self, state: &AppState) {
+        let mut changes = state.projector.principals_changes();
+        loop {
+            // Marked seen before the check: a revocation applied after it wakes `changed`.
+            changes.borrow_and_update();
+            if !self.still_authenticates(state) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// The problem a request of a revoked caller ends with.
+    pub fn revoked_problem(&self) -> ApiError {
+        ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "revoked",
+            format!(
+                "the principal {} was revoked while this request waited",
+                self.name()
+            ),
+        )
+    }
+
     /// Refuses unless the caller has one of `roles`.
     pub fn require(&self, roles: &[Role], doing: impl std::fmt::Display) -> Result<(), ApiError> {
         if roles.contains(&self.0.role) {

@@ -540,17 +540,26 @@ pub async fn wait_for_decision(
         .unwrap_or(Duration::ZERO);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = state.projector.item_changes(id);
+    // Polled only while waiting; each first poll checks the caller again, so a revocation between
+    // a look at the item and the wait is not missed.
+    let revoked = caller.revoked(&state);
+    tokio::pin!(revoked);
     loop {
         let item = visible_item(&state, &caller, id).await?;
+        // The read models are caught up here: a caller revoked by now learns nothing more.
+        if !caller.still_authenticates(&state) {
+            return Err(caller.revoked_problem());
+        }
         if has_answer(&item) {
             return Ok(item_response(StatusCode::OK, &item));
         }
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if remaining.is_zero()
-            || tokio::time::timeout(remaining, changes.changed())
-                .await
-                .is_err()
-        {
+        let timed_out = remaining.is_zero()
+            || tokio::select! {
+                () = &mut revoked => return Err(caller.revoked_problem()),
+                changed = tokio::time::timeout(remaining, changes.changed()) => changed.is_err(),
+            };
+        if timed_out {
             let item = visible_item(&state, &caller, id).await?;
             let status = if has_answer(&item) {
                 StatusCode::OK

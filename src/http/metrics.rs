@@ -181,6 +181,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
             models.board.depth_by_queue(),
         )
     };
+    super::health::render_metrics(&state, &mut out);
     let _ = writeln!(out, "# HELP ledger_events_total Events stored in the log.");
     let _ = writeln!(out, "# TYPE ledger_events_total counter");
     let _ = writeln!(out, "ledger_events_total {head}");

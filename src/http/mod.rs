@@ -8,11 +8,13 @@
 //! - [`items`]: submit, read, decide, wait for a decision; the queue.
 //! - [`principals`]: admins add, list and revoke principals.
 //! - [`feed`]: the log as Server-Sent Events.
+//! - [`health`]: `/healthz` and `/readyz`, the log's and the projector's state.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`openapi`]: `/openapi.json`, the OpenAPI 3.1 document.
 
 pub mod auth;
 pub mod feed;
+pub mod health;
 pub mod items;
 pub mod metrics;
 pub mod openapi;
@@ -22,7 +24,6 @@ pub mod problem;
 use crate::log::{EventLog, FileLog};
 use crate::projector::Projector;
 use axum::Router;
-use axum::extract::State;
 use axum::routing::{MethodRouter, delete, get, post};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -54,6 +55,8 @@ pub struct Shared {
     /// The operator's expiry policies: a submission's `due_at` must leave its policy's minimum
     /// review window (the scheduler holds the same policies for the action at expiry).
     pub expiry_policies: Arc<crate::expiry_policy::ExpiryPolicies>,
+    /// The event feeds' bound in bytes, and how many were cut off.
+    pub feed: feed::FeedSettings,
 }
 
 impl std::ops::Deref for AppState {
@@ -81,6 +84,7 @@ impl AppState {
             callback_key: None,
             callback_policy: crate::callback_policy::CallbackPolicy::public_only(),
             expiry_policies: Arc::default(),
+            feed: feed::FeedSettings::default(),
         }))
     }
 
@@ -124,6 +128,15 @@ impl AppState {
             .expiry_policies = policies;
         self
     }
+
+    /// Sets how many bytes of encoded events an event feed may have queued for its client
+    /// (`feed::DEFAULT_FEED_BUFFER_BYTES` by default); only while building the state.
+    pub fn with_feed_buffer_bytes(mut self, bytes: u32) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("the feed bound is set before the state is shared")
+            .feed = feed::FeedSettings::with_buffer_bytes(bytes);
+        self
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -140,7 +153,8 @@ impl std::fmt::Debug for Shared {
 /// `tests/it/api.rs` checks it against the OpenAPI operations (`openapi::operations`).
 pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
-        ("/healthz", get(health)),
+        ("/healthz", get(health::health)),
+        ("/readyz", get(health::ready)),
         ("/metrics", get(metrics::render)),
         ("/openapi.json", get(openapi::serve_document)),
         ("/v1/items", post(items::submit)),
@@ -174,16 +188,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { problem::ApiError::not_found("no such route") })
         .layer(metrics::TrackLayer::new(state.clone()))
         .with_state(state)
-}
-
-async fn health(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
-    let streams = state.file_log.as_ref().map(|log| log.stream_count());
-    axum::Json(serde_json::json!({
-        "status": "ok",
-        "events": state.log.head(),
-        "streams": streams,
-        "projected": state.projector.applied(),
-    }))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.

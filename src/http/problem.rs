@@ -149,6 +149,26 @@ impl From<LogError> for ApiError {
                 "duplicate-event",
                 format!("event id {id} is stored already"),
             ),
+            // The log's state is what `/healthz` reports; the OS error stays there and in the
+            // server's log, the client learns whether retrying can help.
+            LogError::WritesPaused(reason) => {
+                tracing::warn!(%reason, "an append was refused while the log's writes are paused");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "log-writes-paused",
+                    "the log refuses writes for now and nothing was written; retry later (GET /healthz says why)",
+                )
+                .with("retryable", true)
+            }
+            LogError::Poisoned(reason) => {
+                tracing::error!(%reason, "an append was refused: the log is poisoned");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "log-poisoned",
+                    "the log stopped accepting writes after an I/O failure and nothing was written; the server needs a restart (GET /healthz says why)",
+                )
+                .with("retryable", false)
+            }
             other => ApiError::internal(&other),
         }
     }

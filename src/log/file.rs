@@ -15,7 +15,9 @@ use super::segment::{
     chain_hash, classify_tail, decode_segment_header, encode_frame, encode_segment_header,
     frame_at, is_torn_segment_header, list_segments, read_from, segment_file_name,
 };
-use super::{AppendResult, DirectoryLock, EventLog, ExpectedVersion, LogError, Subscription};
+use super::{
+    AppendResult, DirectoryLock, EventLog, ExpectedVersion, LogError, LogHealth, Subscription,
+};
 use async_trait::async_trait;
 use foldhash::{HashMap, HashSet};
 use projections::event::{
@@ -24,7 +26,7 @@ use projections::event::{
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
@@ -33,6 +35,13 @@ use uuid::Uuid;
 
 /// How far ahead of the last record the writer extends a segment file with zeros.
 const PREALLOCATE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What a subscription reads ahead at most, in events and in bytes (of data in memory, of
+/// records from a file): at least one event, however large. Bounded in bytes too, because a
+/// subscriber holds what it read ahead until it takes it: 1,024 events of 1.9 MB each held a
+/// whole segment per slow event feed.
+const SUBSCRIPTION_READ_EVENTS: usize = 1024;
+const SUBSCRIPTION_READ_BYTES: usize = 1024 * 1024;
 
 /// Tunables of the embedded log.
 #[derive(Debug, Clone)]
@@ -76,6 +85,11 @@ struct Shared {
     /// index to add a batch. Stored by the writer after the index holds the batch.
     head: AtomicU64,
     recent: Mutex<Recent>,
+    /// What the writer last reported about its writes (`EventLog::health`). A std Mutex: set by
+    /// the writer on a change of state, read by health checks.
+    health: Mutex<LogHealth>,
+    /// Batches whose write failed (`EventLog::write_failures`).
+    write_failures: AtomicU64,
 }
 
 /// The last events committed by this process's writer, as the writer built them, for
@@ -102,13 +116,26 @@ fn held_bytes(event: &RecordedEvent) -> usize {
 }
 
 impl Recent {
-    /// Up to `max` events from `position`, if this holds `position`.
-    fn from(&self, position: u64, max: usize) -> Option<Vec<RecordedEvent>> {
+    /// Up to `max` events from `position`, and about `max_bytes` of their data (at least one
+    /// event), if this holds `position`.
+    fn from(&self, position: u64, max: usize, max_bytes: usize) -> Option<Vec<RecordedEvent>> {
         let start = position.checked_sub(self.first_position)? as usize;
         if start >= self.events.len() {
             return None;
         }
-        Some(self.events.range(start..).take(max).cloned().collect())
+        let mut bytes = 0usize;
+        Some(
+            self.events
+                .range(start..)
+                .take(max)
+                .take_while(|event| {
+                    let first = bytes == 0;
+                    bytes += event.data.len();
+                    first || bytes <= max_bytes
+                })
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Adds the events of a committed batch (in position order, right after what is held) and
@@ -295,8 +322,7 @@ impl FileLog {
         use anyhow::Context;
         let lock = match mode {
             OpenMode::Write => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating data directory {}", dir.display()))?;
+                create_data_directory(dir)?;
                 Some(DirectoryLock::acquire(dir, purpose)?)
             }
             OpenMode::ReadOnly => {
@@ -324,6 +350,8 @@ impl FileLog {
             head: AtomicU64::new(index.head),
             index: RwLock::new(index),
             recent: Mutex::new(Recent::default()),
+            health: Mutex::new(LogHealth::Writable),
+            write_failures: AtomicU64::new(0),
         });
         let (requests, writer) = match lock {
             Some(lock) => {
@@ -444,6 +472,14 @@ impl EventLog for FileLog {
             .stream_version(stream)
     }
 
+    fn health(&self) -> LogHealth {
+        self.shared.health.lock().expect("log health lock").clone()
+    }
+
+    fn write_failures(&self) -> u64 {
+        self.shared.write_failures.load(Ordering::Relaxed)
+    }
+
     fn subscribe(&self, from_position: u64) -> Box<dyn Subscription> {
         Box::new(FileSubscription {
             shared: self.shared.clone(),
@@ -477,15 +513,18 @@ impl Subscription for FileSubscription {
             // this line changes the watch again, so `changed()` below cannot miss it.
             let head = *self.head.borrow_and_update();
             if self.next_position < head {
-                let recent = self
-                    .shared
-                    .recent
-                    .lock()
-                    .expect("recent events lock")
-                    .from(self.next_position, 1024);
+                let recent = self.shared.recent.lock().expect("recent events lock").from(
+                    self.next_position,
+                    SUBSCRIPTION_READ_EVENTS,
+                    SUBSCRIPTION_READ_BYTES,
+                );
                 let events = match recent {
                     Some(events) => events,
-                    None => self.shared.read_all(self.next_position, 1024)?,
+                    None => self.shared.read_all_within(
+                        self.next_position,
+                        SUBSCRIPTION_READ_EVENTS,
+                        SUBSCRIPTION_READ_BYTES,
+                    )?,
                 };
                 self.next_position += events.len() as u64;
                 self.buffer.extend(events);
@@ -505,6 +544,17 @@ impl Subscription for FileSubscription {
 
 impl Shared {
     fn read_all(&self, from_position: u64, max: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_all_within(from_position, max, usize::MAX)
+    }
+
+    /// Up to `max` events from `from_position`, within one segment and about `max_bytes` of
+    /// records (at least one).
+    fn read_all_within(
+        &self,
+        from_position: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
         // Copy out the byte range to read, within one segment, under the lock; read outside it.
         let (file, name, first_offset, end_offset, count) = {
             let index = self.index.read().expect("index lock");
@@ -512,7 +562,13 @@ impl Shared {
                 return Ok(Vec::new());
             };
             let start = (from_position - segment.first_position) as usize;
-            let end = (start + max.max(1)).min(segment.offsets.len());
+            let last = (start + max.max(1)).min(segment.offsets.len());
+            // Records that start within `max_bytes` of the first: the first always does.
+            let first = segment.offsets[start] as usize;
+            let end = start
+                + 1
+                + segment.offsets[start + 1..last]
+                    .partition_point(|&offset| (offset as usize - first) < max_bytes);
             let end_offset = match segment.offsets.get(end) {
                 Some(offset) => *offset as u64,
                 None => segment.committed_len,
@@ -609,6 +665,34 @@ fn read_at_position(index: &Index, position: u64) -> Result<RecordedEvent, LogEr
         .read()
 }
 
+/// Creates the data directory (and its parents) readable by the owner only, as the segments,
+/// the lock and the callback key in it are. A directory that exists is left as it is, with a
+/// warning if others may read it: its modes are the operator's.
+fn create_data_directory(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading data directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the data directory may be read by other users; chmod 700 it"
+        );
+    }
+    Ok(())
+}
+
+/// Creates the segment starting at `first_position`: its file (owner-only), its header, durable,
+/// and durable in the directory. On failure nothing of it is left behind (the file is removed
+/// again, as far as that works), so that creating it can be retried: a failure here paused the
+/// log, it did not poison it (`LogHealth::WritesPaused`).
 fn create_segment(
     dir: &Path,
     first_position: u64,
@@ -620,15 +704,29 @@ fn create_segment(
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|error| LogError::io(format!("creating {}", path.display()), error))?;
-    file.write_all(&encode_segment_header(first_position, chain_before))
+    let written = file
+        .write_all(&encode_segment_header(first_position, chain_before))
         .and_then(|()| file.sync_all())
-        .map_err(|error| LogError::io(format!("writing header of {name}"), error))?;
-    // The new file's directory entry must be durable too, or a crash could lose the whole file.
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
-        .map_err(|error| LogError::io(format!("syncing directory {}", dir.display()), error))?;
+        .map_err(|error| LogError::io(format!("writing header of {name}"), error))
+        // The new file's directory entry must be durable too, or a crash could lose the whole file.
+        .and_then(|()| {
+            File::open(dir)
+                .and_then(|directory| directory.sync_all())
+                .map_err(|error| {
+                    LogError::io(format!("syncing directory {}", dir.display()), error)
+                })
+        });
+    if let Err(error) = written {
+        // A segment file holding a header or less is no part of the log yet: nothing was
+        // acknowledged in it. Left behind, it would stop the next attempt (`create_new`).
+        if let Err(remove_error) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), %remove_error, "could not remove a segment file whose creation failed");
+        }
+        return Err(error);
+    }
     Ok(Segment {
         first_position,
         name,
@@ -897,7 +995,11 @@ struct Writer {
     current_len: u64,
     /// Bytes of the open segment file, zeros past `current_len` (see `preallocate_through`).
     allocated_len: u64,
+    /// Why appends are refused until the log is reopened (a write or fsync of records failed).
     poisoned: Option<String>,
+    /// Why appends are refused for now (the next segment could not be created); every batch
+    /// retries, and the first that succeeds clears this.
+    paused: Option<String>,
     buffer: Vec<u8>,
     payload: Vec<u8>,
 }
@@ -942,6 +1044,7 @@ impl Writer {
             current_len,
             allocated_len,
             poisoned: None,
+            paused: None,
             buffer: Vec::with_capacity(1 << 20),
             payload: Vec::with_capacity(4096),
         })
@@ -977,14 +1080,27 @@ impl Writer {
             }
             return;
         }
-        if let Err(error) = self.roll_if_full() {
-            let reason = error.to_string();
-            tracing::error!(%reason, "could not start a new segment");
+        if let Err(failure) = self.roll_if_full() {
+            let (refusal, reason): (fn(String) -> LogError, String) = match failure {
+                RollFailure::Poisoning(reason) => {
+                    self.poison(reason.clone());
+                    (LogError::Poisoned, reason)
+                }
+                RollFailure::Transient(reason) => {
+                    self.pause(reason.clone());
+                    (LogError::WritesPaused, reason)
+                }
+            };
             for request in batch {
-                let _ = request.reply.send(Err(LogError::Poisoned(reason.clone())));
+                let _ = request.reply.send(Err(refusal(reason.clone())));
             }
-            self.poisoned = Some(reason);
             return;
+        }
+        if let Some(reason) = self.paused.take() {
+            // Only a failed roll pauses, and the segment stays full until a roll succeeds: this
+            // batch got here because the retry worked.
+            tracing::warn!(%reason, "the log takes writes again: the new segment was created after all");
+            self.publish_health(LogHealth::Writable);
         }
         self.buffer.clear();
         let mut staged: Vec<Staged> = Vec::with_capacity(batch.len());
@@ -1072,16 +1188,39 @@ impl Writer {
         });
         if let Err(error) = result {
             let reason = format!("writing the log failed: {error}");
-            tracing::error!(%reason, "refusing further appends until the log is reopened");
             // Cut what may have reached the file, so that a reopen does not find unacknowledged
             // records that are complete and valid.
             let _ = self.current.set_len(self.current_len);
             let _ = self.current.sync_all();
             self.allocated_len = self.current_len;
-            self.poisoned = Some(reason.clone());
+            self.poison(reason.clone());
             return Err(reason);
         }
         Ok(())
+    }
+
+    /// Refuses every later append until the log is reopened (see `LogHealth::Poisoned`).
+    fn poison(&mut self, reason: String) {
+        self.shared.write_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%reason, "the log refuses every further append until it is reopened (restart the server): a write or fsync of records failed");
+        self.paused = None;
+        self.poisoned = Some(reason.clone());
+        self.publish_health(LogHealth::Poisoned { reason });
+    }
+
+    /// Refuses appends until a retry of what failed succeeds (see `LogHealth::WritesPaused`);
+    /// logged once per reason, not once per refused batch.
+    fn pause(&mut self, reason: String) {
+        self.shared.write_failures.fetch_add(1, Ordering::Relaxed);
+        if self.paused.as_deref() != Some(reason.as_str()) {
+            tracing::error!(%reason, "the log refuses appends until it can start a new segment; every append retries");
+        }
+        self.paused = Some(reason.clone());
+        self.publish_health(LogHealth::WritesPaused { reason });
+    }
+
+    fn publish_health(&self, health: LogHealth) {
+        *self.shared.health.lock().expect("log health lock") = health;
     }
 
     /// Makes sure the segment file has zero-filled space through `end`, extending it by
@@ -1119,7 +1258,11 @@ impl Writer {
         Ok(())
     }
 
-    fn roll_if_full(&mut self) -> Result<(), LogError> {
+    /// Starts a new segment once the open one is full. Closing the full one (trimming its
+    /// preallocated zeros and syncing it) is a write of the file that holds records: its failure
+    /// poisons. Creating the next one touches no record: its failure (no file descriptor left,
+    /// no room for a directory entry) only pauses, and the next batch tries again.
+    fn roll_if_full(&mut self) -> Result<(), RollFailure> {
         if self.current_len < self.options.segment_size {
             return Ok(());
         }
@@ -1127,9 +1270,12 @@ impl Writer {
             let index = self.shared.index.read().expect("index lock");
             (index.head, index.last_chain)
         };
-        self.trim()
-            .map_err(|error| LogError::io("closing a full segment", error))?;
-        let segment = create_segment(&self.shared.dir, head, &chain)?;
+        self.trim().map_err(|error| {
+            RollFailure::Poisoning(format!("closing a full segment failed: {error}"))
+        })?;
+        let segment = create_segment(&self.shared.dir, head, &chain).map_err(|error| {
+            RollFailure::Transient(format!("could not start a new segment: {error}"))
+        })?;
         self.current = segment.file.clone();
         self.current_len = segment.committed_len;
         self.allocated_len = self.current_len;
@@ -1142,6 +1288,14 @@ impl Writer {
             .push(segment);
         Ok(())
     }
+}
+
+/// Why the writer could not start a new segment.
+enum RollFailure {
+    /// Closing the full segment failed: the log is poisoned.
+    Poisoning(String),
+    /// Creating the next segment failed; nothing was written, and the next batch retries.
+    Transient(String),
 }
 
 /// The next request: polled for a few microseconds before sleeping on the channel. A caller that
@@ -1401,7 +1555,7 @@ mod tests {
     fn recent_events_stay_within_their_bytes_and_answer_only_what_they_hold() {
         let limit = 10 * (100 + RECENT_EVENT_ALLOWANCE);
         let mut recent = Recent::default();
-        assert!(recent.from(0, 10).is_none(), "nothing held yet");
+        assert!(recent.from(0, 10, usize::MAX).is_none(), "nothing held yet");
         for first in (0..100).step_by(5) {
             recent.push(
                 (first..first + 5).map(|position| recorded(position, 100)),
@@ -1426,19 +1580,28 @@ mod tests {
         // The last ten are held, in order; older positions and the head itself are not.
         assert_eq!(recent.first_position, 90);
         let from_93: Vec<u64> = recent
-            .from(93, 4)
+            .from(93, 4, usize::MAX)
             .unwrap()
             .iter()
             .map(|event| event.position)
             .collect();
         assert_eq!(from_93, vec![93, 94, 95, 96]);
-        assert!(recent.from(89, 4).is_none(), "forgotten: read the file");
-        assert!(recent.from(100, 4).is_none(), "not committed yet");
+        // Bounded by bytes of data too, but never below one event.
+        assert_eq!(recent.from(90, 10, 250).unwrap().len(), 2);
+        assert_eq!(recent.from(90, 10, 1).unwrap().len(), 1);
+        assert!(
+            recent.from(89, 4, usize::MAX).is_none(),
+            "forgotten: read the file"
+        );
+        assert!(
+            recent.from(100, 4, usize::MAX).is_none(),
+            "not committed yet"
+        );
         // One event larger than the whole window is pushed and forgotten at once.
         recent.push([recorded(100, 5 * limit)], limit);
         assert!(recent.events.is_empty() && recent.bytes == 0);
-        assert!(recent.from(100, 1).is_none());
+        assert!(recent.from(100, 1, usize::MAX).is_none());
         recent.push([recorded(101, 100)], limit);
-        assert_eq!(recent.from(101, 1).unwrap()[0].position, 101);
+        assert_eq!(recent.from(101, 1, usize::MAX).unwrap()[0].position, 101);
     }
 }

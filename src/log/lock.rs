@@ -7,6 +7,7 @@
 use anyhow::Context;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// An exclusive hold on a data directory; released on drop.
@@ -25,6 +26,8 @@ impl DirectoryLock {
             .write(true)
             .create(true)
             .truncate(false)
+            // Owner-only, like everything in the data directory (`docs/ledger-format.md`).
+            .mode(0o600)
             .open(&path)
             .with_context(|| format!("opening lock file {}", path.display()))?;
         match file.try_lock() {

@@ -9,10 +9,12 @@
 //!   catches up and then follows live appends without a gap or a duplicate.
 
 mod file;
+mod health;
 mod lock;
 pub mod segment;
 
 pub use file::{FileLog, FileLogOptions};
+pub use health::LogHealth;
 pub use lock::DirectoryLock;
 
 use async_trait::async_trait;
@@ -71,6 +73,10 @@ pub enum LogError {
     /// a failed fsync the kernel may have dropped dirty pages it reported as written.
     #[error("the log stopped accepting writes after an I/O failure: {0}")]
     Poisoned(String),
+    /// The log cannot take writes for now (the next segment file could not be created); nothing
+    /// of this append was written, and a later append retries. See `LogHealth::WritesPaused`.
+    #[error("the log refuses writes for now (nothing was written; retry later): {0}")]
+    WritesPaused(String),
     /// The log's writer is gone (the log is shutting down).
     #[error("the log is closed")]
     Closed,
@@ -154,4 +160,17 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Every event from `from_position` on, then each live append as it is acknowledged.
     fn subscribe(&self, from_position: u64) -> Box<dyn Subscription>;
+
+    /// Whether the log takes appends now, and if not, why and for how long (until a retry works,
+    /// or until it is reopened). `/healthz` and `/readyz` answer from this. The default is for a
+    /// backend that has no state of its own to report: its appends say what went wrong.
+    fn health(&self) -> LogHealth {
+        LogHealth::Writable
+    }
+
+    /// How many writes (batches of appends) have failed since the log was opened, whether they
+    /// paused or poisoned it.
+    fn write_failures(&self) -> u64 {
+        0
+    }
 }

@@ -45,23 +45,32 @@ pub async fn spawn_app() -> App {
 pub async fn spawn_app_with_callback_policy(
     callback_policy: ledger::callback_policy::CallbackPolicy,
 ) -> App {
-    spawn_app_configured(callback_policy, |state| state).await
+    spawn_app_configured(callback_policy, Default::default(), |state| state).await
 }
 
 /// [`spawn_app`] with the server's state changed by `configure` before it serves (a `with_*`
 /// builder of `AppState`: expiry policies, …).
 pub async fn spawn_app_with(configure: impl FnOnce(AppState) -> AppState) -> App {
-    spawn_app_configured(loopback_callbacks(), configure).await
+    spawn_app_configured(loopback_callbacks(), Default::default(), configure).await
+}
+
+/// [`spawn_app`] over a log with `options`, its state changed by `configure` before it serves.
+pub async fn spawn_app_on_log(
+    options: ledger::log::FileLogOptions,
+    configure: impl FnOnce(AppState) -> AppState,
+) -> App {
+    spawn_app_configured(loopback_callbacks(), options, configure).await
 }
 
 async fn spawn_app_configured(
     callback_policy: ledger::callback_policy::CallbackPolicy,
+    options: ledger::log::FileLogOptions,
     configure: impl FnOnce(AppState) -> AppState,
 ) -> App {
     // reqwest's clients need a crypto provider installed first (see `ledger::tls`).
     ledger::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    let file_log = Arc::new(FileLog::open(dir.path(), Default::default(), "api test").unwrap());
+    let file_log = Arc::new(FileLog::open(dir.path(), options, "api test").unwrap());
     let log: Arc<dyn EventLog> = file_log.clone();
     let projector = Projector::start(log.clone()).await.unwrap();
     let admin =

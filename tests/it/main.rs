@@ -8,6 +8,7 @@ mod crash;
 mod format;
 mod hardening_callbacks;
 mod hardening_expiry;
+mod hardening_health;
 mod log;
 mod projections;
 mod purity;
