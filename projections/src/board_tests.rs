@@ -47,8 +47,8 @@ fn submission(item_id: Uuid) -> Submission {
             name: "reply-drafter".into(),
             version: "2025-02-14".into(),
         },
-        output: json!({"body": "Your refund is on its way.", "item": item_id}),
-        context: json!({"ticket": 4711}),
+        output: json!({"body": "Your refund is on its way.", "item": item_id}).into(),
+        context: json!({"ticket": 4711}).into(),
         confidence: Some(0.8),
         risk: Risk::Normal,
         priority: 0,
@@ -398,7 +398,7 @@ fn an_item_with_changes_requested_leaves_the_queue_until_it_is_revised() {
     scenario.run(
         item(1),
         Command::Revise {
-            output: json!({"body": "Refund plus shipping."}),
+            output: json!({"body": "Refund plus shipping."}).into(),
             note: None,
         },
         SUBMITTER,
@@ -410,7 +410,7 @@ fn an_item_with_changes_requested_leaves_the_queue_until_it_is_revised() {
     assert_eq!(entries[0].revision, 2);
     assert_eq!(
         entries[0].output_hash,
-        output_hash(&json!({"body": "Refund plus shipping."}))
+        output_hash(&json!({"body": "Refund plus shipping."}).into())
     );
     assert!(
         scenario
@@ -793,7 +793,7 @@ fn a_workload_lists_live_claims_and_counts_what_the_reviewer_did() {
     scenario.run(
         item(4),
         Command::EditAndApprove {
-            edited_output: json!({"body": "Edited."}),
+            edited_output: json!({"body": "Edited."}).into(),
             note: None,
             seen_output_hash: None,
         },
@@ -1017,7 +1017,7 @@ impl CommandChoice {
             ),
             CommandChoice::EditAndApprove { output_choice } => (
                 Command::EditAndApprove {
-                    edited_output: json!({"edited": output_choice}),
+                    edited_output: json!({"edited": output_choice}).into(),
                     note: None,
                     seen_output_hash: None,
                 },
@@ -1039,7 +1039,7 @@ impl CommandChoice {
             ),
             CommandChoice::Revise { output_choice } => (
                 Command::Revise {
-                    output: json!({"revised": output_choice}),
+                    output: json!({"revised": output_choice}).into(),
                     note: None,
                 },
                 SUBMITTER,
