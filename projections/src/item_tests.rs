@@ -850,9 +850,7 @@ fn approve_without_a_claim_decides_the_item() {
     assert!(state.is_decided());
     assert!(state.is_closed());
     assert_eq!(
-        state
-            .decision
-            .and_then(|decision| decision.final_output),
+        state.decision.and_then(|decision| decision.final_output),
         Some(original_output())
     );
 }
@@ -2552,7 +2550,9 @@ fn sent(text: &str) -> JsonText {
 
 #[test]
 fn an_output_is_stored_decided_and_hashed_as_the_text_sent() {
-    let output = sent(r#"{"amount": 123456789012345678901234567890, "tiny": 1e-400, "one": 1.0, "zero": -0, "pi": 3.14159265358979323846264338327950288}"#);
+    let output = sent(
+        r#"{"amount": 123456789012345678901234567890, "tiny": 1e-400, "one": 1.0, "zero": -0, "pi": 3.14159265358979323846264338327950288}"#,
+    );
     let exact = r#"{"amount":123456789012345678901234567890,"tiny":1e-400,"one":1.0,"zero":-0,"pi":3.14159265358979323846264338327950288}"#;
     let edit = sent(r#"{"amount": 1E+400}"#);
     let events = given(vec![])
@@ -2590,7 +2590,9 @@ fn an_output_is_stored_decided_and_hashed_as_the_text_sent() {
     assert_eq!(state.output.as_str(), r#"{"amount":1E+400}"#);
     let decision = state.decision.expect("decided by the edit");
     assert_eq!(
-        decision.final_output.map(|output| output.as_str().to_owned()),
+        decision
+            .final_output
+            .map(|output| output.as_str().to_owned()),
         Some(r#"{"amount":1E+400}"#.to_owned())
     );
     assert_eq!(decision.output_hash, output_hash(&edit));
@@ -2610,7 +2612,7 @@ fn an_item_submitted_before_outputs_were_kept_as_sent_decodes_and_folds_as_it_di
         submitted_event.output.as_str(),
         r#"{"a":1.2345678901234568e+29,"b":"x"}"#
     );
-    let state = fold(&[event.clone()]);
+    let state = fold(std::slice::from_ref(&event));
     // What the old fold held: the stored output read into a tree and written again.
     let old_fold_output: Value =
         serde_json::from_str(r#"{"a":1.2345678901234568e+29,"b":"x"}"#).unwrap();

@@ -161,7 +161,8 @@ fn string_end(text: &str, start: usize) -> Result<usize, JsonTextError> {
                 match unit {
                     0xD800..=0xDBFF => {
                         let low_follows = bytes.get(index + 6..index + 8) == Some(b"\\u")
-                            && hex_at(index + 8).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low));
+                            && hex_at(index + 8)
+                                .is_some_and(|low| (0xDC00..=0xDFFF).contains(&low));
                         if !low_follows {
                             return Err(lone());
                         }
@@ -314,7 +315,14 @@ mod tests {
         let read: std::collections::BTreeMap<String, JsonText> =
             serde_json::from_str(&stored).unwrap();
         assert_eq!(read["output"], kept);
-        for scalar in ["1e400", "-0.0", "\"\"", "true", "null", "0.1000000000000000000001"] {
+        for scalar in [
+            "1e400",
+            "-0.0",
+            "\"\"",
+            "true",
+            "null",
+            "0.1000000000000000000001",
+        ] {
             assert_eq!(client(scalar).unwrap().as_str(), scalar);
         }
         assert!(client("null").unwrap().is_null());
@@ -340,7 +348,10 @@ mod tests {
             r#"[{"a":{"a":1}},{"a":[{"a":2,"b":{"a":3}}]}]"#,
             "the same key in different objects is fine"
         );
-        assert!(client(r#"{"x": ["a", "a"], "y": {"x": 1}}"#).is_ok(), "values are not keys");
+        assert!(
+            client(r#"{"x": ["a", "a"], "y": {"x": 1}}"#).is_ok(),
+            "values are not keys"
+        );
     }
 
     #[test]
@@ -362,7 +373,9 @@ mod tests {
             );
         }
         assert_eq!(
-            client(r#"["\ud83d\ude00", "\\ud800", "😀"]"#).unwrap().as_str(),
+            client(r#"["\ud83d\ude00", "\\ud800", "😀"]"#)
+                .unwrap()
+                .as_str(),
             r#"["\ud83d\ude00","\\ud800","😀"]"#,
             "a pair, an escaped backslash before ud800, and the character itself"
         );
