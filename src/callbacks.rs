@@ -518,27 +518,56 @@ impl Dispatcher {
             .item(pending.item_id)
             .cloned()
             .context("the item of a delivery is not on the board")?;
-        let body = serde_json::json!({
-            "delivery_id": pending.delivery_id,
-            "attempt": attempt,
-            "item": {
-                "id": item.id,
-                "queue": item.queue,
-                "kind": item.kind,
-                "model": item.model,
-                "submitted_by": item.submitted_by,
-                "status": item.status,
+        // Written as it is, not through a `Value` (as `json!` would): the answer's data and the
+        // final output are their stored text, numbers byte for byte. Keys in the order `json!`
+        // wrote them (sorted).
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            answer: Answer<'a>,
+            attempt: u32,
+            decision: &'a Option<Box<projections::item::Decision>>,
+            delivery_id: uuid::Uuid,
+            item: ItemSummary<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct Answer<'a> {
+            actor: &'a str,
+            data: &'a serde_json::value::RawValue,
+            hash: String,
+            position: u64,
+            recorded_at: chrono::DateTime<chrono::Utc>,
+            r#type: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        struct ItemSummary<'a> {
+            id: uuid::Uuid,
+            kind: &'a str,
+            model: &'a projections::item::ModelIdentity,
+            queue: &'a str,
+            status: projections::item::ItemStatus,
+            submitted_by: &'a str,
+        }
+        let body = Body {
+            answer: Answer {
+                actor: &answer.actor,
+                data: serde_json::from_str(&answer.data)?,
+                hash: hex::encode(answer.hash),
+                position: answer.position,
+                recorded_at: answer.recorded_at,
+                r#type: &answer.event_type,
             },
-            "answer": {
-                "type": answer.event_type,
-                "position": answer.position,
-                "actor": answer.actor,
-                "recorded_at": answer.recorded_at,
-                "hash": hex::encode(answer.hash),
-                "data": answer.data_json()?,
+            attempt,
+            decision: &item.decision,
+            delivery_id: pending.delivery_id,
+            item: ItemSummary {
+                id: item.id,
+                kind: &item.kind,
+                model: &item.model,
+                queue: &item.queue,
+                status: item.status,
+                submitted_by: &item.submitted_by,
             },
-            "decision": item.decision,
-        });
+        };
         Ok((serde_json::to_vec(&body)?, item.submitted_by.to_string()))
     }
 

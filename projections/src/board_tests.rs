@@ -48,8 +48,8 @@ fn submission(item_id: Uuid) -> Submission {
             name: "reply-drafter".into(),
             version: "2025-02-14".into(),
         },
-        output: json!({"body": "Your refund is on its way.", "item": item_id}),
-        context: json!({"ticket": 4711}),
+        output: json!({"body": "Your refund is on its way.", "item": item_id}).into(),
+        context: json!({"ticket": 4711}).into(),
         confidence: Some(0.8),
         risk: Risk::Normal,
         priority: 0,
@@ -421,7 +421,7 @@ fn an_item_with_changes_requested_leaves_the_queue_until_it_is_revised() {
     scenario.run(
         item(1),
         Command::Revise {
-            output: json!({"body": "Refund plus shipping."}),
+            output: json!({"body": "Refund plus shipping."}).into(),
             note: None,
         },
         SUBMITTER,
@@ -433,7 +433,7 @@ fn an_item_with_changes_requested_leaves_the_queue_until_it_is_revised() {
     assert_eq!(entries[0].revision, 2);
     assert_eq!(
         entries[0].output_hash,
-        output_hash(&json!({"body": "Refund plus shipping."}))
+        output_hash(&json!({"body": "Refund plus shipping."}).into())
     );
     assert!(
         scenario
@@ -816,7 +816,7 @@ fn a_workload_lists_live_claims_and_counts_what_the_reviewer_did() {
     scenario.run(
         item(4),
         Command::EditAndApprove {
-            edited_output: json!({"body": "Edited."}),
+            edited_output: json!({"body": "Edited."}).into(),
             note: None,
             seen_output_hash: None,
         },
@@ -1026,7 +1026,7 @@ impl CommandChoice {
             ),
             CommandChoice::EditAndApprove { output_choice } => (
                 Command::EditAndApprove {
-                    edited_output: json!({"edited": output_choice}),
+                    edited_output: json!({"edited": output_choice}).into(),
                     note: None,
                     seen_output_hash: None,
                 },
@@ -1048,7 +1048,7 @@ impl CommandChoice {
             ),
             CommandChoice::Revise { output_choice } => (
                 Command::Revise {
-                    output: json!({"revised": output_choice}),
+                    output: json!({"revised": output_choice}).into(),
                     note: None,
                 },
                 SUBMITTER,

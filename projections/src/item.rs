@@ -230,16 +230,25 @@ impl From<Outcome> for ItemStatus {
     }
 }
 
-/// The content hash that binds a decision to exactly the output that was shown:
-/// lowercase hex SHA-256 of the output's compact JSON with object keys sorted.
+/// The content hash that binds a decision to exactly the output that was shown: SHA-256 of the
+/// output's JSON text, exactly as it is stored in its event and answered by the API.
 ///
-/// The keys are sorted here explicitly rather than trusting `serde_json::Map` to be a `BTreeMap`,
-/// because another crate in the build enabling serde_json's `preserve_order` feature would silently change every hash.
-/// Without that feature the bytes are exactly `serde_json::to_vec(output)`.
-pub fn output_hash(output: &Value) -> OutputHash {
-    let canonical_bytes = serde_json::to_vec(&with_sorted_keys(output))
-        .expect("a serde_json::Value always serializes: its object keys are strings");
-    OutputHash(Sha256::digest(&canonical_bytes).into())
+/// That text is the client's own, every token byte for byte with the whitespace between tokens
+/// dropped ([`JsonText::from_client`]); events written before outputs were kept as sent hold
+/// serde_json's compact text with sorted keys, and their hashes were of that text, so one rule
+/// covers every event (`docs/ledger-format.md`, `docs/adr/0008-byte-exact-outputs.md`).
+pub fn output_hash(output: &JsonText) -> OutputHash {
+    OutputHash(Sha256::digest(output.as_str().as_bytes()).into())
+}
+
+/// The fingerprint of a submission, which an `Idempotency-Key` retry must match: SHA-256 of the
+/// submission as serde_json writes it (its fields in their order, the output and context as
+/// their stored text). Two requests that ask for the same submission in different spellings
+/// (field order, whitespace, an explicit default) have the same fingerprint.
+pub fn submission_fingerprint(submission: &Submission) -> OutputHash {
+    let bytes = serde_json::to_vec(submission)
+        .expect("a submission always serializes: its maps have string keys");
+    OutputHash(Sha256::digest(&bytes).into())
 }
 
 /// An [`output_hash`]: 32 bytes, written everywhere (events, JSON answers, messages) as 64 lowercase hex digits.
@@ -330,23 +339,6 @@ impl<'de> Deserialize<'de> for OutputHash {
     }
 }
 
-fn with_sorted_keys(value: &Value) -> Value {
-    match value {
-        Value::Array(elements) => Value::Array(elements.iter().map(with_sorted_keys).collect()),
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|left, right| left.0.cmp(right.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(key, nested)| (key.clone(), with_sorted_keys(nested)))
-                    .collect(),
-            )
-        }
-        scalar => scalar.clone(),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Commands
 // ---------------------------------------------------------------------------------------------
@@ -372,17 +364,17 @@ impl CommandContext {
 }
 
 /// An AI output submitted for review; the actor who submits it is its submitter.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Submission {
     pub item_id: Uuid,
     pub queue: String,
     /// What sort of output this is, e.g. "customer-reply"; the analytics and the review policy group by it.
     pub kind: String,
     pub model: ModelIdentity,
-    /// The output under review; any JSON except `null`.
-    pub output: Value,
+    /// The output under review; any JSON except `null`, as the client sent it.
+    pub output: JsonText,
     /// What the reviewer needs to judge the output (the conversation, the document, …); any JSON.
-    pub context: Value,
+    pub context: JsonText,
     /// The model's stated confidence, within 0..=1.
     pub confidence: Option<f64>,
     pub risk: Risk,
@@ -397,6 +389,8 @@ pub struct Submission {
     /// The operator's expiry policy for this queue and kind, as the shell resolved it: its
     /// minimum review window bounds `due_at`. Nothing of it is recorded: the policy in force at
     /// expiry decides what expiry does. Shared with the shell's configuration, not copied per item.
+    /// Not part of the submission's fingerprint: the queue and kind, which are, resolve it.
+    #[serde(skip)]
     pub expiry_policy: Arc<ExpiryPolicy>,
 }
 
@@ -416,7 +410,7 @@ pub enum Command {
     },
     /// Replace the content under review and approve the replacement; the edited output is stored in full.
     EditAndApprove {
-        edited_output: Value,
+        edited_output: JsonText,
         note: Option<String>,
         seen_output_hash: Option<String>,
     },
@@ -431,7 +425,7 @@ pub enum Command {
     },
     /// The submitter's answer to a change request: a new revision that returns to the queue.
     Revise {
-        output: Value,
+        output: JsonText,
         note: Option<String>,
     },
     /// Move the item to another queue, dropping any claim.
@@ -635,9 +629,9 @@ pub struct ItemSubmitted {
     pub kind: String,
     pub model: ModelIdentity,
     pub revision: u32,
-    pub output: Value,
+    pub output: JsonText,
     pub output_hash: OutputHash,
-    pub context: Value,
+    pub context: JsonText,
     pub confidence: Option<f64>,
     pub risk: Risk,
     pub priority: i32,
@@ -653,6 +647,10 @@ pub struct ItemSubmitted {
     pub submitted_by: String,
     #[serde(with = "crate::time::rfc3339")]
     pub submitted_at: DateTime<Utc>,
+    /// The [`submission_fingerprint`] of the request, which a retry with the same
+    /// `Idempotency-Key` must match; absent from events written before it was recorded.
+    #[serde(default)]
+    pub request_fingerprint: Option<OutputHash>,
 }
 
 /// A reviewer took (or renewed) a lease on the item until `expires_at`.
@@ -700,7 +698,7 @@ pub struct OutputApproved {
 pub struct OutputEdited {
     pub reviewer: String,
     pub revision: u32,
-    pub edited_output: Value,
+    pub edited_output: JsonText,
     pub output_hash: OutputHash,
     pub previous_output_hash: OutputHash,
     pub note: Option<String>,
@@ -735,7 +733,7 @@ pub struct ChangesRequested {
 pub struct OutputRevised {
     pub revised_by: String,
     pub revision: u32,
-    pub output: Value,
+    pub output: JsonText,
     pub output_hash: OutputHash,
     pub previous_output_hash: OutputHash,
     pub note: Option<String>,
@@ -800,9 +798,7 @@ pub struct ItemDecided {
     /// The hash of the content decided on.
     pub output_hash: OutputHash,
     /// The output that takes effect (the edited one if edited); `None` when the outcome is a rejection.
-    /// Held as JSON text, which writes the same JSON a `Value` did (stored events are unchanged):
-    /// the item's current output already is text, so a decision need not parse it into a tree
-    /// only to serialize it again, and the fold compares texts.
+    /// The same JSON text as the output decided on (as submitted, revised or edited), byte for byte.
     pub final_output: Option<JsonText>,
     #[serde(with = "crate::time::rfc3339")]
     pub decided_at: DateTime<Utc>,
@@ -831,17 +827,19 @@ macro_rules! item_events {
                 }
             }
 
-            /// The payload without the type, as stored in the log.
+            /// The payload without the type as a `Value` tree, for tests and tools: the shell
+            /// stores [`ItemEvent::to_json`]. A tree holds numbers as `i64`, `u64` or `f64`, so an
+            /// output's other numbers are not kept as they are, and one beyond `f64` (`1e400`)
+            /// does not convert at all: this panics on it.
             pub fn to_data(&self) -> Value {
                 match self {
                     $(ItemEvent::$variant(payload) => serde_json::to_value(payload)
-                        .expect("an item event payload always serializes: its maps have string keys"),)+
+                        .expect("an item event payload converts to a Value unless an output holds a number beyond f64"),)+
                 }
             }
 
             /// The payload without the type as JSON text, written straight from the payload by its
-            /// hand-written writer (`item_json.rs`, serde_json's bytes): what the shell stores;
-            /// [`ItemEvent::to_data`] is the same JSON as a tree.
+            /// hand-written writer (`item_json.rs`, serde_json's bytes): what the shell stores.
             pub fn to_json(&self) -> Box<serde_json::value::RawValue> {
                 match self {
                     $(ItemEvent::$variant(payload) => {
@@ -1190,7 +1188,7 @@ impl ItemState {
                 self.model = submitted.model.clone();
                 self.submitted_by = submitted.submitted_by.as_str().into();
                 self.submitted_at = submitted.submitted_at;
-                self.output = JsonText::from_value(&submitted.output);
+                self.output = submitted.output.clone();
                 self.output_hash = submitted.output_hash.clone();
                 self.revision = submitted.revision;
                 self.output_edited_by = None;
@@ -1201,7 +1199,7 @@ impl ItemState {
                     note: None,
                     at: submitted.submitted_at,
                 }];
-                self.context = JsonText::from_value(&submitted.context);
+                self.context = submitted.context.clone();
                 self.confidence = submitted.confidence;
                 self.risk = submitted.risk;
                 self.priority = submitted.priority;
@@ -1225,7 +1223,7 @@ impl ItemState {
                 });
             }
             ItemEvent::OutputEdited(edited) => {
-                self.output = JsonText::from_value(&edited.edited_output);
+                self.output = edited.edited_output.clone();
                 self.output_hash = edited.output_hash.clone();
                 self.output_edited_by = Some(edited.reviewer.as_str().into());
                 self.edits.push(Edit {
@@ -1264,7 +1262,7 @@ impl ItemState {
             ItemEvent::OutputRevised(revised) => {
                 self.status = ItemStatus::Pending;
                 self.claim = None;
-                self.output = JsonText::from_value(&revised.output);
+                self.output = revised.output.clone();
                 self.output_hash = revised.output_hash.clone();
                 self.revision = revised.revision;
                 self.output_edited_by = None;
@@ -1438,6 +1436,7 @@ fn submit(
         callback_url: submission.callback_url.clone(),
         submitted_by: context.actor.clone(),
         submitted_at: context.now,
+        request_fingerprint: Some(submission_fingerprint(submission)),
     })])
 }
 
@@ -1448,13 +1447,13 @@ fn claim(
 ) -> Result<Vec<ItemEvent>, DomainError> {
     require_open(state)?;
     require_not_submitter(state, &context.actor)?;
-    if lease <= Duration::zero() {
-        return Err(DomainError::invalid("lease", "must be positive"));
-    }
-    if lease > MAXIMUM_CLAIM_LEASE {
+    if lease <= Duration::zero() || lease > MAXIMUM_CLAIM_LEASE {
         return Err(DomainError::invalid(
             "lease",
-            format!("must be at most {} hours", MAXIMUM_CLAIM_LEASE.num_hours()),
+            format!(
+                "must be more than zero and at most {} hours",
+                MAXIMUM_CLAIM_LEASE.num_hours()
+            ),
         ));
     }
     let expires_at = context
@@ -1537,7 +1536,7 @@ fn approve(
 
 fn edit_and_approve(
     state: &ItemState,
-    edited_output: &Value,
+    edited_output: &JsonText,
     note: Option<&str>,
     seen_output_hash: Option<&str>,
     context: &CommandContext,
@@ -1572,7 +1571,7 @@ fn edit_and_approve(
             decided_by: vec![context.actor.clone()],
             revision: state.revision,
             output_hash: edited_output_hash,
-            final_output: Some(JsonText::from_value(edited_output)),
+            final_output: Some(edited_output.clone()),
             decided_at: context.now,
         }));
     } else {
@@ -1634,7 +1633,7 @@ fn request_changes(
 
 fn revise(
     state: &ItemState,
-    output: &Value,
+    output: &JsonText,
     note: Option<&str>,
     context: &CommandContext,
 ) -> Result<Vec<ItemEvent>, DomainError> {
@@ -1999,7 +1998,7 @@ fn validate_optional_text(field: &'static str, text: Option<&str>) -> Result<(),
 }
 
 /// Any JSON but `null`: an absent output has nothing to review, and refusing it keeps `Option<Value>` payloads unambiguous.
-fn validate_output(field: &'static str, output: &Value) -> Result<(), DomainError> {
+fn validate_output(field: &'static str, output: &JsonText) -> Result<(), DomainError> {
     if output.is_null() {
         return Err(DomainError::invalid(field, "must not be null"));
     }

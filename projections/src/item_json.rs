@@ -176,9 +176,9 @@ write_fields!(ItemSubmitted {
     kind: str,
     model: object,
     revision: integer,
-    output: serde,
+    output: text,
     output_hash: hash,
-    context: serde,
+    context: text,
     confidence: optional_serde,
     risk: risk,
     priority: integer,
@@ -188,6 +188,7 @@ write_fields!(ItemSubmitted {
     callback_url: optional_str,
     submitted_by: str,
     submitted_at: time,
+    request_fingerprint: optional_hash,
 });
 write_fields!(ItemClaimed {
     reviewer: str,
@@ -214,7 +215,7 @@ write_fields!(OutputApproved {
 write_fields!(OutputEdited {
     reviewer: str,
     revision: integer,
-    edited_output: serde,
+    edited_output: text,
     output_hash: hash,
     previous_output_hash: hash,
     note: optional_str,
@@ -237,7 +238,7 @@ write_fields!(ChangesRequested {
 write_fields!(OutputRevised {
     revised_by: str,
     revision: integer,
-    output: serde,
+    output: text,
     output_hash: hash,
     previous_output_hash: hash,
     note: optional_str,
@@ -313,7 +314,7 @@ impl Json<'_> {
         self.0.push(b'"');
     }
 
-    /// Any other value as serde_json writes it: text that may need escaping, floats, `Value`s.
+    /// Any other value as serde_json writes it: text that may need escaping, floats.
     fn serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
         serde_json::to_writer(&mut *self.0, value)
             .expect("strings, numbers and JSON values always serialize into a Vec");
@@ -422,6 +423,10 @@ impl Json<'_> {
 
     fn optional_text(&mut self, text: &Option<JsonText>) {
         self.optional(text, Json::text);
+    }
+
+    fn optional_hash(&mut self, hash: &Option<OutputHash>) {
+        self.optional(hash, Json::hash);
     }
 
     fn optional_serde<T: serde::Serialize>(&mut self, value: &Option<T>) {

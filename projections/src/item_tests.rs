@@ -81,16 +81,16 @@ fn item_id() -> Uuid {
     Uuid::from_u128(0x0195_4a3c_7f00_7000_8000_0000_0000_4711)
 }
 
-fn original_output() -> Value {
-    json!({"to": "customer@example.com", "body": "Your refund of 40 EUR is on its way.", "tags": ["refund"]})
+fn original_output() -> JsonText {
+    json!({"to": "customer@example.com", "body": "Your refund of 40 EUR is on its way.", "tags": ["refund"]}).into()
 }
 
-fn edited_output() -> Value {
-    json!({"to": "customer@example.com", "body": "Your refund of 45 EUR is on its way, with our apologies.", "tags": ["refund", "apology"]})
+fn edited_output() -> JsonText {
+    json!({"to": "customer@example.com", "body": "Your refund of 45 EUR is on its way, with our apologies.", "tags": ["refund", "apology"]}).into()
 }
 
-fn revised_output() -> Value {
-    json!({"to": "customer@example.com", "body": "Your refund of 45 EUR (40 EUR plus 5 EUR shipping) is on its way.", "tags": ["refund"]})
+fn revised_output() -> JsonText {
+    json!({"to": "customer@example.com", "body": "Your refund of 45 EUR (40 EUR plus 5 EUR shipping) is on its way.", "tags": ["refund"]}).into()
 }
 
 fn original_hash() -> OutputHash {
@@ -106,7 +106,7 @@ fn revised_hash() -> OutputHash {
 }
 
 fn stale_hash() -> OutputHash {
-    output_hash(&json!("an output shown long ago"))
+    output_hash(&json!("an output shown long ago").into())
 }
 
 /// Due at minute 120, one approval, under the built-in expiry policy.
@@ -120,7 +120,7 @@ fn submission() -> Submission {
             version: "2025-02-14".into(),
         },
         output: original_output(),
-        context: json!({"ticket": 4711, "thread": ["Where is my refund?"]}),
+        context: json!({"ticket": 4711, "thread": ["Where is my refund?"]}).into(),
         confidence: Some(0.82),
         risk: Risk::Normal,
         priority: 5,
@@ -156,6 +156,7 @@ fn submitted_from(submission: &Submission) -> ItemEvent {
         callback_url: submission.callback_url.clone(),
         submitted_by: SUBMITTER.to_owned(),
         submitted_at: minute(0),
+        request_fingerprint: Some(submission_fingerprint(submission)),
     })
 }
 
@@ -355,14 +356,14 @@ fn decided(
     at_minute: i64,
     revision: u32,
     output_hash: OutputHash,
-    final_output: Option<Value>,
+    final_output: Option<JsonText>,
 ) -> ItemEvent {
     ItemEvent::ItemDecided(ItemDecided {
         outcome,
         decided_by: decided_by.iter().map(|name| (*name).to_owned()).collect(),
         revision,
         output_hash,
-        final_output: final_output.as_ref().map(JsonText::from_value),
+        final_output,
         decided_at: minute(at_minute),
     })
 }
@@ -379,9 +380,9 @@ fn approve_having_seen(seen_output_hash: OutputHash) -> Command {
     }
 }
 
-fn edit_and_approve(edited_output: Value) -> Command {
+fn edit_and_approve(edited_output: impl Into<JsonText>) -> Command {
     Command::EditAndApprove {
-        edited_output,
+        edited_output: edited_output.into(),
         note: None,
         seen_output_hash: None,
     }
@@ -414,8 +415,11 @@ fn claim_for_minutes(minutes: i64) -> Command {
     }
 }
 
-fn revise(output: Value) -> Command {
-    Command::Revise { output, note: None }
+fn revise(output: impl Into<JsonText>) -> Command {
+    Command::Revise {
+        output: output.into(),
+        note: None,
+    }
 }
 
 fn comment(text: &str) -> Command {
@@ -568,7 +572,7 @@ fn submit_refuses_a_null_output() {
     given(vec![])
         .when(
             Command::Submit(submission_with(|submission| {
-                submission.output = Value::Null
+                submission.output = Value::Null.into()
             })),
             SUBMITTER,
             minute(0),
@@ -943,10 +947,7 @@ fn approve_without_a_claim_decides_the_item() {
     assert!(state.is_decided());
     assert!(state.is_closed());
     assert_eq!(
-        state
-            .decision
-            .and_then(|decision| decision.final_output)
-            .map(|output| output.to_value()),
+        state.decision.and_then(|decision| decision.final_output),
         Some(original_output())
     );
 }
@@ -2054,24 +2055,39 @@ fn every_error_has_a_distinct_rule_and_its_kind() {
 }
 
 #[test]
-fn output_hash_is_the_sha256_of_compact_json_with_sorted_keys() {
-    assert_eq!(
-        output_hash(&json!({})),
-        "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-    );
-    let written_one_way: Value =
-        serde_json::from_str(r#"{"b": 1, "a": [true, null, {"d": 2, "c": "x"}]}"#).unwrap();
-    let written_another_way: Value =
-        serde_json::from_str(r#"{"a":[true,null,{"c":"x","d":2}],"b":1}"#).unwrap();
-    let expected_hash = {
-        let digest = Sha256::digest(br#"{"a":[true,null,{"c":"x","d":2}],"b":1}"#);
-        digest
+fn output_hash_is_the_sha256_of_the_output_text_as_stored() {
+    let sha256_hex = |bytes: &[u8]| {
+        Sha256::digest(bytes)
             .iter()
             .map(|byte| format!("{byte:02x}"))
             .collect::<String>()
     };
-    assert_eq!(output_hash(&written_one_way).to_string(), expected_hash);
-    assert_eq!(output_hash(&written_another_way).to_string(), expected_hash);
+    assert_eq!(
+        output_hash(&json!({}).into()),
+        "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    );
+    // Events written before outputs were kept as sent hold serde_json's compact text with sorted
+    // keys, and hashed that text: the rule gives those hashes still.
+    let from_a_tree = JsonText::from(
+        serde_json::from_str::<Value>(r#"{"b": 1, "a": [true, null, {"d": 2, "c": "x"}]}"#)
+            .unwrap(),
+    );
+    assert_eq!(
+        from_a_tree.as_str(),
+        r#"{"a":[true,null,{"c":"x","d":2}],"b":1}"#
+    );
+    assert_eq!(
+        output_hash(&from_a_tree).to_string(),
+        sha256_hex(br#"{"a":[true,null,{"c":"x","d":2}],"b":1}"#)
+    );
+    // A client's text keeps its key order and number spellings, and its hash is of that text.
+    let raw: Box<serde_json::value::RawValue> =
+        serde_json::from_str(r#"{ "b": 1.0, "a": 123456789012345678901234567890 }"#).unwrap();
+    let sent = JsonText::from_client(&raw).unwrap();
+    assert_eq!(
+        output_hash(&sent).to_string(),
+        sha256_hex(br#"{"b":1.0,"a":123456789012345678901234567890}"#)
+    );
     assert_ne!(
         output_hash(&original_output()),
         output_hash(&edited_output())
@@ -2221,7 +2237,7 @@ fn the_wire_names_of_enums_are_snake_case() {
 const ACTORS: [&str; 4] = [SUBMITTER, ALICE, BOB, SCHEDULER];
 const QUEUES: [&str; 3] = [QUEUE, SENIOR_QUEUE, "supervisors"];
 
-fn candidate_outputs() -> [Value; 3] {
+fn candidate_outputs() -> [JsonText; 3] {
     [original_output(), edited_output(), revised_output()]
 }
 
@@ -2620,7 +2636,7 @@ fn the_hand_written_json_of_a_full_state_is_serde_jsons() {
         .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
         .unwrap()
         .and_utc();
-    let hash = output_hash(&json!({"a": 1}));
+    let hash = output_hash(&json!({"a": 1}).into());
     let text = JsonText::from_value(&json!({"text": tricky, "n": [1.5, -2, null, true]}));
     let state = ItemState {
         status: ItemStatus::EditedAndApproved,
@@ -2784,6 +2800,7 @@ fn the_hand_written_json_of_every_event_with_escapes_is_serde_jsons() {
     let at = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
     let far = Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap();
     let output = json!({"text": tricky, "n": [1.5, -2, null, true], "nested": {"b": 1, "a": 2}});
+    let output = JsonText::from(output);
     let hash = output_hash(&output);
     let events = [
         ItemEvent::ItemSubmitted(ItemSubmitted {
@@ -2797,7 +2814,7 @@ fn the_hand_written_json_of_every_event_with_escapes_is_serde_jsons() {
             revision: 1,
             output: output.clone(),
             output_hash: hash.clone(),
-            context: json!([tricky]),
+            context: json!([tricky]).into(),
             confidence: Some(0.1 + 0.2),
             risk: Risk::Low,
             priority: -5,
@@ -2809,6 +2826,7 @@ fn the_hand_written_json_of_every_event_with_escapes_is_serde_jsons() {
             callback_url: Some(tricky.clone()),
             submitted_by: tricky.clone(),
             submitted_at: at,
+            request_fingerprint: Some(hash.clone()),
         }),
         ItemEvent::ItemClaimed(ItemClaimed {
             reviewer: tricky.clone(),
@@ -2895,7 +2913,7 @@ fn the_hand_written_json_of_every_event_with_escapes_is_serde_jsons() {
             decided_by: vec![tricky.clone(), "r2".into()],
             revision: 4,
             output_hash: hash.clone(),
-            final_output: Some(JsonText::from_value(&output)),
+            final_output: Some(output.clone()),
             decided_at: at,
         }),
     ];
@@ -2911,5 +2929,144 @@ fn the_hand_written_json_of_every_event_with_escapes_is_serde_jsons() {
             event.to_json().get()
         );
         assert_eq!(written, serde_json::to_string(event).unwrap());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs kept as sent, and the submission fingerprint
+// ---------------------------------------------------------------------------------------------
+
+/// A client's output text as the HTTP edge makes it.
+fn sent(text: &str) -> JsonText {
+    let raw: Box<serde_json::value::RawValue> = serde_json::from_str(text).unwrap();
+    JsonText::from_client(&raw).unwrap()
+}
+
+#[test]
+fn an_output_is_stored_decided_and_hashed_as_the_text_sent() {
+    let output = sent(
+        r#"{"amount": 123456789012345678901234567890, "tiny": 1e-400, "one": 1.0, "zero": -0, "pi": 3.14159265358979323846264338327950288}"#,
+    );
+    let exact = r#"{"amount":123456789012345678901234567890,"tiny":1e-400,"one":1.0,"zero":-0,"pi":3.14159265358979323846264338327950288}"#;
+    let edit = sent(r#"{"amount": 1E+400}"#);
+    let events = given(vec![])
+        .when(
+            Command::Submit(submission_with(|submission| {
+                submission.output = output.clone();
+                submission.context = sent(r#"[0.10, 1e999]"#);
+            })),
+            SUBMITTER,
+            minute(0),
+        )
+        .result
+        .unwrap();
+    let ItemEvent::ItemSubmitted(submitted_event) = &events[0] else {
+        panic!("a submission: {events:?}")
+    };
+    assert_eq!(submitted_event.output.as_str(), exact);
+    assert_eq!(submitted_event.context.as_str(), "[0.10,1e999]");
+    assert_eq!(
+        submitted_event.output_hash,
+        OutputHash(Sha256::digest(exact.as_bytes()).into())
+    );
+    // Through the stored text and back, and folded: the same bytes everywhere.
+    let stored = events[0].to_json();
+    assert!(stored.get().contains(exact), "{}", stored.get());
+    let decoded = ItemEvent::from_type_and_json("ItemSubmitted", stored.get()).unwrap();
+    assert_eq!(decoded, events[0]);
+    let history = vec![decoded, claimed(ALICE, 1, 31)];
+    let decided = given(history)
+        .when(edit_and_approve(edit.clone()), ALICE, minute(2))
+        .result
+        .unwrap();
+    let state = fold(&[&events[..], &decided[..]].concat());
+    assert_eq!(state.revisions[0].output.as_str(), exact);
+    assert_eq!(state.output.as_str(), r#"{"amount":1E+400}"#);
+    let decision = state.decision.expect("decided by the edit");
+    assert_eq!(
+        decision
+            .final_output
+            .map(|output| output.as_str().to_owned()),
+        Some(r#"{"amount":1E+400}"#.to_owned())
+    );
+    assert_eq!(decision.output_hash, output_hash(&edit));
+}
+
+#[test]
+fn an_item_submitted_before_outputs_were_kept_as_sent_decodes_and_folds_as_it_did() {
+    // The stored form of an ItemSubmitted written before this change: no request fingerprint,
+    // the output as serde_json's compact text with sorted keys, hashed as that text.
+    let stored = r#"{"item_id":"0195a3c7-0000-7000-8000-000000000001","queue":"support","kind":"reply","model":{"name":"m","version":"1"},"revision":1,"output":{"a":1.2345678901234568e+29,"b":"x"},"output_hash":"3c8c6bf4bd0ed6b4a3e8ba7e83b4fe8bbd9c63e2b69d9a1fb6e7c2d1f7a3ea9c","context":{},"confidence":null,"risk":"normal","priority":0,"due_at":null,"required_approvals":1,"on_expiry":{"action":"reject"},"callback_url":null,"submitted_by":"agent","submitted_at":"2026-11-24T09:00:00Z"}"#;
+    let event = ItemEvent::from_type_and_json("ItemSubmitted", stored).unwrap();
+    let ItemEvent::ItemSubmitted(submitted_event) = &event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(submitted_event.request_fingerprint, None);
+    assert_eq!(
+        submitted_event.output.as_str(),
+        r#"{"a":1.2345678901234568e+29,"b":"x"}"#
+    );
+    let state = fold(std::slice::from_ref(&event));
+    // What the old fold held: the stored output read into a tree and written again.
+    let old_fold_output: Value =
+        serde_json::from_str(r#"{"a":1.2345678901234568e+29,"b":"x"}"#).unwrap();
+    assert_eq!(state.output, JsonText::from_value(&old_fold_output));
+    assert_eq!(state.context.as_str(), "{}");
+}
+
+#[test]
+fn a_submission_records_its_fingerprint_which_ignores_spelling_but_not_content() {
+    let events = given(vec![])
+        .when(Command::Submit(submission()), SUBMITTER, minute(0))
+        .result
+        .unwrap();
+    let ItemEvent::ItemSubmitted(submitted_event) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        submitted_event.request_fingerprint,
+        Some(submission_fingerprint(&submission()))
+    );
+    let respaced = submission_with(|submission| {
+        submission.output = sent(&format!(" {} ", submission.output.as_str()));
+    });
+    assert_eq!(
+        submission_fingerprint(&respaced),
+        submission_fingerprint(&submission())
+    );
+    for different in [
+        submission_with(|submission| submission.output = sent(r#"{"body": "other"}"#)),
+        submission_with(|submission| submission.context = sent("{}")),
+        submission_with(|submission| submission.priority += 1),
+        submission_with(|submission| submission.confidence = Some(0.83)),
+        submission_with(|submission| submission.queue = "elsewhere".into()),
+        submission_with(|submission| submission.callback_url = None),
+    ] {
+        assert_ne!(
+            submission_fingerprint(&different),
+            submission_fingerprint(&submission()),
+            "{different:?}"
+        );
+    }
+}
+
+#[test]
+fn a_lease_must_be_more_than_zero_and_at_most_a_day() {
+    for lease in [
+        Duration::zero(),
+        Duration::seconds(-1),
+        Duration::MIN,
+        MAXIMUM_CLAIM_LEASE + Duration::seconds(1),
+        Duration::MAX,
+    ] {
+        given(vec![submitted()])
+            .when(Command::Claim { lease }, ALICE, minute(1))
+            .then_invalid("lease");
+    }
+    for lease in [Duration::seconds(1), MAXIMUM_CLAIM_LEASE] {
+        let result = given(vec![submitted()])
+            .when(Command::Claim { lease }, ALICE, minute(1))
+            .result;
+        assert!(result.is_ok(), "{lease}: {result:?}");
     }
 }

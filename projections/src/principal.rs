@@ -6,10 +6,14 @@
 //! record of who could do what, and since when, is part of the same tamper-evident log as the decisions themselves.
 //!
 //! Rules:
-//! - a name is 1..=64 characters of `[a-z0-9._-]` and is never "system", which the scheduler acts as;
+//! - a name is 1..=64 characters of `[a-z0-9._-]` starting with a letter or digit (so never `.`, `..` or `-`, which
+//!   mean something else in paths and on command lines), and never one of [`RESERVED_ACTOR_NAMES`], which the server
+//!   itself acts as; the character set leaves out control, bidirectional and zero-width characters by construction;
 //! - only reviewers are granted queues, at least one, and a reviewer works only the queues granted;
 //! - no two grants ever share a token hash, not even a revoked one, so a revoked token never becomes valid again;
-//! - a revoked name may be added again (with a new token): that is how a token is rotated or a role changed;
+//! - a revoked name is never added again: items, comments and callback secrets belong to a name, so a new principal
+//!   under an old name would inherit them. A token is rotated, or a role changed, by adding a principal with a new
+//!   name and revoking the old one. (Logs written before this rule may hold a name added again; they still fold.)
 //! - an actor cannot revoke itself, so that the admin revoking others always remains.
 //!
 //! Only the shell checks that the caller is an admin: the role of the actor is not the domain's input.
@@ -32,6 +36,10 @@ pub const PRINCIPAL_EVENT_SCHEMA_VERSION: u32 = 1;
 
 /// The longest principal name, in characters: names appear in every event a principal causes.
 pub const MAXIMUM_PRINCIPAL_NAME_LENGTH: usize = 64;
+
+/// Actor names the server itself records: `system` (the scheduler, the first admin's creator) and `cli` (the
+/// `ledger principal` commands). No principal may have one, or its actions would read as the server's.
+pub const RESERVED_ACTOR_NAMES: [&str; 2] = [CommandContext::SCHEDULER, "cli"];
 
 /// Lowercase hex SHA-256 of a bearer token: what is stored and compared instead of the token.
 ///
@@ -178,6 +186,18 @@ pub enum PrincipalError {
         name: String,
         revoked_at: DateTime<Utc>,
     },
+    /// The name belonged to a principal that was revoked; a name is never given to a second principal.
+    #[error(
+        "the name {name} belonged to a principal revoked at {revoked_at}; a revoked name is never added again, because \
+         the new principal would inherit the old one's items and callback secret: choose another name"
+    )]
+    NameWasRevoked {
+        name: String,
+        revoked_at: DateTime<Utc>,
+    },
+    /// The name is one the server itself acts as.
+    #[error("the name {name} is reserved: the server records its own actions as {name}")]
+    ReservedName { name: String },
     /// A payload value is malformed or breaks a naming or granting rule.
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
@@ -200,6 +220,8 @@ impl PrincipalError {
             PrincipalError::PrincipalExists { .. } => "principal-exists",
             PrincipalError::PrincipalNotFound { .. } => "principal-not-found",
             PrincipalError::AlreadyRevoked { .. } => "already-revoked",
+            PrincipalError::NameWasRevoked { .. } => "name-was-revoked",
+            PrincipalError::ReservedName { .. } => "reserved-name",
             PrincipalError::Invalid { .. } => "invalid",
             PrincipalError::CannotRevokeYourself => "cannot-revoke-yourself",
             PrincipalError::LastAdmin { .. } => "last-admin",
@@ -214,10 +236,12 @@ impl PrincipalError {
             PrincipalError::PrincipalExists { .. }
             | PrincipalError::AlreadyRevoked { .. }
             | PrincipalError::DuplicateToken => ErrorKind::Conflict,
-            PrincipalError::Invalid { .. } => ErrorKind::Invalid,
-            PrincipalError::CannotRevokeYourself | PrincipalError::LastAdmin { .. } => {
-                ErrorKind::RuleBroken
+            PrincipalError::Invalid { .. } | PrincipalError::ReservedName { .. } => {
+                ErrorKind::Invalid
             }
+            PrincipalError::CannotRevokeYourself
+            | PrincipalError::LastAdmin { .. }
+            | PrincipalError::NameWasRevoked { .. } => ErrorKind::RuleBroken,
         }
     }
 
@@ -474,9 +498,15 @@ fn add_principal(
     token_hash: &str,
     context: &CommandContext,
 ) -> Result<Vec<PrincipalEvent>, PrincipalError> {
-    if state.get(name).is_some_and(Principal::is_active) {
-        return Err(PrincipalError::PrincipalExists {
-            name: name.to_owned(),
+    if let Some(existing) = state.get(name) {
+        return Err(match existing.revoked_at {
+            None => PrincipalError::PrincipalExists {
+                name: name.to_owned(),
+            },
+            Some(revoked_at) => PrincipalError::NameWasRevoked {
+                name: name.to_owned(),
+                revoked_at,
+            },
         });
     }
     validate_principal_name(name)?;
@@ -552,11 +582,17 @@ fn validate_principal_name(name: &str) -> Result<(), PrincipalError> {
             "may hold only a-z, 0-9, '.', '_' and '-'",
         ));
     }
-    if name == CommandContext::SCHEDULER {
+    // `.` and `..` are path segments (`DELETE /v1/principals/..`), `-x` reads as an option on a command line.
+    if !name.starts_with(|first: char| first.is_ascii_lowercase() || first.is_ascii_digit()) {
         return Err(PrincipalError::invalid(
             "name",
-            "is reserved for the scheduler",
+            "must start with a letter (a-z) or a digit",
         ));
+    }
+    if RESERVED_ACTOR_NAMES.contains(&name) {
+        return Err(PrincipalError::ReservedName {
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }

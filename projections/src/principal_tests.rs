@@ -204,26 +204,53 @@ fn an_active_name_cannot_be_added_again() {
 }
 
 #[test]
-fn a_revoked_name_is_added_again_with_a_new_token() {
-    let rotated = add_alice_with(|_, _, _, token_hash| *token_hash = alice_new_token_hash());
+fn a_revoked_name_is_never_added_again_whatever_the_token_or_role() {
+    // A new principal under the name would inherit the old one's items and callback secret.
+    let same_name_new_token =
+        add_alice_with(|_, _, _, token_hash| *token_hash = alice_new_token_hash());
+    let same_name_as_an_agent = add_alice_with(|_, role, queues, token_hash| {
+        *role = Role::Agent;
+        queues.clear();
+        *token_hash = alice_new_token_hash();
+    });
+
+    for command in [same_name_new_token, same_name_as_an_agent, add_alice()] {
+        given(vec![root_added(), alice_added(), alice_revoked()])
+            .when(command, ROOT, minute(3))
+            .then_error(PrincipalError::NameWasRevoked {
+                name: ALICE.to_owned(),
+                revoked_at: minute(2),
+            });
+    }
+}
+
+#[test]
+fn a_revoked_token_is_never_granted_again() {
+    let another_name_with_alices_old_token =
+        add_alice_with(|name, _, _, _| *name = "alice-2".to_owned());
 
     given(vec![root_added(), alice_added(), alice_revoked()])
-        .when(rotated, ROOT, minute(3))
+        .when(another_name_with_alices_old_token, ROOT, minute(3))
+        .then_error(PrincipalError::DuplicateToken);
+}
+
+#[test]
+fn a_revoked_principal_is_succeeded_under_a_new_name() {
+    let successor = add_alice_with(|name, _, _, token_hash| {
+        *name = "alice-2".to_owned();
+        *token_hash = alice_new_token_hash();
+    });
+
+    given(vec![root_added(), alice_added(), alice_revoked()])
+        .when(successor, ROOT, minute(3))
         .then(vec![PrincipalEvent::PrincipalAdded(PrincipalAdded {
-            name: ALICE.to_owned(),
+            name: "alice-2".to_owned(),
             role: Role::Reviewer,
             queues: vec![QUEUE.to_owned()],
             token_hash: alice_new_token_hash(),
             added_by: ROOT.to_owned(),
             added_at: minute(3),
         })]);
-}
-
-#[test]
-fn a_revoked_token_is_never_granted_again() {
-    given(vec![root_added(), alice_added(), alice_revoked()])
-        .when(add_alice(), ROOT, minute(3))
-        .then_error(PrincipalError::DuplicateToken);
 }
 
 #[test]
@@ -241,7 +268,7 @@ fn two_principals_cannot_share_a_token() {
 }
 
 #[test]
-fn a_name_must_be_short_lowercase_and_not_the_schedulers() {
+fn a_name_must_be_short_lowercase_and_start_with_a_letter_or_digit() {
     let too_long = "a".repeat(MAXIMUM_PRINCIPAL_NAME_LENGTH + 1);
     let longest = "a".repeat(MAXIMUM_PRINCIPAL_NAME_LENGTH);
     for bad_name in [
@@ -250,8 +277,25 @@ fn a_name_must_be_short_lowercase_and_not_the_schedulers() {
         "alice smith",
         "alice@example.com",
         "ålice",
-        "system",
         too_long.as_str(),
+        // Path segments and what reads as a command-line option.
+        ".",
+        "..",
+        "-",
+        "...",
+        "-rf",
+        ".hidden",
+        "_bot",
+        // Control, bidirectional and zero-width characters.
+        "alice\n",
+        "ali\u{7}ce",
+        "alice\u{202e}",
+        "\u{2066}alice\u{2069}",
+        "ali\u{200e}ce",
+        "ali\u{200f}ce",
+        "ali\u{200b}ce",
+        "ali\u{200d}ce",
+        "\u{feff}alice",
     ] {
         given(vec![root_added()])
             .when(
@@ -261,7 +305,16 @@ fn a_name_must_be_short_lowercase_and_not_the_schedulers() {
             )
             .then_invalid("name");
     }
-    for good_name in ["a", "alice.smith", "bot_7", "team-eu-2", longest.as_str()] {
+    for good_name in [
+        "a",
+        "alice.smith",
+        "bot_7",
+        "team-eu-2",
+        "7th-reviewer",
+        "a.",
+        "z-",
+        longest.as_str(),
+    ] {
         let result = given(vec![root_added()])
             .when(
                 add_alice_with(|name, _, _, _| *name = good_name.to_owned()),
@@ -337,6 +390,22 @@ fn an_actor_must_have_a_name() {
     given(vec![root_added(), alice_added()])
         .when(revoke(ALICE), " ", minute(2))
         .then_invalid("actor");
+}
+
+#[test]
+fn the_names_the_server_acts_as_are_reserved() {
+    for reserved in ["system", "cli"] {
+        given(vec![root_added()])
+            .when(
+                add_alice_with(|name, _, _, _| *name = reserved.to_owned()),
+                ROOT,
+                minute(1),
+            )
+            .then_error(PrincipalError::ReservedName {
+                name: reserved.to_owned(),
+            });
+    }
+    assert_eq!(RESERVED_ACTOR_NAMES, [CommandContext::SCHEDULER, "cli"]);
 }
 
 #[test]
@@ -442,6 +511,21 @@ fn every_error_has_a_rule_and_a_kind() {
             ErrorKind::Conflict,
         ),
         (
+            PrincipalError::NameWasRevoked {
+                name: ALICE.to_owned(),
+                revoked_at: minute(2),
+            },
+            "name-was-revoked",
+            ErrorKind::RuleBroken,
+        ),
+        (
+            PrincipalError::ReservedName {
+                name: "cli".to_owned(),
+            },
+            "reserved-name",
+            ErrorKind::Invalid,
+        ),
+        (
             PrincipalError::invalid("name", "bad"),
             "invalid",
             ErrorKind::Invalid,
@@ -524,8 +608,10 @@ fn the_fold_keeps_every_principal_and_looks_up_only_active_tokens() {
     assert!(!fold(&[]).has_active_admin());
 }
 
+/// Logs written before revoked names were refused may add a name again: they still fold, and only
+/// the latest grant's token opens.
 #[test]
-fn after_a_rotation_only_the_new_token_opens() {
+fn after_a_name_was_added_again_in_an_old_log_only_the_new_token_opens() {
     let readded = PrincipalEvent::PrincipalAdded(PrincipalAdded {
         token_hash: alice_new_token_hash(),
         added_at: minute(3),

@@ -8,18 +8,23 @@
 use super::AppState;
 use super::auth::Caller;
 use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery, BodyBytes, IfMatch};
-use crate::commands::{execute_on, item_stream};
+use crate::commands::{decode_item_event, execute_on, item_stream};
 use crate::log::read_whole_stream;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use projections::board::{QueueQuery, QueueStatus};
-use projections::item::{Command, CommandContext, ItemState, ModelIdentity, Risk, Submission};
+use projections::item::{
+    Command, CommandContext, DomainError, ItemEvent, ItemState, ModelIdentity, Risk, Submission,
+    submission_fingerprint,
+};
+use projections::json::JsonText;
 use projections::principal::Role;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -35,9 +40,10 @@ pub struct SubmitRequest {
     pub queue: String,
     pub kind: String,
     pub model: ModelIdentity,
-    pub output: Value,
+    /// Kept as the client's text (see `client_json`), never parsed into a `Value`.
+    pub output: Box<RawValue>,
     #[serde(default)]
-    pub context: Option<Value>,
+    pub context: Option<Box<RawValue>>,
     pub confidence: Option<f64>,
     #[serde(default)]
     pub risk: Risk,
@@ -63,6 +69,18 @@ fn present<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<serde::de::IgnoredAny>, D::Error> {
     serde::de::IgnoredAny::deserialize(deserializer).map(Some)
+}
+
+/// A client's JSON (an output or a context) as the domain takes it: its tokens byte for byte,
+/// or a 422 naming the field when readers would disagree on what it says.
+fn client_json(field: &'static str, raw: &RawValue) -> Result<JsonText, ApiError> {
+    JsonText::from_client(raw).map_err(|error| {
+        DomainError::Invalid {
+            field,
+            reason: error.to_string(),
+        }
+        .into()
+    })
 }
 
 /// An item as the API shows it: its state and its version (also the `ETag`).
@@ -93,6 +111,14 @@ fn item_response(status: StatusCode, item: &ItemState) -> Response {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
+}
+
+/// The item as JSON text, by its writer (as `item_response` answers it, without the version).
+fn item_json(item: &ItemState) -> Box<RawValue> {
+    let mut text = Vec::with_capacity(4096);
+    item.write_json(&mut text);
+    let text = String::from_utf8(text).expect("the item writer writes UTF-8");
+    RawValue::from_string(text).expect("the item writer writes JSON")
 }
 
 /// The item as of now, if the caller may see it. Auditors and admins see every item; an agent
@@ -202,10 +228,11 @@ pub async fn submit(
         queue: request.queue,
         kind: request.kind,
         model: request.model,
-        output: request.output,
-        context: request
-            .context
-            .unwrap_or_else(|| Value::Object(Default::default())),
+        output: client_json("output", &request.output)?,
+        context: match &request.context {
+            Some(context) => client_json("context", context)?,
+            None => JsonText::from_value(&Value::Object(Default::default())),
+        },
         confidence: request.confidence,
         risk: request.risk,
         priority: request.priority,
@@ -218,8 +245,7 @@ pub async fn submit(
     // item. Without a key the id is new, so the board cannot hold it.
     state.caught_up().await?;
     if idempotency_key.is_some() && state.projector.read().board.item(item_id).is_some() {
-        let item = visible_item(&state, &caller, item_id).await?;
-        return Ok(item_response(StatusCode::OK, &item));
+        return retried_submission(&state, &caller, item_id, &submission).await;
     }
     let mut response = run(
         &state,
@@ -234,6 +260,41 @@ pub async fn submit(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// The answer to a submission whose `Idempotency-Key` made an item already: that item if the
+/// retry asks for the same submission (its fingerprint, recorded in `ItemSubmitted`, matches),
+/// 422 `idempotency-key-reused` if it asks for another, as Stripe answers. Items submitted before
+/// fingerprints were recorded have none to compare, and answer the item.
+async fn retried_submission(
+    state: &AppState,
+    caller: &Caller,
+    item_id: Uuid,
+    submission: &Submission,
+) -> Result<Response, ApiError> {
+    let item = visible_item(state, caller, item_id).await?;
+    let first = state
+        .log
+        .read_stream(&item_stream(item_id), 0, 1)
+        .await?
+        .first()
+        .map(decode_item_event)
+        .transpose()?;
+    if let Some(ItemEvent::ItemSubmitted(submitted)) = first
+        && let Some(fingerprint) = submitted.request_fingerprint
+        && fingerprint != submission_fingerprint(submission)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            format!(
+                "this Idempotency-Key was first used for a different submission (item {item_id}); \
+                 a retry must repeat that request's body, and a new submission needs a new key"
+            ),
+        )
+        .with("item", item_id.to_string()));
+    }
+    Ok(item_response(StatusCode::OK, &item))
 }
 
 /// `GET /v1/items/{id}`.
@@ -256,7 +317,14 @@ pub async fn item_events(
     let id = parse_id(&id)?;
     visible_item(&state, &caller, id).await?;
     let events = read_whole_stream(state.log.as_ref(), &item_stream(id)).await?;
-    Ok(axum::Json(serde_json::json!({ "item": id, "events": events })).into_response())
+    // Serialized as it is, not through a `Value` (as `json!` would): each event's data is its
+    // stored text, outputs and their numbers byte for byte.
+    #[derive(serde::Serialize)]
+    struct AuditTrail {
+        item: Uuid,
+        events: Vec<projections::event::RecordedEvent>,
+    }
+    Ok(axum::Json(AuditTrail { item: id, events }).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,7 +351,7 @@ struct ApproveRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EditRequest {
-    output: Value,
+    output: Box<RawValue>,
     note: Option<String>,
     seen_output_hash: Option<String>,
 }
@@ -318,7 +386,7 @@ struct CommentRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReviseRequest {
-    output: Value,
+    output: Box<RawValue>,
     note: Option<String>,
 }
 
@@ -379,9 +447,16 @@ pub async fn act(
         "claim" => {
             reviewing()?;
             let request: ClaimRequest = body(&bytes)?;
-            Command::Claim {
-                lease: chrono::Duration::seconds(request.lease_seconds),
-            }
+            // Beyond ±i64::MAX milliseconds a `TimeDelta` does not exist (`seconds` panics); such
+            // a lease is as far out of the domain's range (1 s to 24 h) as the nearest one that does.
+            let lease = chrono::Duration::try_seconds(request.lease_seconds).unwrap_or(
+                if request.lease_seconds < 0 {
+                    chrono::Duration::MIN
+                } else {
+                    chrono::Duration::MAX
+                },
+            );
+            Command::Claim { lease }
         }
         "release" => {
             reviewing()?;
@@ -399,7 +474,7 @@ pub async fn act(
             reviewing()?;
             let request: EditRequest = body(&bytes)?;
             Command::EditAndApprove {
-                edited_output: request.output,
+                edited_output: client_json("output", &request.output)?,
                 note: non_blank(request.note),
                 seen_output_hash: request.seen_output_hash,
             }
@@ -437,7 +512,7 @@ pub async fn act(
             caller.require(&[Role::Agent], "revise items")?;
             let request: ReviseRequest = body(&bytes)?;
             Command::Revise {
-                output: request.output,
+                output: client_json("output", &request.output)?,
                 note: non_blank(request.note),
             }
         }
@@ -463,7 +538,7 @@ pub async fn act(
                 format!("the item is at version {current}, not {expected}: read it again"),
             )
             .with("current_version", current)
-            .with("item", serde_json::to_value(&item).unwrap_or(Value::Null)));
+            .with_raw("item", item_json(&item)));
         }
     }
     let status = if action == "comments" || action == "revisions" {
@@ -507,7 +582,8 @@ fn parse_wait(text: &str) -> Result<Duration, ApiError> {
     let duration = match unit {
         "ms" => Duration::from_millis(amount),
         "s" => Duration::from_secs(amount),
-        "m" => Duration::from_secs(amount * 60),
+        // Saturating: the wait is capped below anyway, and `amount * 60` overflows past u64::MAX / 60.
+        "m" => Duration::from_secs(amount.saturating_mul(60)),
         _ => {
             return Err(ApiError::bad_request(format!(
                 "wait must be like 30s or 500ms, not {text:?}"

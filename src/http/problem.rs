@@ -25,6 +25,9 @@ pub struct ApiError {
     pub detail: String,
     /// Extra members of the problem document (e.g. the current version on a conflict).
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Extra members written as the JSON text they hold, after `extra`: an item, whose outputs
+    /// a `Value` would not keep byte for byte.
+    pub raw_extra: Vec<(&'static str, Box<serde_json::value::RawValue>)>,
 }
 
 impl ApiError {
@@ -35,11 +38,18 @@ impl ApiError {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             detail: detail.into(),
             extra: serde_json::Map::new(),
+            raw_extra: Vec::new(),
         }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
         self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// A member written as the JSON text `raw` holds.
+    pub fn with_raw(mut self, key: &'static str, raw: Box<serde_json::value::RawValue>) -> Self {
+        self.raw_extra.push((key, raw));
         self
     }
 
@@ -82,12 +92,37 @@ impl IntoResponse for ApiError {
         body.insert("detail".into(), self.detail.into());
         body.insert("problem".into(), self.problem.into());
         body.extend(self.extra);
+        let body = ProblemBody {
+            members: body,
+            raw_members: self.raw_extra,
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
         response
+    }
+}
+
+/// A problem document: its members, then those held as JSON text.
+struct ProblemBody {
+    members: serde_json::Map<String, serde_json::Value>,
+    raw_members: Vec<(&'static str, Box<serde_json::value::RawValue>)>,
+}
+
+impl serde::Serialize for ProblemBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map =
+            serializer.serialize_map(Some(self.members.len() + self.raw_members.len()))?;
+        for (key, value) in &self.members {
+            map.serialize_entry(key, value)?;
+        }
+        for (key, raw) in &self.raw_members {
+            map.serialize_entry(key, raw)?;
+        }
+        map.end()
     }
 }
 

@@ -21,8 +21,8 @@ fn submission(item_id: Uuid, required_approvals: u32) -> Submission {
             name: "gpt-x".into(),
             version: "2026-10".into(),
         },
-        output: serde_json::json!({"reply": "Dear customer, your refund is on its way.", "score": 0.30000000000000004}),
-        context: serde_json::json!({"ticket": 4711, "thread": ["Where is my refund?"]}),
+        output: serde_json::json!({"reply": "Dear customer, your refund is on its way.", "score": 0.30000000000000004}).into(),
+        context: serde_json::json!({"ticket": 4711, "thread": ["Where is my refund?"]}).into(),
         confidence: Some(0.1 + 0.2),
         risk: Risk::Normal,
         priority: 5,
@@ -70,7 +70,7 @@ async fn an_item_is_submitted_claimed_edited_and_approved_through_the_log() {
         &log,
         item,
         &Command::EditAndApprove {
-            edited_output: edited.clone(),
+            edited_output: edited.clone().into(),
             note: Some("name and amount".into()),
             seen_output_hash: Some(submitted.state.output_hash.to_string()),
         },
@@ -89,7 +89,7 @@ async fn an_item_is_submitted_claimed_edited_and_approved_through_the_log() {
         })
         .expect("the edit completes the item");
     assert_eq!(
-        decision.final_output.map(|output| output.to_value()),
+        decision.final_output.and_then(|output| output.to_value()),
         Some(edited)
     );
     assert_eq!(decision.decided_by, vec!["rita".to_owned()]);

@@ -9,6 +9,7 @@ mod format;
 mod hardening_callbacks;
 mod hardening_expiry;
 mod hardening_health;
+mod hardening_input;
 mod log;
 mod projections;
 mod purity;

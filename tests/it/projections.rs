@@ -52,8 +52,8 @@ async fn a_rebuilt_projection_equals_the_live_one_after_a_long_random_workload()
                     name: "model".into(),
                     version: format!("v{}", random.below(3)).into(),
                 },
-                output: serde_json::json!({"text": format!("draft {step}"), "score": random.below(100) as f64 / 100.0}),
-                context: serde_json::json!({"step": step}),
+                output: serde_json::json!({"text": format!("draft {step}"), "score": random.below(100) as f64 / 100.0}).into(),
+                context: serde_json::json!({"step": step}).into(),
                 confidence: Some(random.below(101) as f64 / 100.0),
                 risk: [Risk::Low, Risk::Normal, Risk::High][random.below(3) as usize],
                 priority: random.below(5) as i32,
@@ -80,7 +80,7 @@ async fn a_rebuilt_projection_equals_the_live_one_after_a_long_random_workload()
                     seen_output_hash: None,
                 },
                 5 => Command::EditAndApprove {
-                    edited_output: serde_json::json!({"text": format!("edited at {step}")}),
+                    edited_output: serde_json::json!({"text": format!("edited at {step}")}).into(),
                     note: None,
                     seen_output_hash: None,
                 },
@@ -126,7 +126,7 @@ async fn a_rebuilt_projection_equals_the_live_one_after_a_long_random_workload()
         // Submitters answer change requests now and then.
         let command = if random.below(10) == 0 {
             Command::Revise {
-                output: serde_json::json!({"text": format!("revised {step}")}),
+                output: serde_json::json!({"text": format!("revised {step}")}).into(),
                 note: None,
             }
         } else {
