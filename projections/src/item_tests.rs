@@ -1836,7 +1836,7 @@ fn events_stored_with_the_submitters_on_expiry_still_decode_and_fold_as_before()
         decided_by: Vec::new(),
         revision: 1,
         output_hash: original_hash(),
-        final_output: Some(JsonText::from_value(&original_output())),
+        final_output: Some(original_output()),
         decided_at: minute(120) + Duration::seconds(2),
     });
     let history = vec![submitted.clone(), expired.clone(), decided_then];
@@ -1846,9 +1846,16 @@ fn events_stored_with_the_submitters_on_expiry_still_decode_and_fold_as_before()
     assert_eq!(expiry.policy, None);
     assert_eq!(expiry.configured_action, ExpiryAction::Approve);
     assert_eq!(expiry.applied_action, ExpiryAction::Approve);
-    // The old submission writes back to exactly the bytes stored (the field kept its place and
-    // its shape); every payload's hand-written JSON is serde_json's; a replay folds the same.
-    assert_eq!(submitted.to_json().get(), submitted_json);
+    // The old submission writes back to the bytes stored (the field kept its place and its
+    // shape), plus the fields added since as `null` (ADR 0008's `request_fingerprint`); every
+    // payload's hand-written JSON is serde_json's; a replay folds the same.
+    assert_eq!(
+        submitted.to_json().get(),
+        format!(
+            "{},\"request_fingerprint\":null}}",
+            submitted_json.strip_suffix('}').unwrap()
+        )
+    );
     for event in &history {
         let written = format!(
             r#"{{"type":"{}","data":{}}}"#,
