@@ -10,6 +10,7 @@
 //! - [`feed`]: the log as Server-Sent Events.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`openapi`]: `/openapi.json`, the OpenAPI 3.1 document.
+//! - [`server`]: connections: the accept loop, its cap and timeouts.
 
 pub mod auth;
 pub mod feed;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod principals;
 pub mod problem;
+pub mod server;
 
 use crate::log::{EventLog, FileLog};
 use crate::projector::Projector;
@@ -49,6 +51,8 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// The key agents' callback secrets derive from (`None`: callbacks are not signed here).
     pub callback_key: Option<crate::callbacks::CallbackKey>,
+    /// Who may read `/metrics` (admins and auditors unless set otherwise).
+    pub metrics_access: metrics::MetricsAccess,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,6 +78,7 @@ impl AppState {
             clock,
             metrics: metrics::Metrics::default(),
             callback_key: None,
+            metrics_access: metrics::MetricsAccess::principals_only(),
         }))
     }
 
@@ -92,6 +97,14 @@ impl AppState {
         Arc::get_mut(&mut self.0)
             .expect("the callback key is set before the state is shared")
             .callback_key = Some(key);
+        self
+    }
+
+    /// Sets who may read `/metrics`; only while building the state, before any clone of it exists.
+    pub fn with_metrics_access(mut self, access: metrics::MetricsAccess) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("the metrics access is set before the state is shared")
+            .metrics_access = access;
         self
     }
 }
@@ -136,7 +149,16 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 
 /// The routes of the server.
 pub fn router(state: AppState) -> Router {
-    routes()
+    router_with_routes(state, routes())
+}
+
+/// A router of `routes` (the server's are [`routes`]) with the server's fallback and request
+/// layer: for tests that need a route the API does not have (one that panics, say).
+pub fn router_with_routes(
+    state: AppState,
+    routes: Vec<(&'static str, MethodRouter<AppState>)>,
+) -> Router {
+    routes
         .into_iter()
         .fold(Router::new(), |router, (path, handlers)| {
             router.route(path, handlers)
@@ -156,21 +178,18 @@ async fn health(State(state): State<AppState>) -> axum::Json<serde_json::Value> 
     }))
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves, then drains in-flight requests; with the default
+/// [`server::ConnectionLimits`] (`server::serve_router` takes others).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    // Answers are small and written whole: send them at once rather than wait on Nagle's algorithm.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    server::serve_router(
+        listener,
+        router(state),
+        server::ConnectionLimits::default(),
+        shutdown,
+    )
+    .await
 }
