@@ -447,7 +447,6 @@ fn network_settings(
                     asked = asked.max_connections,
                     max_connections = fitted.max_connections,
                     open_file_limit = files.soft,
-                    reserved = ledger::http::server::RESERVED_FILES,
                     "connection cap lowered to fit the open file limit"
                 );
             }

@@ -61,15 +61,17 @@ impl Default for ConnectionLimits {
 
 /// File descriptors kept out of the connection cap for everything else the process opens: the
 /// log's segment files (the writer's, and those a read opens), the data directory's lock, the
-/// callback client's sockets, the listener, standard streams.
+/// callback client's sockets, the listener, standard streams. A quarter of a smaller limit.
 pub const RESERVED_FILES: u64 = 256;
 
 impl ConnectionLimits {
     /// These limits with `max_connections` lowered, if need be, so that the connections and
-    /// [`RESERVED_FILES`] fit under a soft open-file limit of `open_files`: a connection past the
-    /// limit would fail `accept` with EMFILE, where waiting in the backlog costs nothing.
+    /// [`RESERVED_FILES`] (or a quarter of a limit under 1,024) fit under a soft open-file limit of
+    /// `open_files`: a connection past the limit would fail `accept` with EMFILE, where waiting
+    /// in the backlog costs nothing.
     pub fn fitted_to(self, open_files: u64) -> ConnectionLimits {
-        let fits = open_files.saturating_sub(RESERVED_FILES).max(1);
+        let reserved = RESERVED_FILES.min(open_files / 4);
+        let fits = open_files.saturating_sub(reserved).max(1);
         ConnectionLimits {
             max_connections: self
                 .max_connections

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod crash;
 mod format;
+mod hardening_net;
 mod log;
 mod projections;
 mod purity;
