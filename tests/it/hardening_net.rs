@@ -11,9 +11,9 @@
 use crate::api::{App, reply_for_review, spawn_app};
 use crate::support::ledger_binary;
 use ledger::http::metrics::MetricsAccess;
-use ledger::log::EventLog;
 use ledger::http::server::{ConnectionLimits, parse_duration};
 use ledger::http::{AppState, router_with_routes, routes};
+use ledger::log::EventLog;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -251,7 +251,11 @@ async fn a_trickled_body_is_answered_408_writes_nothing_and_the_connection_close
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("application/problem+json"), "{text}");
     assert!(text.contains("body-timeout"), "{text}");
-    assert_eq!(app.log.head(), head_before, "a refused request wrote nothing");
+    assert_eq!(
+        app.log.head(),
+        head_before,
+        "a refused request wrote nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,7 +476,11 @@ async fn many_queues_give_at_most_the_cap_and_one_other_queue_series() {
     assert!(depths.contains(&("deep", 3.0)), "{text}");
     assert!(depths.iter().any(|(queue, _)| *queue == "other"), "{text}");
     let total: f64 = depths.iter().map(|(_, depth)| depth).sum();
-    assert_eq!(total, (queues.len() + 3) as f64, "no item lost from the sum");
+    assert_eq!(
+        total,
+        (queues.len() + 3) as f64,
+        "no item lost from the sum"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,10 +627,7 @@ async fn a_panicking_handler_is_answered_500_counted_and_logged_once() {
     let problem: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(problem["status"], 500);
     assert_eq!(problem["problem"], "internal-error");
-    assert!(
-        !body.contains("on purpose"),
-        "the detail is opaque: {body}"
-    );
+    assert!(!body.contains("on purpose"), "the detail is opaque: {body}");
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: ledger\r\n\r\n")
         .await
@@ -632,7 +637,8 @@ async fn a_panicking_handler_is_answered_500_counted_and_logged_once() {
 
     let text = metrics(&reqwest::Client::new(), &base, &app.admin).await;
     assert!(
-        text.lines().any(|line| line == "ledger_http_panics_total 1"),
+        text.lines()
+            .any(|line| line == "ledger_http_panics_total 1"),
         "{text}"
     );
     assert!(
@@ -731,7 +737,9 @@ async fn serve_under_a_low_file_limit_survives_more_slow_connections_than_it_has
         "{log}"
     );
     assert!(
-        log.contains("connection cap lowered to fit the open file limit asked=4096 max_connections=225"),
+        log.contains(
+            "connection cap lowered to fit the open file limit asked=4096 max_connections=225"
+        ),
         "{log}"
     );
     assert!(!log.contains("Too many open files"), "{log}");
