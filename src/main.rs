@@ -58,6 +58,8 @@ enum Command {
         /// item expires rejected, never approved, with a 5-minute minimum review window.
         #[arg(long, env = "LEDGER_EXPIRY_POLICY")]
         expiry_policy: Option<PathBuf>,
+        #[command(flatten)]
+        network: NetworkOptions,
     },
     /// Recompute every hash and chain link; exit 1 naming the first bad position.
     Verify {
@@ -93,6 +95,32 @@ enum Command {
         #[arg(long, default_value_t = 64 * 1024)]
         segment_size: u64,
     },
+}
+
+/// `serve`'s connection limits and who may read `/metrics` (defaults argued in ADR 0005).
+#[derive(Debug, clap::Args)]
+struct NetworkOptions {
+    /// Time a client has for a request's line and headers, from its first byte (or the
+    /// connection's accept): `10s`, `500ms`, `2m`.
+    #[arg(long, env = "LEDGER_HEADER_TIMEOUT", default_value = "10s", value_parser = ledger::http::server::parse_duration)]
+    header_timeout: std::time::Duration,
+    /// Time a kept-alive connection may wait for its next request.
+    #[arg(long, env = "LEDGER_IDLE_TIMEOUT", default_value = "75s", value_parser = ledger::http::server::parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// Time a client has to send a request's body, from when the server first waits for it.
+    #[arg(long, env = "LEDGER_BODY_TIMEOUT", default_value = "30s", value_parser = ledger::http::server::parse_duration)]
+    body_timeout: std::time::Duration,
+    /// Connections served at once; more wait in the listen backlog. Lowered to fit the open-file
+    /// limit if need be.
+    #[arg(long, env = "LEDGER_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// A token that may read /metrics (as `Authorization: Bearer`), besides admins' and
+    /// auditors' tokens; prefer the environment variable, which `ps` does not show.
+    #[arg(long, env = "LEDGER_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Serve /metrics to anyone, without a token.
+    #[arg(long, env = "LEDGER_METRICS_PUBLIC")]
+    metrics_public: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +252,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             callback_concurrency,
             callback_concurrency_per_host,
             expiry_policy,
+            network,
         } => {
             let callback_limits = ledger::callbacks::DeliveryLimits {
                 per_destination: usize::from(callback_concurrency_per_host),
@@ -236,6 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 &callback_allow,
                 callback_limits,
                 expiry_policy.as_deref(),
+                network,
             )
             .await?;
         }
@@ -364,7 +394,9 @@ async fn serve(
     callback_allow: &[String],
     callback_limits: ledger::callbacks::DeliveryLimits,
     expiry_policy: Option<&std::path::Path>,
+    network: NetworkOptions,
 ) -> anyhow::Result<()> {
+    let (connection_limits, metrics_access) = network_settings(network)?;
     // Read before anything else, so that a wrong path fails the start, not the first callback.
     let callback_roots = match callback_ca_file {
         Some(path) => ledger::tls::ExtraRootCertificates::read_pem_file(path)?,
@@ -442,12 +474,84 @@ async fn serve(
         ledger::http::AppState::new(log, projector, Some(file_log), ledger::clock::Clock::System)
             .with_callback_key(callback_key)
             .with_callback_policy(callback_policy)
-            .with_expiry_policy(expiry_policies);
-    ledger::http::serve(listener, state, async {
+            .with_expiry_policy(expiry_policies)
+            .with_metrics_access(metrics_access);
+    let router = ledger::http::router(state);
+    ledger::http::server::serve_router(listener, router, connection_limits, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })
     .await
+}
+
+/// The connection limits, fitted to the open-file limit (raised to its hard limit first), and
+/// who may read `/metrics`; each logged.
+fn network_settings(
+    network: NetworkOptions,
+) -> anyhow::Result<(
+    ledger::http::server::ConnectionLimits,
+    ledger::http::metrics::MetricsAccess,
+)> {
+    use ledger::http::metrics::MetricsAccess;
+    let asked = ledger::http::server::ConnectionLimits {
+        header_timeout: network.header_timeout,
+        idle_timeout: network.idle_timeout,
+        body_timeout: network.body_timeout,
+        max_connections: network.max_connections as usize,
+    };
+    let limits = match ledger::http::server::raise_open_file_limit() {
+        Ok(files) => {
+            tracing::info!(
+                soft_before = files.soft_before,
+                soft = files.soft,
+                hard = files.hard,
+                "open file limit"
+            );
+            let fitted = asked.fitted_to(files.soft);
+            if fitted.max_connections < asked.max_connections {
+                tracing::warn!(
+                    asked = asked.max_connections,
+                    max_connections = fitted.max_connections,
+                    open_file_limit = files.soft,
+                    "connection cap lowered to fit the open file limit"
+                );
+            }
+            fitted
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not read or raise the open file limit");
+            asked
+        }
+    };
+    tracing::info!(
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        idle_timeout_ms = limits.idle_timeout.as_millis() as u64,
+        body_timeout_ms = limits.body_timeout.as_millis() as u64,
+        max_connections = limits.max_connections,
+        "connection limits"
+    );
+    let mut access = if network.metrics_public {
+        MetricsAccess::public()
+    } else {
+        MetricsAccess::principals_only()
+    };
+    if let Some(token) = network.metrics_token {
+        anyhow::ensure!(
+            !token.trim().is_empty(),
+            "the metrics token (--metrics-token, LEDGER_METRICS_TOKEN) must not be empty"
+        );
+        access = access.with_token(token.trim());
+    }
+    tracing::info!(
+        public = access.is_public(),
+        "/metrics {}",
+        if access.is_public() {
+            "is open to anyone (--metrics-public)"
+        } else {
+            "needs an admin's or auditor's token, or the metrics token"
+        }
+    );
+    Ok((limits, access))
 }
 
 fn verify(data_dir: PathBuf, json: bool) -> anyhow::Result<std::process::ExitCode> {

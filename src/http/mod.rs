@@ -11,6 +11,7 @@
 //! - [`health`]: `/healthz` and `/readyz`, the log's and the projector's state.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`openapi`]: `/openapi.json`, the OpenAPI 3.1 document.
+//! - [`server`]: connections: the accept loop, its cap and timeouts.
 
 pub mod auth;
 pub mod feed;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod principals;
 pub mod problem;
+pub mod server;
 
 use crate::log::{EventLog, FileLog};
 use crate::projector::Projector;
@@ -57,6 +59,8 @@ pub struct Shared {
     pub expiry_policies: Arc<crate::expiry_policy::ExpiryPolicies>,
     /// The event feeds' bound in bytes, and how many were cut off.
     pub feed: feed::FeedSettings,
+    /// Who may read `/metrics` (admins and auditors unless set otherwise).
+    pub metrics_access: metrics::MetricsAccess,
 }
 
 impl std::ops::Deref for AppState {
@@ -85,6 +89,7 @@ impl AppState {
             callback_policy: crate::callback_policy::CallbackPolicy::public_only(),
             expiry_policies: Arc::default(),
             feed: feed::FeedSettings::default(),
+            metrics_access: metrics::MetricsAccess::principals_only(),
         }))
     }
 
@@ -137,6 +142,14 @@ impl AppState {
             .feed = feed::FeedSettings::with_buffer_bytes(bytes);
         self
     }
+
+    /// Sets who may read `/metrics`; only while building the state, before any clone of it exists.
+    pub fn with_metrics_access(mut self, access: metrics::MetricsAccess) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("the metrics access is set before the state is shared")
+            .metrics_access = access;
+        self
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -180,7 +193,16 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 
 /// The routes of the server.
 pub fn router(state: AppState) -> Router {
-    routes()
+    router_with_routes(state, routes())
+}
+
+/// A router of `routes` (the server's are [`routes`]) with the server's fallback and request
+/// layer: for tests that need a route the API does not have (one that panics, say).
+pub fn router_with_routes(
+    state: AppState,
+    routes: Vec<(&'static str, MethodRouter<AppState>)>,
+) -> Router {
+    routes
         .into_iter()
         .fold(Router::new(), |router, (path, handlers)| {
             router.route(path, handlers)
@@ -190,21 +212,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves, then drains in-flight requests; with the default
+/// [`server::ConnectionLimits`] (`server::serve_router` takes others).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    // Answers are small and written whole: send them at once rather than wait on Nagle's algorithm.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    server::serve_router(
+        listener,
+        router(state),
+        server::ConnectionLimits::default(),
+        shutdown,
+    )
+    .await
 }

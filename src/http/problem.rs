@@ -279,6 +279,8 @@ impl<S: Send + Sync> FromRequest<S> for BodyBytes {
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     body_too_large()
+                } else if body_timed_out(&rejection) {
+                    body_timeout()
                 } else {
                     ApiError::bad_request(rejection.body_text())
                 }
@@ -307,7 +309,30 @@ fn body_too_large() -> ApiError {
     )
 }
 
+/// Whether a body rejection came from the body timeout (`server::DeadlineBody`).
+fn body_timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<super::server::BodyTimedOut>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+fn body_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body-timeout",
+        "the request body did not arrive within the server's body timeout",
+    )
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if body_timed_out(&rejection) {
+        return body_timeout();
+    }
     let status = rejection.status();
     let detail = rejection.body_text();
     match rejection {

@@ -1061,6 +1061,7 @@ async fn metrics_in_the_prometheus_text_format() {
     let response = app
         .client
         .get(format!("{}/metrics", app.base))
+        .bearer_auth(&app.admin)
         .send()
         .await
         .unwrap();
@@ -1439,7 +1440,7 @@ async fn every_role_against_every_operation() {
     // (method, path, body, who may) — who may: the role names above, or "anyone".
     let operations: Vec<(&str, String, Option<Value>, Vec<&str>)> = vec![
         ("GET", "/healthz".into(), None, vec!["anyone"]),
-        ("GET", "/metrics".into(), None, vec!["anyone"]),
+        ("GET", "/metrics".into(), None, vec!["auditor", "admin"]),
         ("GET", "/openapi.json".into(), None, vec!["anyone"]),
         (
             "POST",

@@ -10,6 +10,7 @@ mod hardening_callbacks;
 mod hardening_expiry;
 mod hardening_health;
 mod hardening_input;
+mod hardening_net;
 mod log;
 mod projections;
 mod purity;
