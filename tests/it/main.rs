@@ -7,6 +7,7 @@ mod commands;
 mod crash;
 mod format;
 mod log;
+mod openapi;
 mod projections;
 mod purity;
 mod support;
