@@ -60,9 +60,9 @@ LEDGER_ADMIN_TOKEN="$admin_token" "$venv/bin/python" tests/python/fuzz_api.py "$
 status=$?
 set -e
 # A panic or any error the server logged is worth seeing even when every check passed.
-if grep -qiE 'panick|ERROR' "$scratch/server.err"; then
-  echo "== the server's log"
-  grep -iE -A3 'panick|ERROR' "$scratch/server.err" | head -40
+if grep -qE 'panicked at|ERROR' "$scratch/server.err"; then
+  echo "== the server's log: panics and errors"
+  grep -E -A1 'panicked at|ERROR' "$scratch/server.err" | grep -vE '^(--|stack backtrace:)$' | head -20
 fi
 if [ -s "$scratch/summary" ]; then
   tail -n 1 "$scratch/summary"

@@ -17,7 +17,7 @@
 //!   says what each status means; every operation also gets 405 and 500);
 //! - who may call it: its [`Access`] (`Anyone`, or `Bearer` with the roles);
 //! - a field of a body: the schema function that builds it (`item`, `submission`, …);
-//! - an event of the feed: [`feed_event`].
+//! - a kind of event on the feed: [`feed_event_kinds`].
 
 use serde_json::{Map, Value, json};
 
@@ -210,7 +210,7 @@ pub fn operations() -> Vec<Operation> {
                 name: "Idempotency-Key",
                 location: In::Header,
                 description: "Makes a retry answer the first item (200) instead of submitting a second one; unique per agent",
-                schema: json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]*$"}),
+                schema: json!({"type": "string", "pattern": "^[\\x20-\\x7e]*$"}),
             }],
             request: Some(submission()),
             answers: vec![
@@ -703,18 +703,34 @@ fn event() -> Value {
     }))
 }
 
-/// One Server-Sent Event of `GET /v1/events` (the fields of the SSE format, as OpenAPI 3.2 has
-/// them): `id` is the position, `event` the type, `data` the event as JSON.
+/// One Server-Sent Event of `GET /v1/events`, in the fields of the SSE format (as OpenAPI 3.2
+/// and Schemathesis read them): any of the kinds [`feed_event_kinds`] lists.
 fn feed_event() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "id": {"type": "string", "pattern": "^[0-9]+$"},
-            "event": {"type": "string"},
-            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": reference("Event")},
-        },
-        "required": ["id", "event", "data"],
-    })
+    let kinds: Vec<Value> = feed_event_kinds()
+        .into_iter()
+        .map(|(id, event, data)| {
+            json!({
+                "type": "object",
+                "properties": {
+                    "id": id,
+                    "event": event,
+                    "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+                },
+                "required": ["event", "data"],
+            })
+        })
+        .collect();
+    json!({"anyOf": kinds})
+}
+
+/// The kinds of event the feed sends, as (`id`, `event`, `data`) schemas. A message that ends
+/// the feed (say, once its principal is revoked) is one more row.
+fn feed_event_kinds() -> Vec<(Value, Value, Value)> {
+    vec![(
+        json!({"type": "string", "pattern": "^[0-9]+$", "description": "the event's position: Last-Event-ID resumes after it"}),
+        json!({"type": "string", "description": "the event's type, e.g. ItemSubmitted"}),
+        reference("Event"),
+    )]
 }
 
 fn queue_entry() -> Value {

@@ -113,6 +113,7 @@ def fuzz(base, scratch, role, token, ids, names, seed, seconds):
         LEDGER_FUZZ_ITEMS=",".join(ids),
         LEDGER_FUZZ_NAMES=",".join(names),
         LEDGER_FUZZ_COUNT_FILE=str(count_file),
+        LEDGER_FUZZ_SEED=str(seed),
     )
     command = [
         str(Path(sys.executable).parent / "st"),
