@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it: formatting, lints, then every test of the workspace
 # (the pure core's given/when/then and property tests, the log's conformance, crash and tamper
 # tests, the CLI and the server on a real socket, and the independent Python reader of the
-# file format). Installs what it needs; builds into a target directory outside the checkout so
-# that later runs reuse the build.
+# file format), then the API fuzz run (scripts/fuzz-api.sh: Schemathesis against a live server,
+# one test per role). Installs what it needs; builds into a target directory outside the
+# checkout so that later runs reuse the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ledger-target}"
@@ -16,6 +17,11 @@ if ! need python3; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 
+# The tests' Python packages (Schemathesis for the fuzz run, and what tests run from Python),
+# in a virtual environment; tests find it through LEDGER_VENV.
+export LEDGER_VENV="${LEDGER_VENV:-$HOME/.cache/ledger-venv}"
+bash scripts/python-env.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -26,8 +32,14 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The fuzz run reuses the debug binary cargo test has just built (~3 minutes: 40 s per role).
+echo "== API fuzz run"
+bash scripts/fuzz-api.sh 2>&1 | tee -a "$log"
+fuzz_status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole suite, summed over the test binaries.
+[ "$fuzz_status" -eq 0 ] || status=1
+# One closing line for the whole suite, summed over the test binaries and the fuzz run's roles.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^fuzz: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -208,6 +208,9 @@ pub fn router_with_routes(
             router.route(path, handlers)
         })
         .fallback(|| async { problem::ApiError::not_found("no such route") })
+        // A problem+json 405 like every other refusal, rather than axum's empty one; axum still
+        // adds the `Allow` header.
+        .method_not_allowed_fallback(|| async { problem::ApiError::method_not_allowed() })
         .layer(metrics::TrackLayer::new(state.clone()))
         .with_state(state)
 }

@@ -4,307 +4,1103 @@
 //! domain types live in the pure core (which should not depend on a documentation crate), and a
 //! test (`tests/it/api.rs`) checks the table against the router both ways: every documented
 //! operation is answered by a route (not 404/405), and every route pattern is documented.
+//!
+//! The document is complete enough to generate a client from and to check the server against:
+//! each operation has its path, query and header parameters with their types and ranges, its
+//! request body (required only where the server needs one), and every status it can answer with
+//! the body's schema and headers. `scripts/fuzz-api.sh` runs Schemathesis against a live server
+//! with every role's token and fails on any answer the document does not describe.
+//!
+//! How to change it:
+//! - a route: one [`Operation`] row in [`operations`] (and its schemas in [`schemas`]);
+//! - a status an operation answers with a problem: its `problems` list (the [`PROBLEMS`] table
+//!   says what each status means; every operation also gets 405 and 500);
+//! - who may call it: its [`Access`] (`Anyone`, or `Bearer` with the roles);
+//! - a field of a body: the schema function that builds it (`item`, `submission`, …);
+//! - a kind of event on the feed: [`feed_event_kinds`].
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed.
+    Anyone,
+    /// `Authorization: Bearer <token>` of a principal with one of these roles (as prose).
+    Bearer(&'static str),
+}
+
+/// Where a parameter other than a path capture goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum In {
+    Query,
+    Header,
+}
+
+/// A query or header parameter (path parameters come from the path's `{captures}`).
+#[derive(Debug, Clone)]
+pub struct Parameter {
+    pub name: &'static str,
+    pub location: In,
+    pub description: &'static str,
+    pub schema: Value,
+}
+
+/// What a successful answer carries.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// `application/json` of this schema.
+    Json(Value),
+    /// Text of this media type.
+    Text(&'static str),
+    /// `text/event-stream`, each event of this schema (its `id`, `event` and `data` fields).
+    EventStream(Value),
+}
+
+/// A successful answer: its status, what it is, its body and its response headers.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub description: &'static str,
+    pub content: Content,
+    /// Response headers (name, schema), each always sent with this answer.
+    pub headers: Vec<(&'static str, Value)>,
+}
 
 /// One documented operation.
 #[derive(Debug, Clone)]
 pub struct Operation {
     pub method: &'static str,
     pub path: &'static str,
+    /// A stable name for generated clients' methods.
+    pub operation_id: &'static str,
     pub summary: &'static str,
-    /// Who may call it (`anyone` for unauthenticated endpoints).
-    pub roles: &'static str,
-    /// The JSON schema of the request body, if it takes one.
+    pub access: Access,
+    pub parameters: Vec<Parameter>,
+    /// The JSON schema of the request body, if it takes one. The body is required when the schema
+    /// requires a field; otherwise an empty body stands for `{}`.
     pub request: Option<Value>,
-    /// Success status and what it answers.
-    pub success: (u16, &'static str),
+    pub answers: Vec<Answer>,
+    /// The problem+json statuses it can answer, besides 405 and 500 (see [`PROBLEMS`]).
+    pub problems: &'static [u16],
 }
 
-fn object(properties: Value, required: &[&str]) -> Value {
-    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
-}
-
-fn text() -> Value {
-    json!({"type": "string"})
-}
-
-fn hash() -> Value {
-    json!({"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "the output_hash the reviewer saw"})
-}
+/// Every problem status, with what it means; each answer has the shared `Problem` body.
+pub const PROBLEMS: &[(u16, &str)] = &[
+    (
+        400,
+        "Malformed: a body that is not JSON, or a query parameter, header or path segment that does not parse",
+    ),
+    (401, "No token, or an unknown or revoked one"),
+    (
+        403,
+        "The caller's role (or a reviewer's queues) does not allow this",
+    ),
+    (
+        404,
+        "No such item or principal, or one the caller may not know of (another agent's item)",
+    ),
+    (
+        405,
+        "The path does not take this method (for the other methods of this path; `Allow` lists those it takes)",
+    ),
+    (
+        409,
+        "Conflict: the item is already decided, claimed by someone else or moved on (`current_version`), or the name is taken",
+    ),
+    (
+        408,
+        "The body was not sent within the server's body timeout; nothing was written",
+    ),
+    (413, "The body is larger than the server accepts (2 MiB)"),
+    (
+        415,
+        "The body is not sent as JSON (`Content-Type: application/json`)",
+    ),
+    (
+        422,
+        "Well-formed JSON of the wrong shape (`problem`: `invalid-body`), or a domain rule refused it (`rule` names it)",
+    ),
+    (
+        500,
+        "A fault of the server; the cause is logged, not answered",
+    ),
+    (
+        503,
+        "The server cannot serve this now: the log refuses writes (`log-writes-paused`, retryable; `log-poisoned`, until a restart) or its views stopped following the log (`projections-stopped`)",
+    ),
+];
 
 /// Every operation of the API.
 pub fn operations() -> Vec<Operation> {
-    let decision = |path, summary, request: Option<Value>| Operation {
-        method: "post",
-        path,
-        summary,
-        roles: "reviewer (of the item's queue)",
-        request,
-        success: (200, "the item after the decision"),
+    let anyone = Access::Anyone;
+    let readers = Access::Bearer("agent (its own items), reviewer (its queues), auditor, admin");
+    let reviewer = Access::Bearer("reviewer of the item's queue");
+    let submitter = Access::Bearer("the submitting agent");
+    let admin = Access::Bearer("admin");
+    // A read of one item, and a write to one: the statuses their handlers can answer.
+    const READ: &[u16] = &[400, 401, 403, 404, 503];
+    const ACT: &[u16] = &[400, 401, 403, 404, 408, 409, 413, 422, 503];
+    let item_answer = |status, description| Answer {
+        status,
+        description,
+        content: Content::Json(reference("Item")),
+        headers: vec![("ETag", etag())],
     };
+    let action =
+        |path, operation_id, summary, access, request: Value, status, description| Operation {
+            method: "post",
+            path,
+            operation_id,
+            summary,
+            access,
+            parameters: vec![if_match()],
+            request: Some(request),
+            answers: vec![item_answer(status, description)],
+            problems: ACT,
+        };
+    let decided = "the item after the command";
     vec![
         Operation {
             method: "get",
             path: "/healthz",
-            summary: "Liveness: events stored and projected",
-            roles: "anyone",
+            operation_id: "health",
+            summary: "Health: 200 while the log takes writes, 503 with the reason while it refuses them",
+            access: anyone,
+            parameters: vec![],
             request: None,
-            success: (200, "status"),
+            answers: vec![json_answer(200, "the server's state", "Health")],
+            problems: &[503],
+        },
+        Operation {
+            method: "get",
+            path: "/readyz",
+            operation_id: "ready",
+            summary: "Readiness: 200 while the log takes writes and the read models follow it, 503 with the reason otherwise",
+            access: anyone,
+            parameters: vec![],
+            request: None,
+            answers: vec![json_answer(200, "ready", "Ready")],
+            problems: &[503],
         },
         Operation {
             method: "get",
             path: "/metrics",
-            summary: "Prometheus metrics",
-            roles: "anyone",
+            operation_id: "metrics",
+            summary: "Prometheus metrics (open to anyone only with `serve --metrics-public`)",
+            access: Access::Bearer("admin, auditor, or the operator's metrics token"),
+            parameters: vec![],
             request: None,
-            success: (200, "text format 0.0.4"),
+            answers: vec![Answer {
+                status: 200,
+                description: "the Prometheus text format, version 0.0.4",
+                content: Content::Text("text/plain"),
+                headers: vec![],
+            }],
+            problems: &[401, 403],
         },
         Operation {
             method: "get",
             path: "/openapi.json",
+            operation_id: "openapi",
             summary: "This document",
-            roles: "anyone",
+            access: anyone,
+            parameters: vec![],
             request: None,
-            success: (200, "OpenAPI 3.1"),
+            answers: vec![Answer {
+                status: 200,
+                description: "the OpenAPI 3.1 document",
+                content: Content::Json(json!({"type": "object", "required": ["openapi", "paths"]})),
+                headers: vec![],
+            }],
+            problems: &[],
         },
         Operation {
             method: "post",
             path: "/v1/items",
-            summary: "Submit an AI output for review (Idempotency-Key makes a retry answer the first item)",
-            roles: "agent",
-            request: Some(object(
-                json!({
-                    "queue": text(), "kind": text(),
-                    "model": object(json!({"name": text(), "version": text()}), &["name", "version"]),
-                    "output": {"description": "any JSON but null"},
-                    "context": {"description": "any JSON"},
-                    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                    "risk": {"enum": ["low", "normal", "high"]},
-                    "priority": {"type": "integer"},
-                    "due_at": {"type": "string", "format": "date-time"},
-                    "required_approvals": {"type": "integer", "minimum": 1, "maximum": 10},
-                    "on_expiry": {"type": "object", "properties": {"action": {"enum": ["reject", "approve", "escalate"]}, "queue": text()}},
-                    "callback_url": {"type": "string", "format": "uri"},
-                }),
-                &["queue", "kind", "model", "output"],
-            )),
-            success: (201, "the item (200 for a retried Idempotency-Key)"),
+            operation_id: "submitItem",
+            summary: "Submit an AI output for review",
+            access: Access::Bearer("agent"),
+            parameters: vec![Parameter {
+                name: "Idempotency-Key",
+                location: In::Header,
+                description: "Makes a retry answer the first item (200) instead of submitting a second one; unique per agent",
+                schema: json!({"type": "string", "pattern": "^[\\x20-\\x7e]*$"}),
+            }],
+            request: Some(submission()),
+            answers: vec![
+                Answer {
+                    status: 201,
+                    description: "the submitted item",
+                    content: Content::Json(reference("Item")),
+                    headers: vec![
+                        ("ETag", etag()),
+                        (
+                            "Location",
+                            json!({"type": "string", "pattern": "^/v1/items/[0-9a-f-]{36}$"}),
+                        ),
+                    ],
+                },
+                item_answer(
+                    200,
+                    "the item a previous request with the same Idempotency-Key submitted",
+                ),
+            ],
+            problems: &[400, 401, 403, 408, 409, 413, 415, 422, 503],
         },
         Operation {
             method: "get",
             path: "/v1/items/{id}",
+            operation_id: "getItem",
             summary: "An item, with its version (also its ETag)",
-            roles: "agent (own), reviewer (its queues), auditor, admin",
+            access: readers,
+            parameters: vec![],
             request: None,
-            success: (200, "the item"),
+            answers: vec![item_answer(200, "the item")],
+            problems: READ,
         },
         Operation {
             method: "get",
             path: "/v1/items/{id}/events",
+            operation_id: "getItemEvents",
             summary: "The item's audit trail: every event with position, hash and previous hash",
-            roles: "agent (own), reviewer (its queues), auditor, admin",
+            access: readers,
+            parameters: vec![],
             request: None,
-            success: (200, "the events"),
+            answers: vec![json_answer(
+                200,
+                "the item's events, oldest first",
+                "AuditTrail",
+            )],
+            problems: READ,
         },
         Operation {
             method: "get",
             path: "/v1/items/{id}/decision",
-            summary: "Long-poll (?wait=30s) until decided, changes requested or withdrawn",
-            roles: "agent (own), reviewer (its queues), auditor, admin",
+            operation_id: "waitForDecision",
+            summary: "Long-poll until the item is decided, changes are requested or it is withdrawn",
+            access: readers,
+            parameters: vec![Parameter {
+                name: "wait",
+                location: In::Query,
+                description: "How long to wait for an answer: `30s`, `500ms`, `2m` or a number of seconds; at most 120 s (longer waits are cut to 120 s); no wait when absent",
+                schema: json!({"type": "string", "pattern": "^[0-9]{1,15}(ms|s|m)?$"}),
+            }],
             request: None,
-            success: (
-                200,
-                "the answered item; 202 with the current state when the wait ends",
-            ),
+            answers: vec![
+                item_answer(
+                    200,
+                    "the item, decided, with changes requested, or withdrawn",
+                ),
+                item_answer(
+                    202,
+                    "the item as it stands when the wait ended without an answer",
+                ),
+            ],
+            problems: READ,
         },
-        decision(
+        action(
             "/v1/items/{id}/claim",
-            "Claim the item (a lease)",
-            Some(object(
-                json!({"lease_seconds": {"type": "integer", "minimum": 1, "maximum": 86400}}),
+            "claimItem",
+            "Claim the item: a lease during which no one else decides it",
+            reviewer,
+            body(
+                json!({"lease_seconds": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 900}}),
                 &[],
-            )),
+            ),
+            200,
+            decided,
         ),
-        decision("/v1/items/{id}/release", "Release one's claim", None),
-        decision(
+        action(
+            "/v1/items/{id}/release",
+            "releaseItem",
+            "Release one's claim",
+            reviewer,
+            body(json!({}), &[]),
+            200,
+            decided,
+        ),
+        action(
             "/v1/items/{id}/approve",
+            "approveItem",
             "Approve the output",
-            Some(object(json!({"seen_output_hash": hash()}), &[])),
+            reviewer,
+            body(json!({"seen_output_hash": output_hash()}), &[]),
+            200,
+            decided,
         ),
-        decision(
+        action(
             "/v1/items/{id}/edit",
+            "editItem",
             "Edit the output and approve the edit",
-            Some(object(
-                json!({"output": {"description": "the edited output"}, "note": text(), "seen_output_hash": hash()}),
+            reviewer,
+            body(
+                json!({"output": any_json_but_null("the edited output"), "note": optional_text(), "seen_output_hash": output_hash()}),
                 &["output"],
-            )),
+            ),
+            200,
+            decided,
         ),
-        decision(
+        action(
             "/v1/items/{id}/reject",
-            "Reject with a reason",
-            Some(object(
-                json!({"reason": text(), "seen_output_hash": hash()}),
+            "rejectItem",
+            "Reject the output with a reason",
+            reviewer,
+            body(
+                json!({"reason": text(), "seen_output_hash": output_hash()}),
                 &["reason"],
-            )),
+            ),
+            200,
+            decided,
         ),
-        decision(
+        action(
             "/v1/items/{id}/request-changes",
-            "Send it back to the submitter with instructions",
-            Some(object(
-                json!({"instructions": text(), "seen_output_hash": hash()}),
+            "requestChanges",
+            "Send the item back to its submitter with instructions",
+            reviewer,
+            body(
+                json!({"instructions": text(), "seen_output_hash": output_hash()}),
                 &["instructions"],
-            )),
+            ),
+            200,
+            decided,
         ),
-        decision(
+        action(
             "/v1/items/{id}/escalate",
-            "Move it to another queue",
-            Some(object(
-                json!({"to_queue": text(), "reason": text()}),
+            "escalateItem",
+            "Move the item to another queue",
+            reviewer,
+            body(
+                json!({"to_queue": name(), "reason": text()}),
                 &["to_queue", "reason"],
-            )),
+            ),
+            200,
+            decided,
         ),
-        Operation {
-            method: "post",
-            path: "/v1/items/{id}/comments",
-            summary: "Comment (also on decided items)",
-            roles: "reviewer, agent (own), admin",
-            request: Some(object(json!({"text": text()}), &["text"])),
-            success: (201, "the item"),
-        },
-        Operation {
-            method: "post",
-            path: "/v1/items/{id}/revisions",
-            summary: "Answer a change request with a new revision",
-            roles: "the submitting agent",
-            request: Some(object(
-                json!({"output": {"description": "the new revision"}, "note": text()}),
+        action(
+            "/v1/items/{id}/comments",
+            "commentOnItem",
+            "Comment on the item (also once it is decided)",
+            Access::Bearer("reviewer of the item's queue, the submitting agent, admin"),
+            body(json!({"text": text()}), &["text"]),
+            201,
+            "the item with the comment",
+        ),
+        action(
+            "/v1/items/{id}/revisions",
+            "reviseItem",
+            "Answer a change request with a new revision of the output",
+            submitter,
+            body(
+                json!({"output": any_json_but_null("the new revision"), "note": optional_text()}),
                 &["output"],
-            )),
-            success: (201, "the item"),
-        },
-        Operation {
-            method: "post",
-            path: "/v1/items/{id}/withdraw",
-            summary: "Withdraw the item before a decision",
-            roles: "the submitting agent",
-            request: Some(object(json!({"reason": text()}), &[])),
-            success: (200, "the item"),
-        },
+            ),
+            201,
+            "the item with the new revision",
+        ),
+        action(
+            "/v1/items/{id}/withdraw",
+            "withdrawItem",
+            "Withdraw the item before a decision",
+            submitter,
+            body(json!({"reason": optional_text()}), &[]),
+            200,
+            "the withdrawn item",
+        ),
         Operation {
             method: "get",
             path: "/v1/queue",
-            summary: "The projected queue (?queue=&status=&assignee=&kind=&limit=&cursor=), by priority, due time, submission",
-            roles: "reviewer (its queues), auditor, admin",
+            operation_id: "getQueue",
+            summary: "The projected queue: by priority, then due time, then submission",
+            access: Access::Bearer("reviewer (its queues), auditor, admin"),
+            parameters: vec![
+                query(
+                    "queue",
+                    "Only this queue; a reviewer granted several queues must name one",
+                    name(),
+                ),
+                query(
+                    "status",
+                    "Only items in this state (default: pending and claimed)",
+                    json!({"type": "string", "enum": QUEUE_STATUSES}),
+                ),
+                query(
+                    "assignee",
+                    "Only items under a live claim of this reviewer",
+                    json!({"type": "string"}),
+                ),
+                query("kind", "Only items of this kind", json!({"type": "string"})),
+                query(
+                    "limit",
+                    "Items per page (default 50); values outside 1–500 are cut to that range",
+                    json!({"type": "integer", "minimum": 0, "maximum": 18_446_744_073_709_551_615_u64}),
+                ),
+                query(
+                    "cursor",
+                    "The `next_cursor` of the previous page",
+                    json!({"type": "string"}),
+                ),
+            ],
             request: None,
-            success: (200, "items and next_cursor"),
+            answers: vec![json_answer(200, "one page of the queue", "QueuePage")],
+            problems: &[400, 401, 403, 503],
         },
         Operation {
             method: "get",
             path: "/v1/events",
-            summary: "The log as Server-Sent Events (?after=POSITION, Last-Event-ID)",
-            roles: "auditor, admin",
+            operation_id: "streamEvents",
+            summary: "The log as Server-Sent Events: every event after a position, then each new one",
+            access: Access::Bearer("auditor, admin"),
+            parameters: vec![
+                query(
+                    "after",
+                    "Send the events after this position (all of them when absent)",
+                    json!({"type": "integer", "minimum": 0, "maximum": 18_446_744_073_709_551_614_u64}),
+                ),
+                Parameter {
+                    name: "Last-Event-ID",
+                    location: In::Header,
+                    description: "Resume after this position (the `id` of the last event received); wins over `after`",
+                    schema: json!({"type": "string", "pattern": "^\\s*[0-9]{1,19}\\s*$"}),
+                },
+            ],
             request: None,
-            success: (200, "text/event-stream"),
+            answers: vec![Answer {
+                status: 200,
+                description: "the events, as they are acknowledged; comments keep the connection alive",
+                content: Content::EventStream(feed_event()),
+                headers: vec![],
+            }],
+            problems: &[400, 401, 403],
         },
         Operation {
             method: "post",
             path: "/v1/principals",
-            summary: "Add a principal; answers its token once",
-            roles: "admin",
-            request: Some(object(
-                json!({"name": text(), "role": {"enum": ["agent", "reviewer", "auditor", "admin"]}, "queues": {"type": "array", "items": text()}}),
+            operation_id: "addPrincipal",
+            summary: "Add a principal; answers its token, shown only this once",
+            access: admin,
+            parameters: vec![],
+            request: Some(body(
+                json!({
+                    "name": principal_name(),
+                    "role": {"type": "string", "enum": ROLES},
+                    "queues": {"type": "array", "items": name(), "uniqueItems": true, "description": "The queues a reviewer may work: at least one for a reviewer, none for the other roles"},
+                }),
                 &["name", "role"],
             )),
-            success: (201, "the principal and its token"),
+            answers: vec![json_answer(
+                201,
+                "the principal, with its token",
+                "NewPrincipal",
+            )],
+            problems: &[400, 401, 403, 408, 409, 413, 415, 422, 503],
         },
         Operation {
             method: "get",
             path: "/v1/principals",
-            summary: "Every principal (never a token or its hash)",
-            roles: "admin, auditor",
+            operation_id: "listPrincipals",
+            summary: "Every principal, revoked ones included (never a token or its hash)",
+            access: Access::Bearer("admin, auditor"),
+            parameters: vec![],
             request: None,
-            success: (200, "principals"),
+            answers: vec![json_answer(200, "the principals", "Principals")],
+            problems: &[401, 403, 503],
         },
         Operation {
             method: "delete",
             path: "/v1/principals/{name}",
-            summary: "Revoke a principal",
-            roles: "admin",
+            operation_id: "revokePrincipal",
+            summary: "Revoke a principal: its token stops working at once",
+            access: admin,
+            parameters: vec![],
             request: None,
-            success: (200, "the revoked principal"),
+            answers: vec![json_answer(200, "the revoked principal", "Principal")],
+            problems: &[400, 401, 403, 404, 409, 422, 503],
         },
         Operation {
             method: "get",
             path: "/v1/principals/{name}/callback-secret",
+            operation_id: "getCallbackSecret",
             summary: "The agent's callback signing secret",
-            roles: "admin, the agent itself",
+            access: Access::Bearer("admin, the agent itself"),
+            parameters: vec![],
             request: None,
-            success: (200, "agent and secret"),
+            answers: vec![json_answer(
+                200,
+                "the agent and its secret",
+                "CallbackSecret",
+            )],
+            problems: &[400, 401, 403, 404],
         },
     ]
 }
 
+/// The statuses of `GET /v1/queue?status=`.
+const QUEUE_STATUSES: &[&str] = &[
+    "pending",
+    "claimed",
+    "changes_requested",
+    "decided",
+    "withdrawn",
+];
+const ITEM_STATUSES: &[&str] = &[
+    "not_submitted",
+    "pending",
+    "changes_requested",
+    "approved",
+    "edited_and_approved",
+    "rejected",
+    "approved_on_expiry",
+    "rejected_on_expiry",
+    "withdrawn",
+];
+const OUTCOMES: &[&str] = &[
+    "approved",
+    "edited_and_approved",
+    "rejected",
+    "approved_on_expiry",
+    "rejected_on_expiry",
+];
+const RISKS: &[&str] = &["low", "normal", "high"];
+const ROLES: &[&str] = &["agent", "reviewer", "auditor", "admin"];
+
+/// The named schemas of `components.schemas`.
+fn schemas() -> Vec<(&'static str, Value)> {
+    vec![
+        ("Problem", problem()),
+        ("Item", item()),
+        ("Event", event()),
+        (
+            "AuditTrail",
+            response_object(json!({"item": uuid(), "events": array(reference("Event"))})),
+        ),
+        (
+            "QueuePage",
+            response_object(
+                json!({"items": array(reference("QueueEntry")), "next_cursor": nullable(json!({"type": "string"}))}),
+            ),
+        ),
+        ("QueueEntry", queue_entry()),
+        ("Principal", principal()),
+        ("NewPrincipal", {
+            let mut new = principal();
+            new["properties"]["token"] =
+                json!({"type": "string", "description": "the bearer token, shown only now"});
+            new["required"]
+                .as_array_mut()
+                .expect("a list")
+                .push("token".into());
+            new
+        }),
+        (
+            "Principals",
+            response_object(json!({"principals": array(reference("Principal"))})),
+        ),
+        (
+            "CallbackSecret",
+            response_object(
+                json!({"agent": {"type": "string"}, "secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$", "description": "the Standard Webhooks signing secret"}}),
+            ),
+        ),
+        (
+            "Health",
+            response_object(json!({
+                "status": {"type": "string", "enum": ["ok"]},
+                "log": {"type": "string", "enum": ["writable"]},
+                "events": count(),
+                "streams": nullable(count()),
+                "projected": count(),
+            })),
+        ),
+        (
+            "Ready",
+            response_object(json!({
+                "status": {"type": "string", "enum": ["ready"]},
+                "log": {"type": "string", "enum": ["writable"]},
+                "projector": {"type": "string", "enum": ["following"]},
+                "events": count(),
+                "projected": count(),
+            })),
+        ),
+        ("ExpiryAction", expiry_action()),
+    ]
+}
+
+/// RFC 9457 problem details, with this API's members.
+fn problem() -> Value {
+    json!({
+        "type": "object",
+        "description": "A problem (RFC 9457), as `application/problem+json`",
+        "properties": {
+            "type": {"type": "string", "format": "uri"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+            "problem": {"type": "string", "description": "the problem's short name, e.g. `malformed-request`, `unauthenticated`, `forbidden`, `not-found`, `method-not-allowed`, `stale-version`, `version-conflict`, `invalid-body`, `domain-rule`, `principal-rule`, `body-too-large`, `body-timeout`, `unsupported-media-type`, `internal-error`, `projections-stopped`, `log-writes-paused`, `log-poisoned`, `revoked`, `expiry-is-policy`, `callback-url-refused`, `idempotency-key-reused`"},
+            "retryable": {"type": "boolean", "description": "whether the same request may succeed later (503)"},
+            "field": {"type": "string", "description": "the body field that is refused (422)"},
+            "rule": {"type": "string", "description": "the domain rule that refused the request (`domain-rule`, `principal-rule`)"},
+            "current_version": {"type": "integer", "minimum": 0, "description": "the item's version now (409)"},
+            "item": {"description": "the item as it is now (409 `stale-version`)"},
+            "parameter": {"type": "string", "description": "the query parameter that is wrong (400)"},
+            "role": {"type": "string", "description": "the caller's role (403)"},
+        },
+        "required": ["type", "title", "status", "detail", "problem"],
+    })
+}
+
+/// An item as every item answer has it: its whole state and its version.
+fn item() -> Value {
+    let time = timestamp;
+    let reviewer_at = |extra: Value| {
+        let mut properties = json!({"reviewer": string(), "at": time()});
+        properties
+            .as_object_mut()
+            .expect("an object")
+            .extend(extra.as_object().expect("an object").clone());
+        response_object(properties)
+    };
+    response_object(json!({
+        "status": {"type": "string", "enum": ITEM_STATUSES},
+        "id": uuid(),
+        "queue": string(),
+        "kind": string(),
+        "model": model(),
+        "submitted_by": string(),
+        "submitted_at": time(),
+        "output": {"description": "the content under review now: the latest revision, or a reviewer's edit of it"},
+        "output_hash": hash(),
+        "revision": count(),
+        "output_edited_by": nullable(string()),
+        "revisions": array(response_object(json!({
+            "revision": count(), "output": {}, "output_hash": hash(), "note": nullable(string()), "at": time(),
+        }))),
+        "edits": array(response_object(json!({
+            "reviewer": string(), "revision": count(), "output": {}, "output_hash": hash(),
+            "previous_output_hash": hash(), "note": nullable(string()), "at": time(),
+        }))),
+        "context": {"description": "the context the agent submitted"},
+        "confidence": nullable(json!({"type": "number"})),
+        "risk": {"type": "string", "enum": RISKS},
+        "priority": {"type": "integer"},
+        "due_at": nullable(time()),
+        "required_approvals": count(),
+        "callback_url": nullable(string()),
+        "claim": nullable(response_object(json!({"reviewer": string(), "claimed_at": time(), "expires_at": time()}))),
+        "approvals": array(reviewer_at(json!({}))),
+        "change_requests": array(reviewer_at(json!({"instructions": string(), "revision": count(), "output_hash": hash()}))),
+        "escalations": array(response_object(json!({
+            "by": string(), "from_queue": string(), "to_queue": string(), "reason": string(), "at": time(),
+        }))),
+        "comments": array(response_object(json!({"author": string(), "text": string(), "at": time()}))),
+        "rejection": nullable(reviewer_at(json!({"reason": string()}))),
+        "withdrawal": nullable(response_object(json!({"by": string(), "reason": nullable(string()), "at": time()}))),
+        "expiry": nullable(response_object(json!({
+            "due_at": time(), "policy": nullable(string()), "configured_action": reference("ExpiryAction"),
+            "applied_action": reference("ExpiryAction"), "at": time(),
+        }))),
+        "decision": nullable(response_object(json!({
+            "outcome": {"type": "string", "enum": OUTCOMES},
+            "decided_by": array(string()),
+            "revision": count(),
+            "output_hash": hash(),
+            "final_output": {"description": "the output that takes effect (null when rejected)"},
+            "decided_at": time(),
+        }))),
+        "event_count": count(),
+        "last_event_at": nullable(time()),
+        "version": {"type": "integer", "minimum": 0, "description": "the item stream's version: If-Match takes it"},
+    }))
+}
+
+/// One event of the log, as the audit trail and the feed show it.
+fn event() -> Value {
+    response_object(json!({
+        "position": count(),
+        "stream": string(),
+        "version": count(),
+        "id": uuid(),
+        "type": string(),
+        "schema_version": count(),
+        "recorded_at": timestamp(),
+        "actor": string(),
+        "causation_id": nullable(uuid()),
+        "correlation_id": nullable(uuid()),
+        "data": {"description": "the event's data, as hashed"},
+        "prev_hash": hash(),
+        "hash": hash(),
+    }))
+}
+
+/// One Server-Sent Event of `GET /v1/events`, in the fields of the SSE format (as OpenAPI 3.2
+/// and Schemathesis read them): any of the kinds [`feed_event_kinds`] lists.
+fn feed_event() -> Value {
+    let kinds: Vec<Value> = feed_event_kinds()
+        .into_iter()
+        .map(|(id, event, data)| {
+            json!({
+                "type": "object",
+                "properties": {
+                    "id": id,
+                    "event": event,
+                    "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+                },
+                "required": ["event", "data"],
+            })
+        })
+        .collect();
+    json!({"anyOf": kinds})
+}
+
+/// The kinds of event the feed sends, as (`id`, `event`, `data`) schemas. A message that ends
+/// the feed (say, once its principal is revoked) is one more row.
+fn feed_event_kinds() -> Vec<(Value, Value, Value)> {
+    let ending = response_object(json!({
+        "reason": string(),
+        "last_event_id": nullable(count()),
+    }));
+    vec![
+        (
+            json!({"type": "string", "pattern": "^[0-9]+$", "description": "the event's position: Last-Event-ID resumes after it"}),
+            json!({"type": "string", "description": "the event's type, e.g. ItemSubmitted", "not": {"enum": ["lagged", "revoked"]}}),
+            reference("Event"),
+        ),
+        (
+            json!({"not": {}, "description": "none: a final message has no position"}),
+            json!({"const": "lagged", "description": "the client fell behind by more than the feed's bound and is cut off; reconnect with Last-Event-ID: last_event_id"}),
+            ending.clone(),
+        ),
+        (
+            json!({"not": {}, "description": "none: a final message has no position"}),
+            json!({"const": "revoked", "description": "the caller's principal was revoked; nothing after the revocation was sent"}),
+            ending,
+        ),
+    ]
+}
+
+fn queue_entry() -> Value {
+    response_object(json!({
+        "id": uuid(),
+        "queue": string(),
+        "kind": string(),
+        "model": model(),
+        "status": {"type": "string", "enum": QUEUE_STATUSES},
+        "item_status": {"type": "string", "enum": ITEM_STATUSES},
+        "priority": {"type": "integer"},
+        "due_at": nullable(timestamp()),
+        "risk": {"type": "string", "enum": RISKS},
+        "confidence": nullable(json!({"type": "number"})),
+        "submitted_by": string(),
+        "submitted_at": timestamp(),
+        "claimed_by": nullable(string()),
+        "claim_expires_at": nullable(timestamp()),
+        "approvals": count(),
+        "required_approvals": count(),
+        "revision": count(),
+        "output_hash": hash(),
+        "version": count(),
+    }))
+}
+
+fn principal() -> Value {
+    response_object(json!({
+        "name": string(),
+        "role": {"type": "string", "enum": ROLES},
+        "queues": array(string()),
+        "added_at": timestamp(),
+        "revoked_at": nullable(timestamp()),
+        "active": {"type": "boolean"},
+    }))
+}
+
+fn model() -> Value {
+    response_object(json!({"name": string(), "version": string()}))
+}
+
+/// What happens when an item's deadline passes without a decision.
+fn expiry_action() -> Value {
+    json!({"oneOf": [
+        body(json!({"action": {"const": "reject"}}), &["action"]),
+        body(json!({"action": {"const": "approve"}}), &["action"]),
+        body(json!({"action": {"const": "escalate"}, "queue": name()}), &["action", "queue"]),
+    ]})
+}
+
+/// The body of `POST /v1/items`.
+fn submission() -> Value {
+    body(
+        json!({
+            "queue": name(),
+            "kind": name(),
+            "model": body(json!({"name": name(), "version": name()}), &["name", "version"]),
+            "output": any_json_but_null("the AI output to review"),
+            "context": {"description": "any JSON the reviewer should see beside the output (default {})"},
+            "confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "risk": {"type": "string", "enum": RISKS, "default": "normal"},
+            "priority": {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX, "default": 0},
+            "due_at": {"type": ["string", "null"], "format": "date-time", "description": "the deadline: at least the operator's expiry policy's minimum review window (built-in: 300 s) after submission; what happens then is the policy's, not the submitter's (`on_expiry` is refused with 422 `expiry-is-policy`)"},
+            "required_approvals": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1, "description": "distinct reviewers who must approve"},
+            "callback_url": {"type": ["string", "null"], "format": "uri", "pattern": "^https?://[^\\s]+$", "maxLength": 2048, "description": "where the server POSTs the decision: a public host, or one on the operator's `--callback-allow` list; no userinfo (else 422 `callback-url-refused`)"},
+        }),
+        &["queue", "kind", "model", "output"],
+    )
+}
+
+/// A request body object: these properties, these required, nothing else.
+fn body(properties: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+/// A response object: every property always present, nothing else.
+fn response_object(properties: Value) -> Value {
+    let required: Vec<&String> = properties.as_object().expect("an object").keys().collect();
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn nullable(schema: Value) -> Value {
+    json!({"anyOf": [schema, {"type": "null"}]})
+}
+
+fn array(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+
+fn count() -> Value {
+    json!({"type": "integer", "minimum": 0})
+}
+
+fn uuid() -> Value {
+    json!({"type": "string", "format": "uuid"})
+}
+
+fn timestamp() -> Value {
+    json!({"type": "string", "format": "date-time"})
+}
+
+fn hash() -> Value {
+    json!({"type": "string", "pattern": "^[0-9a-f]{64}$"})
+}
+
+/// A queue, kind or model name: not blank, no surrounding whitespace, at most 200 characters.
+fn name() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^\\S(.*\\S)?$"})
+}
+
+/// A principal's name: lowercase letters, digits, `.`, `_`, `-`; `system` is reserved.
+fn principal_name() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[a-z0-9._-]+$", "not": {"const": "system"}})
+}
+
+/// Text a person reads (reasons, instructions, comments): not blank, at most 10,000 characters.
+fn text() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 10000, "pattern": "\\S"})
+}
+
+/// Optional text: absent, null or blank all mean none.
+fn optional_text() -> Value {
+    json!({"type": ["string", "null"], "maxLength": 10000})
+}
+
+fn output_hash() -> Value {
+    json!({"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$", "description": "the output_hash the reviewer saw: refused (409) if the output changed since"})
+}
+
+fn any_json_but_null(description: &str) -> Value {
+    json!({"type": ["object", "array", "string", "number", "boolean"], "description": description})
+}
+
+fn etag() -> Value {
+    json!({"type": "string", "pattern": "^\"[0-9]+\"$", "description": "the item's version, quoted"})
+}
+
+fn query(name: &'static str, description: &'static str, schema: Value) -> Parameter {
+    Parameter {
+        name,
+        location: In::Query,
+        description,
+        schema,
+    }
+}
+
+fn if_match() -> Parameter {
+    Parameter {
+        name: "If-Match",
+        location: In::Header,
+        description: "Refuse (409 `stale-version`) unless the item is at this version: `\"3\"`, `3` or `W/\"3\"`",
+        schema: json!({"type": "string", "pattern": "^\\s*(W/)?\"?[0-9]{1,19}\"?\\s*$"}),
+    }
+}
+
+fn json_answer(status: u16, description: &'static str, schema: &str) -> Answer {
+    Answer {
+        status,
+        description,
+        content: Content::Json(reference(schema)),
+        headers: vec![],
+    }
+}
+
 /// The OpenAPI 3.1 document.
 pub fn document() -> Value {
-    let problem = json!({"description": "a problem (RFC 9457)", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
-    let mut paths = serde_json::Map::new();
+    let mut paths = Map::new();
     for operation in operations() {
-        let mut responses = serde_json::Map::new();
-        responses.insert(
-            operation.success.0.to_string(),
-            json!({"description": operation.success.1}),
-        );
-        for status in ["400", "401", "403", "404", "409", "413", "422"] {
-            responses.insert(status.into(), problem.clone());
-        }
-        let mut entry = json!({
-            "summary": operation.summary,
-            "description": format!("Who: {}.", operation.roles),
-            "responses": responses,
-        });
-        if operation.roles != "anyone" {
-            entry["security"] = json!([{"bearer": []}]);
-        }
-        let parameters: Vec<Value> = ["id", "name"]
-            .iter()
-            .filter(|name| operation.path.contains(&format!("{{{name}}}")))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        if !parameters.is_empty() {
-            entry["parameters"] = Value::Array(parameters);
-        }
-        if let Some(schema) = operation.request {
-            entry["requestBody"] =
-                json!({"required": true, "content": {"application/json": {"schema": schema}}});
-        }
-        paths
+        let path_item = paths
             .entry(operation.path.to_owned())
             .or_insert_with(|| json!({}))
             .as_object_mut()
-            .expect("a path item")
-            .insert(operation.method.to_owned(), entry);
+            .expect("a path item");
+        path_item.insert(operation.method.to_owned(), operation_object(&operation));
     }
+    let schemas: Map<String, Value> = schemas()
+        .into_iter()
+        .map(|(name, schema)| (name.to_owned(), schema))
+        .collect();
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Approval ledger",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "An event-sourced, audit-first approval ledger for human-in-the-loop AI.",
+            "description": "An event-sourced, audit-first approval ledger for human-in-the-loop AI. Errors are `application/problem+json` (RFC 9457).",
         },
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Problem": {
-                "type": "object",
-                "properties": {
-                    "type": text(), "title": text(), "status": {"type": "integer"}, "detail": text(),
-                    "problem": text(), "rule": text(), "current_version": {"type": ["integer", "null"]},
-                },
-                "required": ["type", "title", "status", "detail"],
-            }},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A principal's token, as `ledger serve` or `POST /v1/principals` printed it once"}},
+            "schemas": schemas,
         },
     })
+}
+
+/// One operation as the document has it.
+fn operation_object(operation: &Operation) -> Value {
+    let mut parameters: Vec<Value> = path_captures(operation.path)
+        .map(|capture| {
+            let schema = if capture == "id" { uuid() } else { string() };
+            json!({"name": capture, "in": "path", "required": true, "schema": schema})
+        })
+        .collect();
+    parameters.extend(operation.parameters.iter().map(|parameter| {
+        json!({
+            "name": parameter.name,
+            "in": match parameter.location { In::Query => "query", In::Header => "header" },
+            "required": false,
+            "description": parameter.description,
+            "schema": parameter.schema,
+        })
+    }));
+
+    let mut responses = Map::new();
+    for answer in &operation.answers {
+        let mut response = json!({"description": answer.description});
+        response["content"] = match &answer.content {
+            Content::Json(schema) => json!({"application/json": {"schema": schema}}),
+            Content::Text(media_type) => {
+                let mut content = Map::new();
+                content.insert(
+                    (*media_type).to_owned(),
+                    json!({"schema": {"type": "string"}}),
+                );
+                Value::Object(content)
+            }
+            Content::EventStream(schema) => json!({"text/event-stream": {"schema": schema}}),
+        };
+        if !answer.headers.is_empty() {
+            let headers: Map<String, Value> = answer
+                .headers
+                .iter()
+                .map(|(name, schema)| {
+                    (
+                        (*name).to_owned(),
+                        json!({"required": true, "schema": schema}),
+                    )
+                })
+                .collect();
+            response["headers"] = Value::Object(headers);
+        }
+        responses.insert(answer.status.to_string(), response);
+    }
+    let mut problems = operation.problems.to_vec();
+    problems.extend([405, 500]);
+    problems.sort_unstable();
+    for status in problems {
+        let description = PROBLEMS
+            .iter()
+            .find(|(known, _)| *known == status)
+            .map_or("A problem", |(_, description)| description);
+        let mut response = json!({
+            "description": description,
+            "content": {"application/problem+json": {"schema": reference("Problem")}},
+        });
+        if status == 405 {
+            response["headers"] =
+                json!({"Allow": {"required": true, "schema": {"type": "string"}}});
+        }
+        responses.insert(status.to_string(), response);
+    }
+
+    let who = match operation.access {
+        Access::Anyone => "anyone, without a token",
+        Access::Bearer(roles) => roles,
+    };
+    let mut object = json!({
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "description": format!("Who: {who}."),
+        "tags": [tag(operation.path)],
+        "responses": responses,
+    });
+    object["security"] = match operation.access {
+        Access::Anyone => json!([]),
+        Access::Bearer(_) => json!([{"bearer": []}]),
+    };
+    if !parameters.is_empty() {
+        object["parameters"] = Value::Array(parameters);
+    }
+    if let Some(schema) = &operation.request {
+        let required = schema["required"]
+            .as_array()
+            .is_some_and(|required| !required.is_empty());
+        let description = if required {
+            "JSON"
+        } else {
+            "JSON; optional: an empty body stands for {}"
+        };
+        object["requestBody"] = json!({
+            "required": required,
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        });
+    }
+    object
+}
+
+/// The `{captures}` of a path pattern.
+fn path_captures(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter_map(|segment| {
+        segment
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_suffix('}'))
+    })
+}
+
+/// The group an operation is listed under.
+fn tag(path: &str) -> &'static str {
+    if path.starts_with("/v1/items") || path.starts_with("/v1/queue") {
+        "items"
+    } else if path.starts_with("/v1/principals") {
+        "principals"
+    } else if path.starts_with("/v1/events") {
+        "events"
+    } else {
+        "service"
+    }
 }
 
 /// `GET /openapi.json`.

@@ -12,6 +12,7 @@ mod hardening_health;
 mod hardening_input;
 mod hardening_net;
 mod log;
+mod openapi;
 mod projections;
 mod purity;
 mod support;

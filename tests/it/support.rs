@@ -70,10 +70,10 @@ pub async fn read_everything(log: &FileLog) -> Vec<projections::event::RecordedE
 }
 
 /// The Python of the test suite's virtual environment, `$LEDGER_VENV` or else
-/// `~/.cache/ledger-venv`: made with `python3 -m venv` if missing, and given the pinned packages
-/// of `tests/python/requirements.txt` (from PyPI the first time; a no-op once they are there).
-/// Once per test process; a lock file beside the environment keeps concurrent test runs from
-/// installing into it at the same time.
+/// `~/.cache/ledger-venv`, made by `scripts/python-env.sh` (the test command's own step) with the
+/// pinned packages of `tests/python/requirements.txt` (from PyPI the first time; a no-op once they
+/// are there). Once per test process; a lock file beside the environment keeps concurrent test
+/// runs from installing into it at the same time.
 pub fn python_venv() -> std::path::PathBuf {
     static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     PYTHON
@@ -90,41 +90,20 @@ pub fn python_venv() -> std::path::PathBuf {
             let lock = std::fs::File::create(venv.with_extension("lock"))
                 .expect("creating the virtual environment's lock file");
             lock.lock().expect("locking the virtual environment");
-            let python = venv.join("bin/python");
-            let run = |command: &mut std::process::Command, what: &str| {
-                let output = command
-                    .output()
-                    .unwrap_or_else(|error| panic!("{what}: {error}"));
-                assert!(
-                    output.status.success(),
-                    "{what} failed:\n{}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            };
-            if !python.exists() {
-                run(
-                    std::process::Command::new("python3")
-                        .args(["-m", "venv"])
-                        .arg(&venv),
-                    "python3 -m venv (python3 with venv is needed: apt-get install python3-venv)",
-                );
-            }
-            let requirements =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt");
-            run(
-                std::process::Command::new(&python)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                        "-r",
-                    ])
-                    .arg(&requirements),
-                "pip install -r tests/python/requirements.txt",
+            // The same script as the test command's, so that both install the same pins.
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/python-env.sh");
+            let output = std::process::Command::new("bash")
+                .arg(&script)
+                .env("LEDGER_VENV", &venv)
+                .output()
+                .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
+            assert!(
+                output.status.success(),
+                "scripts/python-env.sh failed:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
             );
+            let python = venv.join("bin/python");
             python
         })
         .clone()
