@@ -39,7 +39,7 @@ fi
 
 admin_token="fuzz-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 LEDGER_ADMIN_TOKEN="$admin_token" LEDGER_LOG="${LEDGER_LOG:-warn}" \
-  "$binary" serve --listen 127.0.0.1:0 --data-dir "$scratch/data" \
+  "$binary" serve --listen 127.0.0.1:0 --data-dir "$scratch/data" --callback-allow 127.0.0.1/32 \
   >"$scratch/server.out" 2>"$scratch/server.err" &
 server_pid=$!
 base=""

@@ -10,6 +10,10 @@
   field set to an extreme value instead (the ends of i64 and u64), the values that overflow a
   handler's arithmetic (issue 9: a lease of 9223372036854775807 seconds panicked). The answer
   must still be a documented 4xx (or a success), never a dropped connection or a 5xx.
+- A generated `callback_url` would make the server look its host up and, once the item is
+  decided, POST to it: traffic leaving this machine. Every callback URL is pointed at the discard
+  port of 127.0.0.1 instead (the server runs with `--callback-allow 127.0.0.1/32`), keeping the
+  generated path and query, so the server's own URL checks still see odd paths.
 - Every request sent is counted, for the figures the driver prints.
 """
 
@@ -43,6 +47,13 @@ def _short_wait(value):
     return value if seconds <= 1 else "1s"
 
 
+def _on_loopback(url):
+    """The URL with its scheme and host replaced by http://127.0.0.1:9 (nothing listens there)."""
+    match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(.*)$", url, re.S)
+    rest = match.group(1) if match else ""
+    return "http://127.0.0.1:9" + (rest if rest.startswith(("/", "?", "#")) else "/")
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     global _requests
@@ -57,6 +68,8 @@ def before_call(context, case, kwargs):
         numbers = [key for key, value in case.body.items() if isinstance(value, int) and not isinstance(value, bool)]
         if numbers:
             case.body[CHOICES.choice(numbers)] = CHOICES.choice(EXTREMES)
+    if isinstance(case.body, dict) and isinstance(case.body.get("callback_url"), str):
+        case.body["callback_url"] = _on_loopback(case.body["callback_url"])
     if case.query and "wait" in case.query:
         case.query["wait"] = _short_wait(case.query["wait"])
 
