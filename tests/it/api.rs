@@ -161,6 +161,15 @@ impl App {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Adds a principal as the admin (`body` as `POST /v1/principals` takes it); its token.
+    pub async fn add_principal(&self, body: Value) -> String {
+        let (status, added) = self
+            .call("POST", "/v1/principals", &self.admin, Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+        added["token"].as_str().unwrap().to_owned()
+    }
+
     pub async fn submit(&self, body: Value) -> Value {
         let (status, item) = self
             .call("POST", "/v1/items", &self.agent, Some(body))
@@ -887,16 +896,9 @@ async fn racing_reviewers_over_http_decide_each_item_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_manage_principals_and_a_revoked_token_stops_working() {
     let app = spawn_app().await;
-    let (status, added) = app
-        .call(
-            "POST",
-            "/v1/principals",
-            &app.admin,
-            Some(json!({"name": "nina", "role": "reviewer", "queues": ["support"]})),
-        )
+    let token = app
+        .add_principal(json!({"name": "nina", "role": "reviewer", "queues": ["support"]}))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{added}");
-    let token = added["token"].as_str().unwrap().to_owned();
     assert_eq!(
         app.call("GET", "/v1/queue", &token, None).await.0,
         StatusCode::OK

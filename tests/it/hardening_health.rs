@@ -326,16 +326,9 @@ async fn revoking_an_auditor_ends_its_open_feed_with_a_final_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_an_agent_ends_its_long_poll_with_401() {
     let app = spawn_app().await;
-    let (status, added) = app
-        .call(
-            "POST",
-            "/v1/principals",
-            &app.admin,
-            Some(json!({"name": "poller", "role": "agent"})),
-        )
+    let token = app
+        .add_principal(json!({"name": "poller", "role": "agent"}))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{added}");
-    let token = added["token"].as_str().unwrap().to_owned();
     let (status, item) = app
         .call("POST", "/v1/items", &token, Some(reply_for_review()))
         .await;

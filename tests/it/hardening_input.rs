@@ -720,16 +720,9 @@ fn the_cli_refuses_reserved_names_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_name_cannot_be_added_again_to_inherit_its_items() {
     let app = spawn_app().await;
-    let (status, added) = app
-        .call(
-            "POST",
-            "/v1/principals",
-            &app.admin,
-            Some(json!({"name": "drafter", "role": "agent"})),
-        )
+    let old_token = app
+        .add_principal(json!({"name": "drafter", "role": "agent"}))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{added}");
-    let old_token = added["token"].as_str().unwrap().to_owned();
     let (status, item) = app
         .call("POST", "/v1/items", &old_token, Some(reply_for_review()))
         .await;
