@@ -100,6 +100,9 @@ impl IntoResponse for ApiError {
         body.insert("status".into(), self.status.as_u16().into());
         body.insert("detail".into(), self.detail.into());
         body.insert("problem".into(), self.problem.into());
+        // A refusal the same request may get past later (the log paused its writes): say when
+        // to try again, as RFC 9110 §10.2.3 has it, so that clients and proxies back off.
+        let retry_soon = self.extra.get("retryable") == Some(&serde_json::Value::Bool(true));
         body.extend(self.extra);
         let body = ProblemBody {
             members: body,
@@ -110,6 +113,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if retry_soon {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }

@@ -97,6 +97,20 @@ async fn a_segment_that_cannot_be_created_pauses_writes_until_it_can_without_a_r
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
     assert_eq!(problem["problem"], "log-writes-paused");
     assert_eq!(problem["retryable"], true);
+    let response = app
+        .client
+        .post(format!("{}/v1/items", app.base))
+        .bearer_auth(&app.agent)
+        .json(&reply_for_review())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.headers()["retry-after"],
+        "1",
+        "a paused log says when to retry"
+    );
     assert_eq!(app.log.head(), head, "nothing was written");
 
     for path in ["/healthz", "/readyz"] {
@@ -113,7 +127,7 @@ async fn a_segment_that_cannot_be_created_pauses_writes_until_it_can_without_a_r
     let metrics = health_metrics(&state);
     assert!(metrics.contains("\nledger_log_writable 0\n"), "{metrics}");
     assert!(
-        metrics.contains("\nledger_log_write_failures_total 2\n"),
+        metrics.contains("\nledger_log_write_failures_total 3\n"),
         "{metrics}"
     );
 
@@ -132,7 +146,7 @@ async fn a_segment_that_cannot_be_created_pauses_writes_until_it_can_without_a_r
     let metrics = health_metrics(&state);
     assert!(metrics.contains("\nledger_log_writable 1\n"), "{metrics}");
     assert!(
-        metrics.contains("\nledger_log_write_failures_total 2\n"),
+        metrics.contains("\nledger_log_write_failures_total 3\n"),
         "{metrics}"
     );
 }
@@ -195,6 +209,10 @@ async fn a_failed_write_poisons_the_log_and_health_says_so() {
             .await
             .unwrap();
         if response.status() != StatusCode::CREATED {
+            assert!(
+                response.headers().get("retry-after").is_none(),
+                "a poisoned log will not take the write later: no Retry-After"
+            );
             refusal = Some((response.status(), response.json::<Value>().await.unwrap()));
             break;
         }
