@@ -103,8 +103,7 @@ pub fn python_venv() -> std::path::PathBuf {
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             );
-            let python = venv.join("bin/python");
-            python
+            venv.join("bin/python")
         })
         .clone()
 }
