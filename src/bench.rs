@@ -42,7 +42,10 @@ pub(crate) struct Scratch(PathBuf, bool);
 impl Scratch {
     pub(crate) fn new(parent: &Path, label: &str) -> anyhow::Result<Scratch> {
         let path = parent.join(format!("bench-{label}-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        // Owner-only, like every data directory the log creates (the log warns about others).
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
         Ok(Scratch(path, false))
     }
 
