@@ -148,16 +148,7 @@ impl App {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|value| value.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let text = response.text().await.unwrap();
-        if status.is_client_error() || status.is_server_error() {
-            assert_eq!(content_type, "application/problem+json", "{status}: {text}");
-        }
+        let (status, text) = answer_text(response).await;
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
@@ -177,6 +168,21 @@ impl App {
         assert_eq!(status, StatusCode::CREATED, "{item}");
         item
     }
+}
+
+/// An answer's status and text, having checked that every 4xx and 5xx is problem+json.
+pub async fn answer_text(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(content_type, "application/problem+json", "{status}: {text}");
+    }
+    (status, text)
 }
 
 /// Submits an item with `callback_url` and rejects it, so that a delivery is owed; its id.

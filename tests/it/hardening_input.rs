@@ -58,17 +58,7 @@ async fn send_text(
         .send()
         .await
         .unwrap_or_else(|error| panic!("{path}: the connection failed: {error}"));
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|value| value.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let text = response.text().await.unwrap();
-    if status.is_client_error() || status.is_server_error() {
-        assert_eq!(content_type, "application/problem+json", "{status}: {text}");
-    }
-    (status, text)
+    crate::api::answer_text(response).await
 }
 
 /// A submission body with `output` (and `context`) spliced in as text.
