@@ -241,7 +241,7 @@ pub async fn run_read(
         let started = Instant::now();
         let log = FileLog::open(&scratch.0, FileLogOptions::default(), "bench")?;
         open_seconds.push(started.elapsed().as_secs_f64());
-        stored = log.head();
+        stored = log.head_now();
         let started = Instant::now();
         let mut position = 0;
         while position < stored {
@@ -295,7 +295,7 @@ pub async fn append_until_killed(log: Arc<FileLog>, appenders: usize) -> anyhow:
                     .map(|offset| sample_event(200 + 40 * offset, sequence))
                     .collect();
                 let ids: Vec<Uuid> = events.iter().map(|event| event.id).collect();
-                let expected = match log.stream_version(&stream) {
+                let expected = match log.stream_version_now(&stream) {
                     None => ExpectedVersion::NoStream,
                     Some(version) => ExpectedVersion::Exact(version),
                 };

@@ -59,18 +59,45 @@ impl CallbackKey {
         CallbackKey(bytes)
     }
 
+    /// 32 fresh random bytes.
+    pub fn random() -> CallbackKey {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+        CallbackKey(key)
+    }
+
+    /// The key's bytes (to store it where a backend shares it among servers).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A key from stored bytes, which must be 32.
+    pub fn from_slice(bytes: &[u8]) -> anyhow::Result<CallbackKey> {
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("a stored callback key must be 32 bytes"))?;
+        Ok(CallbackKey(key))
+    }
+
+    /// The key `LEDGER_CALLBACK_KEY` holds (64 hex digits); an error if it is not set.
+    pub fn from_env(from_env: Option<String>) -> anyhow::Result<CallbackKey> {
+        let text = from_env.context("LEDGER_CALLBACK_KEY is not set")?;
+        let bytes = hex::decode(text.trim()).context("LEDGER_CALLBACK_KEY must be hex")?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("LEDGER_CALLBACK_KEY must be 32 bytes (64 hex digits)"))?;
+        Ok(CallbackKey(key))
+    }
+
     /// `LEDGER_CALLBACK_KEY` (64 hex digits) if set, else `DATA_DIR/callback.key`, created with
     /// fresh random bytes (readable by the owner only) on first use.
     pub fn load_or_create(
         data_dir: &Path,
         from_env: Option<String>,
     ) -> anyhow::Result<CallbackKey> {
-        if let Some(text) = from_env {
-            let bytes = hex::decode(text.trim()).context("LEDGER_CALLBACK_KEY must be hex")?;
-            let key: [u8; 32] = bytes.try_into().map_err(|_| {
-                anyhow::anyhow!("LEDGER_CALLBACK_KEY must be 32 bytes (64 hex digits)")
-            })?;
-            return Ok(CallbackKey(key));
+        if from_env.is_some() {
+            return CallbackKey::from_env(from_env);
         }
         let path = data_dir.join("callback.key");
         if let Ok(text) = std::fs::read_to_string(&path) {
@@ -81,9 +108,7 @@ impl CallbackKey {
                 .map_err(|_| anyhow::anyhow!("{} must hold 64 hex digits", path.display()))?;
             return Ok(CallbackKey(key));
         }
-        let mut key = [0u8; 32];
-        key[..16].copy_from_slice(Uuid::new_v4().as_bytes());
-        key[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+        let key = CallbackKey::random().0;
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let mut file = std::fs::OpenOptions::new()
@@ -243,7 +268,7 @@ impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Dispatcher")
-            .field("head", &self.log.head())
+            .field("backend", &self.log.backend())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -574,8 +599,15 @@ impl Dispatcher {
     /// Runs until the process stops: starts what is due, then sleeps until the next attempt is
     /// due, an attempt ends (its slot may let a held-back delivery start), or `poll` passes
     /// (new answers become due without waking this loop).
-    pub async fn run(self, poll: Duration) {
+    ///
+    /// Deliveries start only while this server holds `lease`: with several servers on one store,
+    /// one of them delivers (another takes over within the lease's time if it dies).
+    pub async fn run(self, poll: Duration, lease: crate::lease::Lease) {
         loop {
+            if !lease.hold(self.log.as_ref()).await {
+                tokio::time::sleep(poll).await;
+                continue;
+            }
             // Not awaited: the attempts run on while this loop goes on.
             drop(self.start_due().await);
             let until_next = self

@@ -1,16 +1,15 @@
 //! `ledger log tail` and `ledger log show`: events as JSON lines, for people and scripts.
 //!
-//! Both open the log read-only (no lock), so they work beside a running server.
+//! Both read through the log contract, on any backend; on the file log they open it read-only
+//! (no lock), so they work beside a running server.
 
-use crate::log::{EventLog, FileLog};
+use crate::log::EventLog;
 use anyhow::Context;
 use std::io::Write;
-use std::path::Path;
 
 /// Prints the last `count` events of the whole log, oldest first.
-pub async fn tail(dir: &Path, count: u64, out: &mut dyn Write) -> anyhow::Result<()> {
-    let log = FileLog::open_read_only(dir)?;
-    let head = log.head();
+pub async fn tail(log: &dyn EventLog, count: u64, out: &mut dyn Write) -> anyhow::Result<()> {
+    let head = log.head().await.context("reading the log's head")?;
     let mut position = head.saturating_sub(count);
     while position < head {
         let events = log
@@ -27,12 +26,13 @@ pub async fn tail(dir: &Path, count: u64, out: &mut dyn Write) -> anyhow::Result
 }
 
 /// Prints every event of one stream, in version order. A stream that does not exist is an error.
-pub async fn show(dir: &Path, stream: &str, out: &mut dyn Write) -> anyhow::Result<()> {
-    let log = FileLog::open_read_only(dir)?;
+pub async fn show(log: &dyn EventLog, stream: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     anyhow::ensure!(
-        log.stream_version(stream).is_some(),
-        "no stream named {stream:?} in {}",
-        dir.display()
+        log.stream_version(stream)
+            .await
+            .context("reading the stream's version")?
+            .is_some(),
+        "no stream named {stream:?} in the log"
     );
     let mut version = 0;
     loop {

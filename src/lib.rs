@@ -2,7 +2,10 @@
 //! the benchmarks and the CLI's subcommands. The pure core lives in the `projections` crate.
 //!
 //! # Layout
-//! - [`log`]: the `EventLog` semantics and the embedded file backend (segments, group commit).
+//! - [`log`]: the `EventLog` contract, what all backends share (`log::stamp`), and the backends:
+//!   the embedded file log (segments, group commit), in-memory, PostgreSQL, KurrentDB.
+//! - [`app`]: one server built from a configuration and a log (`ledger serve` and the tests).
+//! - [`lease`]: which server of a store runs the background jobs.
 //! - [`commands`]: load an item's stream, fold, `decide`, append with the expected version.
 //! - [`verify`]: walks a data directory and recomputes every hash and link, naming the first bad one.
 //! - [`inspect`]: prints events as JSON lines (`ledger log tail`, `ledger log show`).
@@ -17,6 +20,7 @@
 //! - [`clock`]: the time commands get: the system's, or one tests move.
 //! - [`bench`]: `ledger bench append` and `ledger bench read`; [`bench_http`]: `ledger bench http`.
 
+pub mod app;
 pub mod bench;
 pub mod bench_http;
 pub mod callback_policy;
@@ -26,6 +30,7 @@ pub mod commands;
 pub mod expiry_policy;
 pub mod http;
 pub mod inspect;
+pub mod lease;
 pub mod log;
 pub mod principals;
 pub mod projector;

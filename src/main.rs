@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ledger::log::{EventLog, FileLog, FileLogOptions};
+use ledger::log::{FileLog, FileLogOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,13 +24,27 @@ struct Cli {
         default_value = "./ledger-data"
     )]
     data_dir: PathBuf,
+    /// Where the log lives instead of the data directory: `postgres://user@host:port/db`,
+    /// `kurrentdb://host:2113?tls=false` (or `esdb://…`), or `memory:` (nothing kept). Several
+    /// servers may share one PostgreSQL store. Prefer the environment variable for a URL with a
+    /// password, which `ps` would show.
+    #[arg(long, global = true, env = "LEDGER_STORE", hide_env_values = true)]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
+impl Cli {
+    /// The store the options name.
+    fn store(&self) -> anyhow::Result<ledger::log::Store> {
+        ledger::log::Store::parse(self.store.as_deref(), &self.data_dir)
+            .map_err(|error| anyhow::anyhow!("--store: {error}"))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the ledger's HTTP server on the data directory.
+    /// Run the ledger's HTTP server on the data directory (or `--store`).
     Serve {
         /// Address to listen on.
         #[arg(long, env = "LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
@@ -58,6 +72,11 @@ enum Command {
         /// item expires rejected, never approved, with a 5-minute minimum review window.
         #[arg(long, env = "LEDGER_EXPIRY_POLICY")]
         expiry_policy: Option<PathBuf>,
+        /// How long this server's hold on the background jobs (timers, callback deliveries)
+        /// lasts unrenewed: with several servers on one store, another takes them over within
+        /// this after a server dies. Renewed every second.
+        #[arg(long, env = "LEDGER_LEASE_TTL", default_value = "10s", value_parser = ledger::http::server::parse_duration)]
+        lease_ttl: std::time::Duration,
         #[command(flatten)]
         network: NetworkOptions,
     },
@@ -244,6 +263,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let store = cli.store()?;
     match cli.command {
         Command::Serve {
             listen,
@@ -252,14 +272,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             callback_concurrency,
             callback_concurrency_per_host,
             expiry_policy,
+            lease_ttl,
             network,
         } => {
+            anyhow::ensure!(
+                lease_ttl >= std::time::Duration::from_secs(2),
+                "--lease-ttl must be at least 2s (the lease is renewed every second)"
+            );
             let callback_limits = ledger::callbacks::DeliveryLimits {
                 per_destination: usize::from(callback_concurrency_per_host),
                 total: usize::from(callback_concurrency),
             };
             serve(
-                cli.data_dir,
+                &store,
+                lease_ttl,
                 &listen,
                 callback_ca_file.as_deref(),
                 &callback_allow,
@@ -269,9 +295,15 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             )
             .await?;
         }
-        Command::Verify { json } => return verify(cli.data_dir, json),
+        Command::Verify { json } => {
+            return match store.data_dir() {
+                Some(dir) => verify(dir.to_owned(), json),
+                None => verify_store(&store, json).await,
+            };
+        }
         Command::Principal { command } => {
-            let log = FileLog::open(&cli.data_dir, FileLogOptions::default(), "ledger principal")?;
+            let log = ledger::log::open(&store, "ledger principal").await?;
+            let log = log.as_ref();
             match command {
                 PrincipalCommand::Add { name, role, queues } => {
                     let role: projections::principal::Role = serde_json::from_value(
@@ -283,13 +315,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         )
                     })?;
                     let token = ledger::principals::new_token();
-                    ledger::principals::add_with_token(&log, "cli", &name, role, queues, &token)
+                    ledger::principals::add_with_token(log, "cli", &name, role, queues, &token)
                         .await?;
                     println!("{token}");
                     eprintln!("added principal {name}; the token above is shown only now");
                 }
                 PrincipalCommand::Revoke { name } => {
-                    ledger::principals::revoke(&log, "cli", &name).await?;
+                    ledger::principals::revoke(log, "cli", &name).await?;
                     eprintln!("revoked principal {name}");
                 }
             }
@@ -297,9 +329,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Projections {
             command: ProjectionsCommand::Rebuild,
         } => {
-            let log = FileLog::open_read_only(&cli.data_dir)?;
+            let log = ledger::log::open_read_only(&store).await?;
             let started = std::time::Instant::now();
-            let models = ledger::projector::rebuild(&log).await?;
+            let models = ledger::projector::rebuild(log.as_ref()).await?;
             let summary = serde_json::json!({
                 "events_applied": models.applied,
                 "items": models.board.len(),
@@ -310,14 +342,15 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Command::Log { command } => {
+            let log = ledger::log::open_read_only(&store).await?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             match command {
                 LogCommand::Tail { count } => {
-                    ledger::inspect::tail(&cli.data_dir, count, &mut out).await?
+                    ledger::inspect::tail(log.as_ref(), count, &mut out).await?
                 }
                 LogCommand::Show { stream } => {
-                    ledger::inspect::show(&cli.data_dir, &stream, &mut out).await?
+                    ledger::inspect::show(log.as_ref(), &stream, &mut out).await?
                 }
             }
             std::io::Write::flush(&mut out).context("writing output")?;
@@ -387,8 +420,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
-    data_dir: PathBuf,
+    store: &ledger::log::Store,
+    lease_ttl: std::time::Duration,
     listen: &str,
     callback_ca_file: Option<&std::path::Path>,
     callback_allow: &[String],
@@ -416,19 +451,36 @@ async fn serve(
         default_action = ?default_policy.action,
         "expiry policies"
     );
-    let file_log = Arc::new(FileLog::open(
-        &data_dir,
-        FileLogOptions::default(),
-        "ledger serve",
-    )?);
-    let log: Arc<dyn EventLog> = file_log.clone();
-    let projector = ledger::projector::Projector::start(log.clone())
+    let log = ledger::log::open(store, "ledger serve")
         .await
-        .context("rebuilding the read models from the log")?;
-    let admin_token = std::env::var("LEDGER_ADMIN_TOKEN").ok();
-    if let Some(token) =
-        ledger::principals::bootstrap_admin(log.as_ref(), &projector, admin_token).await?
-    {
+        .with_context(|| format!("opening the store ({})", store.describe()))?;
+    let callback_key = ledger::app::callback_key(
+        log.as_ref(),
+        store.data_dir(),
+        std::env::var("LEDGER_CALLBACK_KEY").ok(),
+    )
+    .await?;
+    tracing::info!(
+        allowed = ?callback_policy.allow_list(),
+        per_host = callback_limits.per_destination,
+        in_all = callback_limits.total,
+        "callbacks go to public addresses and the allow-list"
+    );
+    let mut config = ledger::app::ServerConfig::new(ledger::clock::Clock::System, callback_key);
+    config.delivery = ledger::callbacks::DeliverySettings {
+        extra_roots: callback_roots,
+        policy: callback_policy,
+        limits: callback_limits,
+    };
+    config.expiry_policies = expiry_policies;
+    config.metrics_access = metrics_access;
+    config.admin_token = std::env::var("LEDGER_ADMIN_TOKEN").ok();
+    config.background = Some(ledger::app::Background {
+        lease_ttl,
+        ..ledger::app::Background::default()
+    });
+    let built = ledger::app::build(config, log.clone()).await?;
+    if let Some(token) = &built.created_admin_token {
         // Printed once, on the first start of an empty ledger: only its hash is stored.
         println!("created principal \"admin\" (role admin); its token, shown only now:\n{token}");
     }
@@ -438,50 +490,50 @@ async fn serve(
     let address = listener.local_addr().context("reading the bound address")?;
     // On standard output, so that a script (or `ledger bench http`) that asked for port 0 learns the port.
     println!("listening on http://{address}");
-    tracing::info!(%address, data_dir = %data_dir.display(), events = log.head(), "ledger serving");
-    tokio::spawn(ledger::scheduler::run(
-        log.clone(),
-        projector.clone(),
-        ledger::clock::Clock::System,
-        std::time::Duration::from_secs(1),
-        expiry_policies.clone(),
-    ));
-    let callback_key = ledger::callbacks::CallbackKey::load_or_create(
-        &data_dir,
-        std::env::var("LEDGER_CALLBACK_KEY").ok(),
-    )?;
     tracing::info!(
-        allowed = ?callback_policy.allow_list(),
-        per_host = callback_limits.per_destination,
-        in_all = callback_limits.total,
-        "callbacks go to public addresses and the allow-list"
+        %address,
+        store = %store.describe(),
+        events = built.projector.applied(),
+        "ledger serving"
     );
-    tokio::spawn(
-        ledger::callbacks::Dispatcher::with_settings(
-            log.clone(),
-            projector.clone(),
-            ledger::clock::Clock::System,
-            callback_key.clone(),
-            ledger::callbacks::DeliverySettings {
-                extra_roots: callback_roots,
-                policy: callback_policy.clone(),
-                limits: callback_limits,
-            },
-        )
-        .run(std::time::Duration::from_secs(1)),
-    );
-    let state =
-        ledger::http::AppState::new(log, projector, Some(file_log), ledger::clock::Clock::System)
-            .with_callback_key(callback_key)
-            .with_callback_policy(callback_policy)
-            .with_expiry_policy(expiry_policies)
-            .with_metrics_access(metrics_access);
-    let router = ledger::http::router(state);
+    let router = ledger::http::router(built.state);
     ledger::http::server::serve_router(listener, router, connection_limits, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     })
     .await
+}
+
+/// `ledger verify` on a store other than the file log: every event read through the log
+/// contract, its hash recomputed and its link to the one before it in its stream checked, and the
+/// positions checked to run 0, 1, 2, … without a gap.
+async fn verify_store(
+    store: &ledger::log::Store,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let log = ledger::log::open_read_only(store).await?;
+    let report = ledger::verify::verify_log(log.as_ref()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        match &report.damage {
+            None => println!(
+                "ok: {} events in {} streams ({}); every hash and link checked",
+                report.events,
+                report.streams,
+                store.describe()
+            ),
+            Some(damage) => println!(
+                "DAMAGED at {damage}\n{} events before it verified",
+                report.events
+            ),
+        }
+    }
+    Ok(if report.damage.is_some() {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }
 
 /// The connection limits, fitted to the open-file limit (raised to its hard limit first), and

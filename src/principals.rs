@@ -18,7 +18,7 @@ pub enum PrincipalsError {
     #[error(transparent)]
     Log(#[from] LogError),
     #[error(transparent)]
-    Projector(#[from] crate::projector::ProjectorStopped),
+    Projector(#[from] crate::projector::ProjectorError),
     #[error("a principal event does not decode: {0}")]
     Decoding(String),
 }
@@ -115,7 +115,14 @@ pub async fn bootstrap_admin(
         return Ok(None);
     }
     let token = token.unwrap_or_else(new_token);
-    let position = add_with_token(log, "system", "admin", Role::Admin, Vec::new(), &token).await?;
+    let position = match add_with_token(log, "system", "admin", Role::Admin, Vec::new(), &token)
+        .await
+    {
+        Ok(position) => position,
+        // Another server of the store created the first admin meanwhile.
+        Err(PrincipalsError::Log(LogError::Conflict { .. })) => return Ok(None),
+        Err(error) => return Err(error),
+    };
     projector.wait_for(position).await?;
     Ok(Some(token))
 }

@@ -86,7 +86,7 @@ type ItemWaiters = Arc<Mutex<HashMap<Uuid, watch::Sender<u64>>>>;
 pub async fn rebuild(log: &dyn EventLog) -> Result<ReadModels, LogError> {
     let mut models = ReadModels::default();
     models.board.begin_replay();
-    let head = log.head();
+    let head = log.head().await?;
     while models.applied < head {
         let events = log.read_all(models.applied, 8192).await?;
         if events.is_empty() {
@@ -100,11 +100,26 @@ pub async fn rebuild(log: &dyn EventLog) -> Result<ReadModels, LogError> {
     Ok(models)
 }
 
-/// The projector stopped following the log (its subscription failed); the read models are stale
-/// from then on, and the server needs a restart.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the read models stopped following the log; the server needs a restart")]
-pub struct ProjectorStopped;
+/// The read models could not be brought up to date for a read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    /// The projector stopped following the log (its subscription failed); the read models are
+    /// stale from then on, and the server needs a restart.
+    #[error("the read models stopped following the log; the server needs a restart")]
+    Stopped,
+    /// The read models did not reach the position asked for within `CATCH_UP_TIMEOUT` (the
+    /// store stopped answering the projector's subscription, which retries on its own).
+    #[error("the read models did not catch up with the store in time")]
+    Behind,
+    /// The store's head could not be read.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// How long a read waits for the read models to catch up before it answers 503: the projector
+/// follows within milliseconds while the store answers, so this is reached only while it does
+/// not (a database restarting), and a client is better told to retry than kept waiting.
+pub const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The live read models and how far they have got.
 #[derive(Debug, Clone)]
@@ -226,7 +241,7 @@ impl Projector {
     }
 
     /// Whether the projector still follows the log: false once its subscription failed (the read
-    /// models are stale from then on; see `ProjectorStopped`).
+    /// models are stale from then on; see `ProjectorError`).
     pub fn is_following(&self) -> bool {
         // The sender lives as long as the follower task.
         self.applied.has_changed().is_ok()
@@ -255,8 +270,8 @@ impl Projector {
 
     /// Waits until every event `log` had committed when this was called is applied: what is read
     /// from the read models afterwards includes every write acknowledged before the call.
-    pub async fn caught_up_with(&self, log: &dyn EventLog) -> Result<(), ProjectorStopped> {
-        match log.head().checked_sub(1) {
+    pub async fn caught_up_with(&self, log: &dyn EventLog) -> Result<(), ProjectorError> {
+        match log.head().await?.checked_sub(1) {
             Some(last_position) => self.wait_for(last_position).await,
             None => Ok(()),
         }
@@ -265,12 +280,22 @@ impl Projector {
     /// Waits until the event at `position` is applied, so that a writer reads its own write.
     /// Fails if the projector stopped following the log (it never will apply it then), rather
     /// than letting the caller answer from stale read models.
-    pub async fn wait_for(&self, position: u64) -> Result<(), ProjectorStopped> {
+    pub async fn wait_for(&self, position: u64) -> Result<(), ProjectorError> {
+        // Nearly always caught up already: answered without a timer.
+        if *self.applied.borrow() > position {
+            return Ok(());
+        }
         let mut applied = self.applied.clone();
         // The sender lives as long as the follower task: an error means it is gone.
-        match applied.wait_for(|applied| *applied > position).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(ProjectorStopped),
+        match tokio::time::timeout(
+            CATCH_UP_TIMEOUT,
+            applied.wait_for(|applied| *applied > position),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ProjectorError::Stopped),
+            Err(_) => Err(ProjectorError::Behind),
         }
     }
 }

@@ -109,16 +109,23 @@ async fn expire_each(
     done
 }
 
-/// Runs `tick` until the process stops: at the next deadline the board knows of, and at least
-/// every `poll` (deadlines set by appends made meanwhile are picked up then).
+/// Runs `tick` until the process stops, while this server holds `lease`: at the next deadline
+/// the board knows of, and at least every `poll` (deadlines set by appends made meanwhile are
+/// picked up then).
 pub async fn run(
     log: std::sync::Arc<dyn EventLog>,
     projector: Projector,
     clock: Clock,
     poll: Duration,
     policies: std::sync::Arc<ExpiryPolicies>,
+    lease: crate::lease::Lease,
 ) {
     loop {
+        // With several servers on one store, the one holding the lease expires items.
+        if !lease.hold(log.as_ref()).await {
+            tokio::time::sleep(poll).await;
+            continue;
+        }
         let report = tick(log.as_ref(), &projector, &clock, &policies).await;
         if !report.claims_expired.is_empty() || !report.items_expired.is_empty() {
             tracing::info!(

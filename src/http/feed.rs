@@ -219,7 +219,8 @@ async fn wait_for_room(
     revoked: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Waited {
     let bound = state.feed.buffer_bytes as usize;
-    let mut appended: Box<dyn Subscription> = state.log.subscribe(state.log.head());
+    // From what the read models hold: about the head, without asking the store.
+    let mut appended: Box<dyn Subscription> = state.log.subscribe(state.projector.applied());
     let mut grown = 0usize;
     loop {
         tokio::select! {

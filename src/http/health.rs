@@ -20,7 +20,10 @@ use std::fmt::Write as _;
 /// `GET /healthz`: the log's state, with counts of events stored and projected.
 pub async fn health(State(state): State<AppState>) -> Response {
     let log = state.log.health();
-    let events = state.log.head();
+    let events = match state.log.head().await {
+        Ok(events) => events,
+        Err(error) => return store_unreachable(&state, &error),
+    };
     let projected = state.projector.applied();
     if let Some(reason) = log.reason() {
         return ApiError::new(
@@ -34,9 +37,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
         .with("projected", projected)
         .into_response();
     }
-    let streams = state.file_log.as_ref().map(|log| log.stream_count());
+    let streams = state.log.stream_count();
     axum::Json(serde_json::json!({
         "status": "ok",
+        "backend": state.log.backend(),
         "log": log.name(),
         "events": events,
         "streams": streams,
@@ -50,7 +54,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let log = state.log.health();
     let following = state.projector.is_following();
     let projector = if following { "following" } else { "stopped" };
-    let events = state.log.head();
+    let events = match state.log.head().await {
+        Ok(events) => events,
+        Err(error) => return store_unreachable(&state, &error),
+    };
     let projected = state.projector.applied();
     let mut reasons = Vec::new();
     if let Some(reason) = log.reason() {
@@ -83,11 +90,26 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
     axum::Json(serde_json::json!({
         "status": "ready",
+        "backend": state.log.backend(),
         "log": log.name(),
         "projector": projector,
         "events": events,
         "projected": projected,
     }))
+    .into_response()
+}
+
+/// 503 while the store does not answer (a database restarting, a network cut): the log is not
+/// broken, and the server recovers without a restart once the store answers again.
+fn store_unreachable(state: &AppState, error: &crate::log::LogError) -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store-unavailable",
+        format!("the store does not answer: {error}"),
+    )
+    .with("backend", state.log.backend())
+    .with("projected", state.projector.applied())
+    .with("retryable", true)
     .into_response()
 }
 

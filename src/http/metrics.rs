@@ -378,7 +378,8 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
         return refused.into_response();
     }
     let mut out = String::with_capacity(4096);
-    let head = state.log.head();
+    // Left out while the store does not answer (`/healthz` says so).
+    let head = state.log.head().await.ok();
     let (applied, items, depths) = {
         let models = state.projector.read();
         (
@@ -390,7 +391,9 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
     super::health::render_metrics(&state, &mut out);
     let _ = writeln!(out, "# HELP ledger_events_total Events stored in the log.");
     let _ = writeln!(out, "# TYPE ledger_events_total counter");
-    let _ = writeln!(out, "ledger_events_total {head}");
+    if let Some(head) = head {
+        let _ = writeln!(out, "ledger_events_total {head}");
+    }
     let _ = writeln!(
         out,
         "# HELP ledger_projection_applied_total Events applied to the read models."
@@ -402,11 +405,13 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
         "# HELP ledger_projection_lag_events Events stored but not yet applied to the read models."
     );
     let _ = writeln!(out, "# TYPE ledger_projection_lag_events gauge");
-    let _ = writeln!(
-        out,
-        "ledger_projection_lag_events {}",
-        head.saturating_sub(applied)
-    );
+    if let Some(head) = head {
+        let _ = writeln!(
+            out,
+            "ledger_projection_lag_events {}",
+            head.saturating_sub(applied)
+        );
+    }
     let _ = writeln!(out, "# HELP ledger_items Review items, in any state.");
     let _ = writeln!(out, "# TYPE ledger_items gauge");
     let _ = writeln!(out, "ledger_items {items}");

@@ -23,7 +23,7 @@ pub mod principals;
 pub mod problem;
 pub mod server;
 
-use crate::log::{EventLog, FileLog};
+use crate::log::EventLog;
 use crate::projector::Projector;
 use axum::Router;
 use axum::routing::{MethodRouter, delete, get, post};
@@ -46,8 +46,6 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub log: Arc<dyn EventLog>,
     pub projector: Projector,
-    /// The file log itself, for counts the trait does not expose.
-    pub file_log: Option<Arc<FileLog>>,
     pub clock: crate::clock::Clock,
     pub metrics: metrics::Metrics,
     /// The key agents' callback secrets derive from (`None`: callbacks are not signed here).
@@ -76,13 +74,11 @@ impl AppState {
     pub fn new(
         log: Arc<dyn EventLog>,
         projector: Projector,
-        file_log: Option<Arc<FileLog>>,
         clock: crate::clock::Clock,
     ) -> AppState {
         AppState(Arc::new(Shared {
             log,
             projector,
-            file_log,
             clock,
             metrics: metrics::Metrics::default(),
             callback_key: None,
@@ -99,7 +95,7 @@ impl AppState {
     /// wrote, without waiting for the projector. A client therefore reads its own writes (and
     /// everyone's writes answered before its request arrived), while a write costs no wait for the
     /// projector. When the projector is caught up, as it nearly always is, this is one comparison.
-    pub async fn caught_up(&self) -> Result<(), crate::projector::ProjectorStopped> {
+    pub async fn caught_up(&self) -> Result<(), crate::projector::ProjectorError> {
         self.projector.caught_up_with(self.log.as_ref()).await
     }
 
@@ -156,7 +152,7 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("AppState")
-            .field("head", &self.log.head())
+            .field("backend", &self.log.backend())
             .field("projected", &self.projector.applied())
             .finish_non_exhaustive()
     }

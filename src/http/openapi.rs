@@ -127,7 +127,7 @@ pub const PROBLEMS: &[(u16, &str)] = &[
     ),
     (
         503,
-        "The server cannot serve this now: the log refuses writes (`log-writes-paused`, retryable; `log-poisoned`, until a restart) or its views stopped following the log (`projections-stopped`)",
+        "The server cannot serve this now: the log refuses writes (`log-writes-paused`, retryable; `log-poisoned`, until a restart), the store does not answer (`store-unavailable`, retryable), its views did not catch up in time (`projections-behind`, retryable) or stopped following the log (`projections-stopped`)",
     ),
 ];
 
@@ -606,6 +606,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
             "Health",
             response_object(json!({
                 "status": {"type": "string", "enum": ["ok"]},
+                "backend": backend(),
                 "log": {"type": "string", "enum": ["writable"]},
                 "events": count(),
                 "streams": nullable(count()),
@@ -616,6 +617,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
             "Ready",
             response_object(json!({
                 "status": {"type": "string", "enum": ["ready"]},
+                "backend": backend(),
                 "log": {"type": "string", "enum": ["writable"]},
                 "projector": {"type": "string", "enum": ["following"]},
                 "events": count(),
@@ -624,6 +626,11 @@ fn schemas() -> Vec<(&'static str, Value)> {
         ),
         ("ExpiryAction", expiry_action()),
     ]
+}
+
+/// The log backend a server runs on.
+fn backend() -> Value {
+    json!({"type": "string", "enum": ["file", "memory", "postgres", "kurrentdb"], "description": "the log's backend"})
 }
 
 /// RFC 9457 problem details, with this API's members.
@@ -636,7 +643,7 @@ fn problem() -> Value {
             "title": {"type": "string"},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string"},
-            "problem": {"type": "string", "description": "the problem's short name, e.g. `malformed-request`, `unauthenticated`, `forbidden`, `not-found`, `method-not-allowed`, `stale-version`, `version-conflict`, `invalid-body`, `domain-rule`, `principal-rule`, `body-too-large`, `body-timeout`, `unsupported-media-type`, `internal-error`, `projections-stopped`, `log-writes-paused`, `log-poisoned`, `revoked`, `expiry-is-policy`, `callback-url-refused`, `idempotency-key-reused`"},
+            "problem": {"type": "string", "description": "the problem's short name, e.g. `malformed-request`, `unauthenticated`, `forbidden`, `not-found`, `method-not-allowed`, `stale-version`, `version-conflict`, `invalid-body`, `domain-rule`, `principal-rule`, `body-too-large`, `body-timeout`, `unsupported-media-type`, `internal-error`, `projections-stopped`, `projections-behind`, `store-unavailable`, `log-writes-paused`, `log-poisoned`, `revoked`, `expiry-is-policy`, `callback-url-refused`, `idempotency-key-reused`"},
             "retryable": {"type": "boolean", "description": "whether the same request may succeed later (503)"},
             "field": {"type": "string", "description": "the body field that is refused (422)"},
             "rule": {"type": "string", "description": "the domain rule that refused the request (`domain-rule`, `principal-rule`)"},

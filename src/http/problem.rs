@@ -221,19 +221,45 @@ impl From<LogError> for ApiError {
                 )
                 .with("retryable", false)
             }
+            // Never a 500: the store (a database restarting, a network cut) is expected back,
+            // nothing was acknowledged, and the same request with the same ids is safe to retry.
+            LogError::Unavailable(reason) => {
+                tracing::warn!(%reason, "the store is unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                    "the store does not answer for now; nothing was acknowledged, retry later (GET /healthz says why)",
+                )
+                .with("retryable", true)
+            }
             other => ApiError::internal(&other),
         }
     }
 }
 
-impl From<crate::projector::ProjectorStopped> for ApiError {
-    fn from(error: crate::projector::ProjectorStopped) -> Self {
-        tracing::error!(%error, "a write could not be read back");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "projections-stopped",
-            "the write was stored, but the server's views stopped following the log; it needs a restart",
-        )
+impl From<crate::projector::ProjectorError> for ApiError {
+    fn from(error: crate::projector::ProjectorError) -> Self {
+        use crate::projector::ProjectorError;
+        match error {
+            ProjectorError::Stopped => {
+                tracing::error!(%error, "the read models stopped following the log");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "projections-stopped",
+                    "the server's views stopped following the log; it needs a restart (any write of this request was stored)",
+                )
+            }
+            ProjectorError::Behind => {
+                tracing::warn!(%error, "the read models did not catch up in time");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "projections-behind",
+                    "the server's views did not catch up with the store in time (any write of this request was stored); retry later",
+                )
+                .with("retryable", true)
+            }
+            ProjectorError::Log(error) => error.into(),
+        }
     }
 }
 

@@ -15,13 +15,14 @@ use super::segment::{
     chain_hash, classify_tail, decode_segment_header, encode_frame, encode_segment_header,
     frame_at, is_torn_segment_header, list_segments, read_from, segment_file_name,
 };
+use super::stamp::{self, Stored, StreamTip};
 use super::{
     AppendResult, DirectoryLock, EventLog, ExpectedVersion, LogError, LogHealth, Subscription,
 };
 use async_trait::async_trait;
 use foldhash::{HashMap, HashSet};
 use projections::event::{
-    Hash, NewEvent, PayloadFields, RecordedEvent, ZERO_HASH, check_lengths, encode_payload,
+    Hash, NewEvent, PayloadFields, RecordedEvent, ZERO_HASH,
 };
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -381,9 +382,19 @@ impl FileLog {
         &self.shared.dir
     }
 
-    /// The number of streams.
-    pub fn stream_count(&self) -> usize {
-        self.shared.index.read().expect("index lock").streams.len()
+    /// The position the next appended event will get, read from memory (`EventLog::head`
+    /// without the `await`).
+    pub fn head_now(&self) -> u64 {
+        self.shared.head.load(Ordering::Acquire)
+    }
+
+    /// The version of the stream's last event, read from the index.
+    pub fn stream_version_now(&self, stream: &str) -> Option<u64> {
+        self.shared
+            .index
+            .read()
+            .expect("index lock")
+            .stream_version(stream)
     }
 }
 
@@ -410,27 +421,7 @@ impl EventLog for FileLog {
             .as_ref()
             .ok_or_else(|| LogError::InvalidAppend("the log is open read-only".into()))?;
         // Checks of the request alone happen here, on the caller's thread, not the writer's.
-        if events.is_empty() {
-            return Err(LogError::InvalidAppend(
-                "an append needs at least one event".into(),
-            ));
-        }
-        let mut seen = std::collections::HashSet::with_capacity(events.len());
-        if let Some(repeated) = events.iter().find(|event| !seen.insert(event.id)) {
-            return Err(LogError::InvalidAppend(format!(
-                "event id {} appears twice in one append",
-                repeated.id
-            )));
-        }
-        for event in &events {
-            check_lengths(
-                stream,
-                &event.event_type,
-                &event.actor,
-                event.data.get().len(),
-            )
-            .map_err(|error| LogError::InvalidAppend(error.to_string()))?;
-        }
+        stamp::check_append(stream, &events)?;
         let (reply, answer) = oneshot::channel();
         requests
             .send(AppendRequest {
@@ -460,16 +451,20 @@ impl EventLog for FileLog {
         self.shared.read_all(from_position, max)
     }
 
-    fn head(&self) -> u64 {
-        self.shared.head.load(Ordering::Acquire)
+    async fn head(&self) -> Result<u64, LogError> {
+        Ok(self.head_now())
     }
 
-    fn stream_version(&self, stream: &str) -> Option<u64> {
-        self.shared
-            .index
-            .read()
-            .expect("index lock")
-            .stream_version(stream)
+    async fn stream_version(&self, stream: &str) -> Result<Option<u64>, LogError> {
+        Ok(self.stream_version_now(stream))
+    }
+
+    fn backend(&self) -> &'static str {
+        "file"
+    }
+
+    fn stream_count(&self) -> Option<usize> {
+        Some(self.shared.index.read().expect("index lock").streams.len())
     }
 
     fn health(&self) -> LogHealth {
@@ -1113,9 +1108,10 @@ impl Writer {
                 ids: HashMap::default(),
                 next_position: index.head,
                 chain: index.last_chain,
-                recorded_at_micros: chrono::Utc::now()
-                    .timestamp_micros()
-                    .max(index.last_recorded_micros),
+                recorded_at_micros: stamp::recorded_at_micros(
+                    chrono::Utc::now(),
+                    index.last_recorded_micros,
+                ),
             };
             for mut request in batch {
                 match batch_state.stage(
@@ -1326,8 +1322,8 @@ fn estimate_bytes(request: &AppendRequest) -> usize {
 /// The state of streams and ids as the batch being built leaves them.
 struct BatchState<'a> {
     index: &'a Index,
-    /// Streams this batch appends to: (version of the last event, its hash).
-    streams: HashMap<String, (u64, Hash)>,
+    /// Streams this batch appends to, and their tips after it.
+    streams: HashMap<String, StreamTip>,
     /// Ids this batch stores: position, stream, version.
     ids: HashMap<Uuid, (u64, String, u64)>,
     next_position: u64,
@@ -1336,11 +1332,14 @@ struct BatchState<'a> {
 }
 
 impl BatchState<'_> {
-    fn current(&self, stream: &str) -> Option<(u64, Hash)> {
+    fn current(&self, stream: &str) -> Option<StreamTip> {
         self.streams.get(stream).copied().or_else(|| {
             let entry = self.index.streams.get(stream)?;
             let version = entry.positions.len().checked_sub(1)? as u64;
-            Some((version, entry.last_hash))
+            Some(StreamTip {
+                version,
+                hash: entry.last_hash,
+            })
         })
     }
 
@@ -1378,155 +1377,51 @@ impl BatchState<'_> {
         payload: &mut Vec<u8>,
         staged_events: &mut Vec<StagedEvent>,
     ) -> Result<AppendResult, LogError> {
-        if let Some(result) = self.deduplicate(request)? {
+        let ids: Vec<Uuid> = request.events.iter().map(|event| event.id).collect();
+        if let Some(result) =
+            stamp::deduplicate(&ids, |id| self.stored_id(id, &request.stream))?
+        {
             return Ok(result);
         }
         let current = self.current(&request.stream);
-        let matches = match request.expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current.is_none(),
-            ExpectedVersion::Exact(version) => current.map(|(v, _)| v) == Some(version),
-        };
-        if !matches {
-            return Err(LogError::Conflict {
-                stream: request.stream.clone(),
-                expected: request.expected,
-                current: current.map(|(version, _)| version),
-            });
-        }
-        let (mut version, mut prev_hash) = match current {
-            Some((version, hash)) => (version + 1, hash),
-            None => (0, ZERO_HASH),
-        };
+        stamp::check_expected(
+            &request.stream,
+            request.expected,
+            current.map(|tip| tip.version),
+        )?;
         let first_position = self.next_position;
-        for event in std::mem::take(&mut request.events) {
-            payload.clear();
-            let fields = PayloadFields {
-                id: event.id,
-                stream: &request.stream,
-                version,
-                event_type: &event.event_type,
-                schema_version: event.schema_version,
-                recorded_at_micros: self.recorded_at_micros,
-                actor: &event.actor,
-                causation_id: event.causation_id,
-                correlation_id: event.correlation_id,
-                prev_hash,
-                data: event.data.get(),
-            };
-            encode_payload(&fields, payload);
-            let recorded_at = fields.recorded_at();
-            let offset_in_batch = buffer.len();
-            let (event_hash, chain) =
-                encode_frame(buffer, self.next_position, payload, &self.chain);
-            let NewEvent {
-                id,
-                event_type,
-                schema_version,
-                data,
-                actor,
-                causation_id,
-                correlation_id,
-            } = event;
-            staged_events.push(StagedEvent {
-                recorded: RecordedEvent {
-                    position: self.next_position,
-                    stream: request.stream.clone(),
-                    version,
-                    id,
-                    event_type,
-                    schema_version,
-                    recorded_at,
-                    actor,
-                    causation_id,
-                    correlation_id,
-                    data: String::from(Box::<str>::from(data)),
-                    prev_hash,
-                    hash: event_hash,
-                },
-                offset_in_batch,
-            });
-            self.ids
-                .insert(id, (self.next_position, request.stream.clone(), version));
-            self.chain = chain;
-            prev_hash = event_hash;
-            self.next_position += 1;
-            version += 1;
-        }
-        let last_version = version - 1;
-        self.streams
-            .insert(request.stream.clone(), (last_version, prev_hash));
+        let chain = &mut self.chain;
+        let batch_ids = &mut self.ids;
+        let tip = stamp::stamp(
+            &request.stream,
+            current,
+            first_position,
+            self.recorded_at_micros,
+            std::mem::take(&mut request.events),
+            payload,
+            |recorded, payload| {
+                let offset_in_batch = buffer.len();
+                *chain = encode_frame(buffer, recorded.position, payload, &recorded.hash, chain);
+                batch_ids.insert(
+                    recorded.id,
+                    (recorded.position, recorded.stream.clone(), recorded.version),
+                );
+                staged_events.push(StagedEvent {
+                    recorded,
+                    offset_in_batch,
+                });
+            },
+        );
+        let count = ids.len() as u64;
+        self.next_position += count;
+        self.streams.insert(request.stream.clone(), tip);
         Ok(AppendResult {
             first_position,
             last_position: self.next_position - 1,
-            stream_version: last_version,
+            stream_version: tip.version,
             deduplicated: false,
         })
     }
-
-    /// The first result again when every id of the request is stored, as one earlier append.
-    fn deduplicate(&self, request: &AppendRequest) -> Result<Option<AppendResult>, LogError> {
-        // The usual case first, without allocating: no id of the request is stored.
-        let mut any_stored = false;
-        for event in &request.events {
-            if self.stored_id(&event.id, &request.stream)? != Stored::No {
-                any_stored = true;
-                break;
-            }
-        }
-        if !any_stored {
-            return Ok(None);
-        }
-        let mut stored = Vec::with_capacity(request.events.len());
-        let mut first_stored_id = None;
-        for event in &request.events {
-            let found = self.stored_id(&event.id, &request.stream)?;
-            if found != Stored::No && first_stored_id.is_none() {
-                first_stored_id = Some(event.id);
-            }
-            stored.push(found);
-        }
-        let Some(first_stored_id) = first_stored_id else {
-            return Ok(None);
-        };
-        if stored.contains(&Stored::No) {
-            return Err(LogError::DuplicateEventId {
-                id: first_stored_id,
-            });
-        }
-        // Every id is stored: a retry only if all are in this stream, one after the other.
-        let here: Option<Vec<(u64, u64)>> = stored
-            .iter()
-            .map(|found| match found {
-                Stored::Here(position, version) => Some((*position, *version)),
-                Stored::No | Stored::Elsewhere => None,
-            })
-            .collect();
-        let Some(here) = here.filter(|here| here.windows(2).all(|pair| pair[1].1 == pair[0].1 + 1))
-        else {
-            return Err(LogError::DuplicateEventId {
-                id: request.events[0].id,
-            });
-        };
-        let (first_position, _) = here[0];
-        let (last_position, last_version) = here[here.len() - 1];
-        Ok(Some(AppendResult {
-            first_position,
-            last_position,
-            stream_version: last_version,
-            deduplicated: true,
-        }))
-    }
-}
-
-/// Whether an id of an append is stored already.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stored {
-    No,
-    /// In the append's own stream: (position, version).
-    Here(u64, u64),
-    /// In another stream.
-    Elsewhere,
 }
 
 #[cfg(test)]

@@ -1,24 +1,128 @@
-//! The event log: the semantics every backend provides (`EventLog`), and the embedded file backend.
+//! The event log: the contract every backend honours (`EventLog`), what is common to all of them
+//! (`stamp`), and the backends: the embedded file log (the default), an in-memory log, and logs
+//! on PostgreSQL and KurrentDB.
 //!
-//! Semantics, shared by every backend and checked by one conformance suite (`tests/it/log.rs`):
-//! - streams with per-stream versions and a global position; an append call is atomic;
+//! The contract, checked by one conformance suite on every backend (`tests/it/log.rs`; written
+//! down with what each backend does in `docs/adr/0010-log-contract.md`):
+//! - streams with per-stream versions 0, 1, 2, … without a gap; an append call is atomic;
+//! - a global order: every event has a **position**, its ordinal in one total order of the whole
+//!   log that every reader sees identically, 0, 1, 2, … without a gap. A reader that has read
+//!   through position p never later learns of an event before p: positions are handed out so
+//!   that an event becomes readable only after every event before it. The position is the
+//!   cursor: `read_all(p)` and `subscribe(p)` resume exactly at p. (On engines whose own
+//!   positions have gaps, KurrentDB's `$all`, the backend counts the ledger's events to give the
+//!   ordinal, and keeps the engine's position as its own cursor.)
 //! - optimistic concurrency through `ExpectedVersion`; a mismatch is `LogError::Conflict`
 //!   carrying the stream's current version;
-//! - idempotent by event id: re-appending stored ids answers the first result and stores nothing;
-//! - reads of one stream from a version, of the whole log from a position, and a subscription that
-//!   catches up and then follows live appends without a gap or a duplicate.
+//! - idempotent by event id within a stream: re-appending stored ids to their stream answers the
+//!   first result and stores nothing; an id stored in another stream is `DuplicateEventId` on
+//!   every backend that can see all ids at once (all but KurrentDB, which deduplicates per stream);
+//! - versions, `prev_hash` links, recorded times and event hashes are computed by `stamp`, the
+//!   same for every backend; readers check links and hashes;
+//! - an acknowledged append is stored durably; a store that cannot answer is
+//!   `LogError::Unavailable` (nothing was acknowledged, a retry with the same ids is safe);
+//! - a subscription catches up and then follows live appends without a gap or a duplicate.
 
 mod file;
 mod health;
 mod lock;
+mod memory;
 pub mod segment;
+pub mod stamp;
 
 pub use file::{FileLog, FileLogOptions};
+pub use memory::MemoryLog;
 pub use health::LogHealth;
 pub use lock::DirectoryLock;
 
 use async_trait::async_trait;
 use projections::event::{NewEvent, RecordedEvent};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a server's log lives: `--store URL` (or `LEDGER_STORE`), or else the data directory.
+/// The only place besides the backends that knows them by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// The embedded file log in this directory (the default: `--data-dir`).
+    File(PathBuf),
+    /// A log in this process's memory (`memory:`), gone when it ends: for trying things out.
+    Memory,
+    /// PostgreSQL (`postgres://user@host:port/db` or `postgresql://…`).
+    Postgres(String),
+    /// KurrentDB, formerly EventStoreDB (`kurrentdb://…`, `esdb://…`, `esdb+discover://…`).
+    Kurrent(String),
+}
+
+impl Store {
+    /// The store `url` names, or the file log in `data_dir` when there is none.
+    pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<Store, String> {
+        let Some(url) = url.map(str::trim).filter(|url| !url.is_empty()) else {
+            return Ok(Store::File(data_dir.to_owned()));
+        };
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        match scheme.to_ascii_lowercase().as_str() {
+            "memory" => Ok(Store::Memory),
+            "file" => Ok(Store::File(PathBuf::from(
+                url["file:".len()..].trim_start_matches("//"),
+            ))),
+            "postgres" | "postgresql" => Ok(Store::Postgres(url.to_owned())),
+            "kurrentdb" | "kurrent" | "esdb" | "esdb+discover" | "kurrentdb+discover" => {
+                Ok(Store::Kurrent(url.to_owned()))
+            }
+            _ => Err(format!(
+                "unknown store {url:?}: use postgres://…, kurrentdb://… (or esdb://…), memory: or file:DIR"
+            )),
+        }
+    }
+
+    /// The data directory of a file store.
+    pub fn data_dir(&self) -> Option<&Path> {
+        match self {
+            Store::File(dir) => Some(dir),
+            _ => None,
+        }
+    }
+
+    /// The store for logs and messages, without a password.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::File(dir) => format!("file log in {}", dir.display()),
+            Store::Memory => "memory (nothing is kept after the process ends)".to_owned(),
+            Store::Postgres(url) | Store::Kurrent(url) => redact_password(url),
+        }
+    }
+}
+
+/// `url` with the password of its userinfo, if any, replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens the log `store` names, for `purpose` (named in the file log's lock).
+pub async fn open(store: &Store, purpose: &str) -> anyhow::Result<Arc<dyn EventLog>> {
+    Ok(match store {
+        Store::File(dir) => Arc::new(FileLog::open(dir, FileLogOptions::default(), purpose)?),
+        Store::Memory => Arc::new(MemoryLog::new()),
+        Store::Postgres(url) => anyhow::bail!("TEMP {url}"),
+        Store::Kurrent(url) => anyhow::bail!("TEMP {url}"),
+    })
+}
+
+/// Opens the log `store` names for reading only: the file log without its lock (beside a running
+/// server); other stores as `open` does (they have no lock).
+pub async fn open_read_only(store: &Store) -> anyhow::Result<Arc<dyn EventLog>> {
+    match store {
+        Store::File(dir) => Ok(Arc::new(FileLog::open_read_only(dir)?)),
+        other => open(other, "read").await,
+    }
+}
 
 /// What the caller expects a stream's version to be before its append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +181,15 @@ pub enum LogError {
     /// of this append was written, and a later append retries. See `LogHealth::WritesPaused`.
     #[error("the log refuses writes for now (nothing was written; retry later): {0}")]
     WritesPaused(String),
+    /// The store cannot be reached, or did not answer in time: nothing of the call was
+    /// acknowledged, and retrying (with the same event ids) is safe. The HTTP API answers it
+    /// with 503 and `Retry-After`.
+    #[error("the store is unavailable (nothing was acknowledged; retry later): {0}")]
+    Unavailable(String),
+    /// The store answered, but not as the ledger expects of it (a schema it does not know, a
+    /// stored event that does not decode).
+    #[error("the store is not as the ledger expects: {0}")]
+    Store(String),
     /// The log's writer is gone (the log is shutting down).
     #[error("the log is closed")]
     Closed,
@@ -152,11 +265,12 @@ pub trait EventLog: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<RecordedEvent>, LogError>;
 
-    /// The position the next appended event will get (the number of events stored).
-    fn head(&self) -> u64;
+    /// The position the next appended event will get (the number of events stored): every
+    /// append acknowledged before the call, on any server of the store, is below it.
+    async fn head(&self) -> Result<u64, LogError>;
 
     /// The version of the stream's last event, `None` when the stream does not exist.
-    fn stream_version(&self, stream: &str) -> Option<u64>;
+    async fn stream_version(&self, stream: &str) -> Result<Option<u64>, LogError>;
 
     /// Every event from `from_position` on, then each live append as it is acknowledged.
     fn subscribe(&self, from_position: u64) -> Box<dyn Subscription>;
@@ -172,5 +286,39 @@ pub trait EventLog: Send + Sync + 'static {
     /// paused or poisoned it.
     fn write_failures(&self) -> u64 {
         0
+    }
+
+    /// The backend's name, for logs, `/healthz` and metrics: `file`, `memory`, `postgres`,
+    /// `kurrentdb`.
+    fn backend(&self) -> &'static str;
+
+    /// How many streams the log holds, where the backend knows it without a query.
+    fn stream_count(&self) -> Option<usize> {
+        None
+    }
+
+    /// Takes or renews the lease `name` for `holder` for `ttl`: true while `holder` holds it.
+    /// Background jobs that must run once per store, not once per server (timers, callback
+    /// deliveries), run only while their server holds the lease. The default is for a backend
+    /// that one server owns alone (the file log, behind its directory lock; the in-memory log):
+    /// its server always holds every lease.
+    async fn lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<bool, LogError> {
+        Ok(true)
+    }
+
+    /// A secret every server of the store shares (`name`: the callback key): the one stored, or
+    /// `candidate` if none was and it is stored now. `None` when the backend keeps no secrets
+    /// (the file log's server keeps its key in the data directory instead).
+    async fn shared_secret(
+        &self,
+        _name: &str,
+        _candidate: &[u8],
+    ) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(None)
     }
 }

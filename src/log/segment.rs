@@ -89,22 +89,24 @@ pub fn chain_hash(previous_chain: &Hash, position: u64, event_hash: &Hash) -> Ha
     hasher.finalize().into()
 }
 
-/// Appends one frame for an already-encoded payload; returns (event hash, chain hash).
+/// Appends one frame for an already-encoded payload whose SHA-256 is `event_hash` (computed
+/// once, by `log::stamp`); returns the chain hash after it.
 pub fn encode_frame(
     out: &mut Vec<u8>,
     position: u64,
     payload: &[u8],
+    event_hash: &Hash,
     previous_chain: &Hash,
-) -> (Hash, Hash) {
-    let event_hash = sha256(payload);
-    let chain = chain_hash(previous_chain, position, &event_hash);
+) -> Hash {
+    debug_assert_eq!(&sha256(payload), event_hash);
+    let chain = chain_hash(previous_chain, position, event_hash);
     out.extend_from_slice(FRAME_MAGIC);
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     out.extend_from_slice(&position.to_be_bytes());
-    out.extend_from_slice(&event_hash);
+    out.extend_from_slice(event_hash);
     out.extend_from_slice(&chain);
     out.extend_from_slice(payload);
-    (event_hash, chain)
+    chain
 }
 
 /// One frame as it lies in a buffer, borrowed.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// A running ledger: its address, its log, its clock, and a token per principal.
 pub struct App {
     pub base: String,
-    pub log: Arc<FileLog>,
+    pub log: Arc<dyn EventLog>,
     pub projector: Projector,
     pub dispatcher: ledger::callbacks::Dispatcher,
     pub callback_key: ledger::callbacks::CallbackKey,
@@ -28,7 +28,7 @@ pub struct App {
     pub rita: String,
     pub sam: String,
     pub auditor: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// The test suite's receivers listen on 127.0.0.1, which callbacks may reach only when the
@@ -67,17 +67,34 @@ async fn spawn_app_configured(
     options: ledger::log::FileLogOptions,
     configure: impl FnOnce(AppState) -> AppState,
 ) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(FileLog::open(dir.path(), options, "api test").unwrap());
+    spawn_app_over(log, callback_policy, configure, Some(dir)).await
+}
+
+/// The test suite's server over `log`, built as `ledger serve` builds it (`ledger::app::build`),
+/// with a manual clock and no background jobs (tests tick the scheduler and the dispatcher by
+/// hand), serving on 127.0.0.1:0.
+pub async fn spawn_app_over(
+    log: Arc<dyn EventLog>,
+    callback_policy: ledger::callback_policy::CallbackPolicy,
+    configure: impl FnOnce(AppState) -> AppState,
+    dir: Option<tempfile::TempDir>,
+) -> App {
     // reqwest's clients need a crypto provider installed first (see `ledger::tls`).
     ledger::tls::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let file_log = Arc::new(FileLog::open(dir.path(), options, "api test").unwrap());
-    let log: Arc<dyn EventLog> = file_log.clone();
-    let projector = Projector::start(log.clone()).await.unwrap();
-    let admin =
-        ledger::principals::bootstrap_admin(log.as_ref(), &projector, Some("admin-token".into()))
-            .await
-            .unwrap()
-            .expect("a fresh ledger creates its admin");
+    let clock = Clock::manual(Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap());
+    let callback_key = ledger::callbacks::CallbackKey::from_bytes([7; 32]);
+    let mut config = ledger::app::ServerConfig::new(clock.clone(), callback_key.clone());
+    config.delivery.policy = callback_policy.clone();
+    config.admin_token = Some("admin-token".into());
+    config.background = None;
+    let built = ledger::app::build(config, log.clone()).await.unwrap();
+    let admin = built
+        .created_admin_token
+        .clone()
+        .expect("a fresh ledger creates its admin");
+    let projector = built.projector.clone();
     let add = |name: &'static str, role: Role, queues: &[&str]| {
         let log = log.clone();
         let projector = projector.clone();
@@ -92,32 +109,15 @@ async fn spawn_app_configured(
     let rita = add("rita", Role::Reviewer, &["support"]).await;
     let sam = add("sam", Role::Reviewer, &["legal"]).await;
     let auditor = add("audrey", Role::Auditor, &[]).await;
-    let clock = Clock::manual(Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let callback_key = ledger::callbacks::CallbackKey::from_bytes([7; 32]);
-    let dispatcher = ledger::callbacks::Dispatcher::new(
-        log.clone(),
-        projector.clone(),
-        clock.clone(),
-        callback_key.clone(),
-    )
-    .with_callback_policy(callback_policy.clone());
-    let state = AppState::new(
-        log,
-        projector.clone(),
-        Some(file_log.clone()),
-        clock.clone(),
-    )
-    .with_callback_key(callback_key.clone())
-    .with_callback_policy(callback_policy.clone());
-    let state = configure(state);
+    let state = configure(built.state);
     tokio::spawn(ledger::http::serve(listener, state, std::future::pending()));
     App {
         base: format!("http://{address}"),
-        log: file_log,
+        log,
         projector,
-        dispatcher,
+        dispatcher: built.dispatcher,
         callback_key,
         callback_policy,
         clock,
@@ -132,6 +132,15 @@ async fn spawn_app_configured(
 }
 
 impl App {
+    /// The file log's data directory (the test suite's servers run on the file log unless
+    /// built with `spawn_app_over`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir
+            .as_ref()
+            .expect("this test's server runs on a file log")
+            .path()
+    }
+
     pub async fn call(
         &self,
         method: &str,
@@ -365,7 +374,7 @@ async fn every_read_right_after_a_write_sees_it() {
     // The mechanism itself, where a client round trip cannot hide a lagging projector: right
     // after an append is acknowledged, `caught_up` returns only once the read models hold it.
     let log: Arc<dyn EventLog> = app.log.clone();
-    let state = AppState::new(log.clone(), app.projector.clone(), None, app.clock.clone());
+    let state = AppState::new(log.clone(), app.projector.clone(), app.clock.clone());
     let item = app.submit(reply_for_review()).await;
     let id: uuid::Uuid = item["id"].as_str().unwrap().parse().unwrap();
     for round in 0..200u64 {
@@ -377,7 +386,7 @@ async fn every_read_right_after_a_write_sees_it() {
             .await
             .unwrap();
         state.caught_up().await.unwrap();
-        assert!(app.projector.applied() >= log.head(), "round {round}");
+        assert!(app.projector.applied() >= log.head().await.unwrap(), "round {round}");
         assert_eq!(app.projector.read().board.item_version(id), Some(round + 1));
     }
 }
@@ -452,14 +461,14 @@ async fn authorization_matrix() {
         );
     }
     // Only the submitter revises or withdraws; nothing was written by any refusal.
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
     assert_eq!(
         app.call("POST", &format!("/v1/items/{id}/withdraw"), &app.rita, None)
             .await
             .0,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(app.log.head(), head);
+    assert_eq!(app.log.head().await.unwrap(), head);
     let (status, withdrawn) = app
         .call(
             "POST",
@@ -502,7 +511,7 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     let app = spawn_app().await;
     let item = app.submit(reply_for_review()).await;
     let id = item["id"].as_str().unwrap().to_owned();
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
     let raw = |body: &'static str| {
         app.client
             .post(format!("{}/v1/items", app.base))
@@ -615,7 +624,7 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(stale.status(), StatusCode::CONFLICT);
-    assert_eq!(app.log.head(), head, "no refused request wrote anything");
+    assert_eq!(app.log.head().await.unwrap(), head, "no refused request wrote anything");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -632,12 +641,12 @@ async fn an_idempotency_key_makes_a_retry_return_the_first_item() {
     let first = send().await.unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
     let first: Value = first.json().await.unwrap();
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
     let again = send().await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
-    assert_eq!(app.log.head(), head, "the retry stored nothing");
+    assert_eq!(app.log.head().await.unwrap(), head, "the retry stored nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -690,8 +699,8 @@ async fn healthz_and_unknown_routes() {
     assert_eq!(response.status(), StatusCode::OK);
     let health: Value = response.json().await.unwrap();
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["events"], app.log.head());
-    assert_eq!(health["projected"], app.log.head());
+    assert_eq!(health["events"], app.log.head().await.unwrap());
+    assert_eq!(health["projected"], app.log.head().await.unwrap());
     let (status, problem) = app.call("GET", "/nothing-here", &app.admin, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(problem["status"], 404);
@@ -996,7 +1005,7 @@ async fn admins_manage_principals_and_a_revoked_token_stops_working() {
 async fn the_event_feed_streams_the_log_and_resumes_after_the_last_id() {
     let app = spawn_app().await;
     let first = app.submit(reply_for_review()).await;
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
     let read_events = |after: Option<u64>, last_event_id: Option<u64>, wanted: usize| {
         let client = app.client.clone();
         let mut url = format!("{}/v1/events", app.base);
@@ -1089,7 +1098,7 @@ async fn metrics_in_the_prometheus_text_format() {
             })
             .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
     };
-    assert_eq!(value("ledger_events_total"), app.log.head() as f64);
+    assert_eq!(value("ledger_events_total"), app.log.head().await.unwrap() as f64);
     assert_eq!(value("ledger_projection_lag_events"), 0.0);
     assert_eq!(value("ledger_queue_depth{queue=\"support\"}"), 1.0);
     assert_eq!(

@@ -121,7 +121,7 @@ async fn an_item_is_submitted_claimed_edited_and_approved_through_the_log() {
     );
 
     // A decided item is not decided again, and the refusal writes nothing.
-    let head = log.head();
+    let head = log.head().await.unwrap();
     let again = execute(
         &log,
         item,
@@ -140,7 +140,7 @@ async fn an_item_is_submitted_claimed_edited_and_approved_through_the_log() {
         ),
         "{again:?}"
     );
-    assert_eq!(log.head(), head);
+    assert_eq!(log.head().await.unwrap(), head);
 }
 
 #[tokio::test]
@@ -157,7 +157,7 @@ async fn the_submitter_cannot_review_its_own_output_and_nothing_is_written() {
     )
     .await
     .unwrap();
-    let head = log.head();
+    let head = log.head().await.unwrap();
     let result = execute(
         &log,
         item,
@@ -172,7 +172,7 @@ async fn the_submitter_cannot_review_its_own_output_and_nothing_is_written() {
         matches!(result, Err(CommandError::Domain(DomainError::SelfReview))),
         "{result:?}"
     );
-    assert_eq!(log.head(), head);
+    assert_eq!(log.head().await.unwrap(), head);
     let missing = execute(&log, Uuid::new_v4(), &Command::Release, &as_("rita"), None).await;
     assert!(
         matches!(

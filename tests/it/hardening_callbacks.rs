@@ -10,7 +10,6 @@ use crate::api::{
 };
 use crate::support::{ledger_binary, python_venv};
 use ledger::callback_policy::CallbackPolicy;
-use ledger::log::EventLog;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -99,7 +98,7 @@ async fn submit_with_callback(app: &App, callback_url: &str) -> (StatusCode, Val
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_urls_to_non_public_addresses_are_refused_at_submit_in_every_spelling() {
     let app = spawn_app_with_callback_policy(CallbackPolicy::public_only()).await;
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
     for (url, rule) in [
         ("http://127.0.0.1:8080/hook", "loopback"),
         ("http://127.1/hook", "loopback"),
@@ -163,7 +162,7 @@ async fn callback_urls_to_non_public_addresses_are_refused_at_submit_in_every_sp
         assert_eq!(problem["rule"], rule, "{url}: {problem}");
         assert_eq!(problem["field"], "callback_url", "{url}: {problem}");
     }
-    assert_eq!(app.log.head(), head, "a refused submission writes nothing");
+    assert_eq!(app.log.head().await.unwrap(), head, "a refused submission writes nothing");
     let (_, problem) = submit_with_callback(&app, "http://0177.0.0.1/hook").await;
     let detail = problem["detail"].as_str().unwrap();
     assert!(
@@ -324,7 +323,10 @@ async fn a_receiver_that_never_answers_delays_only_its_own_callbacks() {
     }
     let fast_item = submit_and_decide(&app, &fast_url).await;
 
-    let running = tokio::spawn(app.dispatcher.clone().run(Duration::from_millis(50)));
+    let running = tokio::spawn(app.dispatcher.clone().run(
+        Duration::from_millis(50),
+        ledger::lease::Lease::new("callbacks", "test", Duration::from_secs(10)),
+    ));
     eventually("the fast receiver's callback arrives", || {
         fast_calls.lock().unwrap().len() == 1
     })

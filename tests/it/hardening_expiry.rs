@@ -62,7 +62,7 @@ fn id_of(item: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_attack_from_the_issue_is_refused_and_writes_nothing() {
     let app = spawn_app().await;
-    let head_before = app.log.head();
+    let head_before = app.log.head().await.unwrap();
 
     // High-risk, four-eyes, due in 2 seconds, asking to be approved on expiry.
     let mut attack = reply_for_review();
@@ -104,7 +104,7 @@ async fn the_attack_from_the_issue_is_refused_and_writes_nothing() {
         "{detail}"
     );
 
-    assert_eq!(app.log.head(), head_before, "a refused submission wrote");
+    assert_eq!(app.log.head().await.unwrap(), head_before, "a refused submission wrote");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,7 +195,7 @@ async fn a_policy_allowing_approval_approves_a_single_approval_item_but_never_a_
 async fn a_due_at_inside_the_policys_minimum_review_window_is_422_and_writes_nothing() {
     let policies = Arc::new(ExpiryPolicies::from_json(SUPPORT_AUTO_APPROVE).unwrap());
     let app = spawn_app_with(move |state| state.with_expiry_policy(policies)).await;
-    let head_before = app.log.head();
+    let head_before = app.log.head().await.unwrap();
 
     let mut too_soon = reply_for_review();
     too_soon["due_at"] = due_in(&app, Duration::minutes(9));
@@ -209,7 +209,7 @@ async fn a_due_at_inside_the_policys_minimum_review_window_is_422_and_writes_not
         detail.contains("at least 10 minutes") && detail.contains("\"support-auto-approve\""),
         "{detail}"
     );
-    assert_eq!(app.log.head(), head_before, "a refused submission wrote");
+    assert_eq!(app.log.head().await.unwrap(), head_before, "a refused submission wrote");
 
     // Another queue falls to the built-in default's 5 minutes; the policy's own window is met at
     // exactly 10 minutes.

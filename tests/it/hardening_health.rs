@@ -67,12 +67,11 @@ async fn a_segment_that_cannot_be_created_pauses_writes_until_it_can_without_a_r
         .await
         .unwrap();
     let next_segment = app
-        .log
-        .dir()
-        .join(ledger::log::segment::segment_file_name(app.log.head()));
+        .data_dir()
+        .join(ledger::log::segment::segment_file_name(app.log.head().await.unwrap()));
     // A directory where the next segment file goes: creating it fails, even for root.
     std::fs::create_dir(&next_segment).unwrap();
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
 
     let refused = app
         .log
@@ -111,7 +110,7 @@ async fn a_segment_that_cannot_be_created_pauses_writes_until_it_can_without_a_r
         "1",
         "a paused log says when to retry"
     );
-    assert_eq!(app.log.head(), head, "nothing was written");
+    assert_eq!(app.log.head().await.unwrap(), head, "nothing was written");
 
     for path in ["/healthz", "/readyz"] {
         let (status, content_type, body) = probe(&app, path).await;
@@ -308,7 +307,7 @@ async fn open_feed(app: &App, token: &str, last_event_id: Option<u64>) -> reqwes
 async fn revoking_an_auditor_ends_its_open_feed_with_a_final_message() {
     let app = spawn_app().await;
     app.submit(reply_for_review()).await;
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
     let mut feed = open_feed(&app, &app.auditor, None).await;
     let (events, ended) = read_feed(&mut feed, |events| events.len() as u64 == head).await;
     assert!(!ended);
@@ -318,7 +317,7 @@ async fn revoking_an_auditor_ends_its_open_feed_with_a_final_message() {
         .call("DELETE", "/v1/principals/audrey", &app.admin, None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let revoked_at = app.log.head() - 1;
+    let revoked_at = app.log.head().await.unwrap() - 1;
     // Appends after the revocation must not reach the revoked auditor.
     app.submit(reply_for_review()).await;
     let (events, ended) = read_feed(&mut feed, |_| false).await;
@@ -338,7 +337,7 @@ async fn revoking_an_auditor_ends_its_open_feed_with_a_final_message() {
         "nothing from the revocation on is sent: {:?}",
         events.iter().map(|event| event.id).collect::<Vec<_>>()
     );
-    assert_eq!(app.log.head(), revoked_at + 2);
+    assert_eq!(app.log.head().await.unwrap(), revoked_at + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,7 +401,7 @@ async fn a_feed_that_stops_reading_is_cut_off_and_resumes_from_the_log() {
     })
     .await;
     let state = captured.unwrap();
-    let start = app.log.head();
+    let start = app.log.head().await.unwrap();
     let mut feed = open_feed(&app, &app.auditor, Some(start - 1)).await;
     // The client reads nothing while big events are appended: the socket's buffers fill, then
     // the feed's queue, then the log grows past the bound and the server cuts the feed off.
@@ -424,7 +423,7 @@ async fn a_feed_that_stops_reading_is_cut_off_and_resumes_from_the_log() {
         appended += 1;
         tokio::task::yield_now().await;
     }
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
     let (events, ended) = read_feed(&mut feed, |_| false).await;
     assert!(ended, "a feed cut off is closed");
     let last = events.last().unwrap();

@@ -5,7 +5,6 @@
 
 use crate::api::{App, reply_for_review, spawn_app};
 use crate::support::ledger_binary;
-use ledger::log::EventLog;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 use reqwest::StatusCode;
@@ -256,7 +255,7 @@ async fn an_edited_output_and_a_revision_are_kept_byte_for_byte() {
 async fn ambiguous_or_empty_outputs_are_refused_and_write_nothing() {
     let app = spawn_app().await;
     let id = submitted_id(&app, r#"{"reply":"draft"}"#).await;
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
     let deep = format!("{}1{}", "[".repeat(101), "]".repeat(101));
     let cases = [
         (r#"{"amount":10,"amount":10000}"#, "appears twice"),
@@ -301,14 +300,14 @@ async fn ambiguous_or_empty_outputs_are_refused_and_write_nothing() {
             );
         }
     }
-    assert_eq!(app.log.head(), head, "a refused request writes nothing");
+    assert_eq!(app.log.head().await.unwrap(), head, "a refused request writes nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_out_of_range_is_422_at_every_extreme_and_never_a_dropped_connection() {
     let app = spawn_app().await;
     let id = submitted_id(&app, r#"{"reply":"draft"}"#).await;
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
     let claim = format!("/v1/items/{id}/claim");
     for lease in [
         "9223372036854775807",
@@ -347,7 +346,7 @@ async fn a_lease_out_of_range_is_422_at_every_extreme_and_never_a_dropped_connec
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("number out of range"), "{text}");
-    assert_eq!(app.log.head(), head, "a refused claim writes nothing");
+    assert_eq!(app.log.head().await.unwrap(), head, "a refused claim writes nothing");
     for lease in ["1", "86400"] {
         let (status, text) = send_text(
             &app,
@@ -657,7 +656,7 @@ fn extreme_numbers_in_every_field_get_a_2xx_or_a_4xx_never_a_5xx_or_a_dropped_co
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misleading_or_reserved_principal_names_are_refused_over_http() {
     let app = spawn_app().await;
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
     for (name, rule) in [
         (".", "invalid"),
         ("..", "invalid"),
@@ -687,7 +686,7 @@ async fn misleading_or_reserved_principal_names_are_refused_over_http() {
         );
         assert_eq!(problem["rule"], rule, "{name:?}: {problem}");
     }
-    assert_eq!(app.log.head(), head, "nothing written");
+    assert_eq!(app.log.head().await.unwrap(), head, "nothing written");
 }
 
 #[test]
@@ -721,7 +720,7 @@ async fn a_revoked_name_cannot_be_added_again_to_inherit_its_items() {
         .call("DELETE", "/v1/principals/drafter", &app.admin, None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
 
     for role in ["agent", "auditor"] {
         let (status, problem) = app
@@ -739,7 +738,7 @@ async fn a_revoked_name_cannot_be_added_again_to_inherit_its_items() {
             "{problem}"
         );
     }
-    assert_eq!(app.log.head(), head, "nothing written");
+    assert_eq!(app.log.head().await.unwrap(), head, "nothing written");
     let id = item["id"].as_str().unwrap();
     assert_eq!(
         app.call("GET", &format!("/v1/items/{id}"), &old_token, None)
@@ -785,7 +784,7 @@ async fn an_idempotency_key_answers_the_same_body_and_refuses_another() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     let first_id = member(&first, "id");
-    let head = app.log.head();
+    let head = app.log.head().await.unwrap();
 
     // The same request, spelled differently (field order, whitespace): the first item.
     let respelled = r#"{ "confidence" : 0.820, "output" : { "reply" : "Your refund is on its way.", "amount" : 40.00 },
@@ -823,7 +822,7 @@ async fn an_idempotency_key_answers_the_same_body_and_refuses_another() {
         assert_eq!(problem["problem"], "idempotency-key-reused", "{problem}");
         assert_eq!(problem["item"].to_string(), first_id);
     }
-    assert_eq!(app.log.head(), head, "nothing written");
+    assert_eq!(app.log.head().await.unwrap(), head, "nothing written");
 
     // Another key is another item.
     let (status, text) = send_text(

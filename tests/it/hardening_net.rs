@@ -43,12 +43,7 @@ async fn serve_beside(
     routes: Vec<(&'static str, axum::routing::MethodRouter<AppState>)>,
 ) -> String {
     let log: Arc<dyn EventLog> = app.log.clone();
-    let state = AppState::new(
-        log,
-        app.projector.clone(),
-        Some(app.log.clone()),
-        app.clock.clone(),
-    )
+    let state = AppState::new(log, app.projector.clone(), app.clock.clone())
     .with_callback_key(app.callback_key.clone())
     .with_metrics_access(access);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -216,7 +211,7 @@ async fn a_trickled_body_is_answered_408_writes_nothing_and_the_connection_close
         ..short_limits()
     };
     let base = serve_beside(&app, limits, MetricsAccess::principals_only(), routes()).await;
-    let head_before = app.log.head();
+    let head_before = app.log.head().await.unwrap();
     let body = serde_json::to_vec(&reply_for_review()).unwrap();
     let mut stream = connect(&base).await;
     stream
@@ -252,7 +247,7 @@ async fn a_trickled_body_is_answered_408_writes_nothing_and_the_connection_close
     assert!(text.contains("application/problem+json"), "{text}");
     assert!(text.contains("body-timeout"), "{text}");
     assert_eq!(
-        app.log.head(),
+        app.log.head().await.unwrap(),
         head_before,
         "a refused request wrote nothing"
     );

@@ -11,7 +11,7 @@ use std::sync::Arc;
 // ---- the conformance suite ----
 
 async fn check_append_and_read(log: &dyn EventLog) {
-    let head = log.head();
+    let head = log.head().await.unwrap();
     let first = log
         .append(
             "item-a",
@@ -94,8 +94,8 @@ async fn check_append_and_read(log: &dyn EventLog) {
             .is_empty()
     );
     assert!(log.read_all(head + 4, 10).await.unwrap().is_empty());
-    assert_eq!(log.stream_version("item-a"), Some(2));
-    assert_eq!(log.stream_version("nothing"), None);
+    assert_eq!(log.stream_version("item-a").await.unwrap(), Some(2));
+    assert_eq!(log.stream_version("nothing").await.unwrap(), None);
 }
 
 async fn check_expected_versions(log: &dyn EventLog) {
@@ -103,7 +103,7 @@ async fn check_expected_versions(log: &dyn EventLog) {
     log.append("item-c", ExpectedVersion::NoStream, one())
         .await
         .unwrap();
-    let head = log.head();
+    let head = log.head().await.unwrap();
     match log.append("item-c", ExpectedVersion::NoStream, one()).await {
         Err(LogError::Conflict { current, .. }) => assert_eq!(current, Some(0)),
         other => panic!("expected a conflict, got {other:?}"),
@@ -124,7 +124,7 @@ async fn check_expected_versions(log: &dyn EventLog) {
         Err(LogError::Conflict { current, .. }) => assert_eq!(current, None),
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(log.head(), head, "a conflict writes nothing");
+    assert_eq!(log.head().await.unwrap(), head, "a conflict writes nothing");
     let any = log
         .append("item-c", ExpectedVersion::Any, one())
         .await
@@ -141,7 +141,7 @@ async fn check_idempotence(log: &dyn EventLog) {
         .append("item-d", ExpectedVersion::NoStream, events.clone())
         .await
         .unwrap();
-    let head = log.head();
+    let head = log.head().await.unwrap();
     // A retry with the same ids answers the first result even though NoStream no longer holds.
     let again = log
         .append("item-d", ExpectedVersion::NoStream, events.clone())
@@ -151,7 +151,7 @@ async fn check_idempotence(log: &dyn EventLog) {
     assert_eq!(again.first_position, first.first_position);
     assert_eq!(again.last_position, first.last_position);
     assert_eq!(again.stream_version, first.stream_version);
-    assert_eq!(log.head(), head, "a retry stores nothing");
+    assert_eq!(log.head().await.unwrap(), head, "a retry stores nothing");
 
     // A late retry, after more events on the stream (and elsewhere), still answers the first
     // result; the same ids in another order are not that append.
@@ -163,7 +163,7 @@ async fn check_idempotence(log: &dyn EventLog) {
                 .unwrap();
         }
     }
-    let head = log.head();
+    let head = log.head().await.unwrap();
     let late = log
         .append("item-d", ExpectedVersion::Exact(0), events.clone())
         .await
@@ -182,7 +182,7 @@ async fn check_idempotence(log: &dyn EventLog) {
         log.append("item-d", ExpectedVersion::Any, reversed).await,
         Err(LogError::DuplicateEventId { id }) if id == events[1].id
     ));
-    assert_eq!(log.head(), head, "a retry stores nothing");
+    assert_eq!(log.head().await.unwrap(), head, "a retry stores nothing");
 
     // Part of the ids stored, part new: refused, nothing stored.
     let mixed = vec![
@@ -210,11 +210,11 @@ async fn check_idempotence(log: &dyn EventLog) {
         .await,
         Err(LogError::InvalidAppend(_))
     ));
-    assert_eq!(log.head(), head);
+    assert_eq!(log.head().await.unwrap(), head);
 }
 
 async fn check_atomicity(log: &dyn EventLog) {
-    let head = log.head();
+    let head = log.head().await.unwrap();
     let mut bad = event("CommentAdded", serde_json::json!({}));
     bad.actor = String::new();
     let result = log
@@ -232,8 +232,8 @@ async fn check_atomicity(log: &dyn EventLog) {
         log.append("item-f", ExpectedVersion::Any, vec![]).await,
         Err(LogError::InvalidAppend(_))
     ));
-    assert_eq!(log.head(), head, "no event of a refused call is stored");
-    assert_eq!(log.stream_version("item-f"), None);
+    assert_eq!(log.head().await.unwrap(), head, "no event of a refused call is stored");
+    assert_eq!(log.stream_version("item-f").await.unwrap(), None);
 }
 
 /// Many tasks race for each version of one stream: exactly one wins each, the rest conflict.
@@ -283,7 +283,7 @@ async fn check_racing_appenders(log: Arc<dyn EventLog>) {
         tasks.push(tokio::spawn(async move {
             let (mut wins, mut conflicts) = (Vec::new(), 0);
             for _ in 0..40 {
-                let expected = ExpectedVersion::Exact(log.stream_version("item-race").unwrap());
+                let expected = ExpectedVersion::Exact(log.stream_version("item-race").await.unwrap().unwrap());
                 match log
                     .append(
                         "item-race",
@@ -326,7 +326,7 @@ async fn check_subscription(log: Arc<dyn EventLog>) {
         .await
         .unwrap();
     }
-    let start = log.head() - 250;
+    let start = log.head().await.unwrap() - 250;
     let mut subscription = log.subscribe(start);
     let writers = 8;
     let per_writer = 150;
@@ -430,8 +430,8 @@ async fn reopened_log_continues_where_it_stopped() {
         segments.len()
     );
     let log = open(dir.path());
-    assert_eq!(log.head(), 200);
-    assert_eq!(log.stream_version("item-3"), Some(39));
+    assert_eq!(log.head().await.unwrap(), 200);
+    assert_eq!(log.stream_version("item-3").await.unwrap(), Some(39));
     let before = support::read_everything(&log).await;
     assert_eq!(before.len(), 200);
     let next = log
@@ -502,7 +502,7 @@ async fn a_torn_tail_is_cut_on_open() {
     torn.extend_from_slice(&[0xab; 60]);
     append_bytes(&segment, &torn);
     let log = open(dir.path());
-    assert_eq!(log.head(), 30);
+    assert_eq!(log.head().await.unwrap(), 30);
     assert_eq!(
         std::fs::metadata(&segment).unwrap().len(),
         intact_len,
@@ -530,7 +530,7 @@ async fn a_torn_tail_is_cut_on_open() {
         (None, None, 31)
     );
     let log = open(dir.path());
-    assert_eq!(log.head(), 31);
+    assert_eq!(log.head().await.unwrap(), 31);
     let appended = log
         .append(
             "item-1",
@@ -587,7 +587,7 @@ async fn read_only_open_changes_nothing() {
     append_bytes(&segment, b"LREC\0\0");
     let len = std::fs::metadata(&segment).unwrap().len();
     let log = FileLog::open_read_only(dir.path()).unwrap();
-    assert_eq!(log.head(), 10);
+    assert_eq!(log.head().await.unwrap(), 10);
     assert!(matches!(
         log.append(
             "item-0",
@@ -619,7 +619,7 @@ async fn a_torn_record_followed_by_zeros_and_a_torn_segment_are_cut() {
     assert!(report.incomplete_tail.is_some());
     assert_eq!(report.events, 10);
     let log = open(dir.path());
-    assert_eq!(log.head(), 10);
+    assert_eq!(log.head().await.unwrap(), 10);
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), intact_len);
     drop(log);
 

@@ -250,7 +250,13 @@ fn verify_catches_a_repeated_event_id() {
             },
             &mut payload,
         );
-        chain = encode_frame(&mut segment, position as u64, &payload, &chain).1;
+        chain = encode_frame(
+            &mut segment,
+            position as u64,
+            &payload,
+            &projections::event::sha256(&payload),
+            &chain,
+        );
     }
     std::fs::write(dir.path().join(segment_file_name(0)), &segment).unwrap();
     let report = ledger::verify::verify(dir.path(), &|_| {}).unwrap();

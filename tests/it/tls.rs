@@ -5,7 +5,6 @@
 
 use crate::api::{App, Calls, receiver, spawn_app, submit_and_decide};
 use crate::support::ledger_binary;
-use ledger::log::EventLog;
 use ledger::tls::ExtraRootCertificates;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
