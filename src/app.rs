@@ -67,11 +67,7 @@ impl Default for Background {
         Background {
             poll: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(10),
-            holder: format!(
-                "{}-{}",
-                std::process::id(),
-                uuid::Uuid::new_v4().simple()
-            ),
+            holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
         }
     }
 }

@@ -115,14 +115,13 @@ pub async fn bootstrap_admin(
         return Ok(None);
     }
     let token = token.unwrap_or_else(new_token);
-    let position = match add_with_token(log, "system", "admin", Role::Admin, Vec::new(), &token)
-        .await
-    {
-        Ok(position) => position,
-        // Another server of the store created the first admin meanwhile.
-        Err(PrincipalsError::Log(LogError::Conflict { .. })) => return Ok(None),
-        Err(error) => return Err(error),
-    };
+    let position =
+        match add_with_token(log, "system", "admin", Role::Admin, Vec::new(), &token).await {
+            Ok(position) => position,
+            // Another server of the store created the first admin meanwhile.
+            Err(PrincipalsError::Log(LogError::Conflict { .. })) => return Ok(None),
+            Err(error) => return Err(error),
+        };
     projector.wait_for(position).await?;
     Ok(Some(token))
 }

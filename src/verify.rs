@@ -597,7 +597,11 @@ pub async fn verify_log(log: &dyn crate::log::EventLog) -> anyhow::Result<StoreR
             } else if !ids.insert(event.id) {
                 Some(format!("event id {} is stored twice", event.id))
             } else {
-                check_links(tips.get(&event.stream).copied(), std::slice::from_ref(&event)).err()
+                check_links(
+                    tips.get(&event.stream).copied(),
+                    std::slice::from_ref(&event),
+                )
+                .err()
             };
             if let Some(reason) = found {
                 return Ok(StoreReport {

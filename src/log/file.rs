@@ -21,9 +21,7 @@ use super::{
 };
 use async_trait::async_trait;
 use foldhash::{HashMap, HashSet};
-use projections::event::{
-    Hash, NewEvent, PayloadFields, RecordedEvent, ZERO_HASH,
-};
+use projections::event::{Hash, NewEvent, PayloadFields, RecordedEvent, ZERO_HASH};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -1378,9 +1376,7 @@ impl BatchState<'_> {
         staged_events: &mut Vec<StagedEvent>,
     ) -> Result<AppendResult, LogError> {
         let ids: Vec<Uuid> = request.events.iter().map(|event| event.id).collect();
-        if let Some(result) =
-            stamp::deduplicate(&ids, |id| self.stored_id(id, &request.stream))?
-        {
+        if let Some(result) = stamp::deduplicate(&ids, |id| self.stored_id(id, &request.stream))? {
             return Ok(result);
         }
         let current = self.current(&request.stream);

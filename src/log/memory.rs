@@ -82,8 +82,7 @@ impl EventLog for MemoryLog {
         let tip = state.streams.get(stream).map(|(_, tip)| *tip);
         stamp::check_expected(stream, expected, tip.map(|tip| tip.version))?;
         let first_position = state.events.len() as u64;
-        let recorded_at =
-            stamp::recorded_at_micros(chrono::Utc::now(), state.last_recorded_micros);
+        let recorded_at = stamp::recorded_at_micros(chrono::Utc::now(), state.last_recorded_micros);
         let mut stamped = Vec::with_capacity(events.len());
         let new_tip = stamp::stamp(
             stream,

@@ -27,13 +27,15 @@ mod file;
 mod health;
 mod lock;
 mod memory;
+mod postgres;
 pub mod segment;
 pub mod stamp;
 
 pub use file::{FileLog, FileLogOptions};
-pub use memory::MemoryLog;
 pub use health::LogHealth;
 pub use lock::DirectoryLock;
+pub use memory::MemoryLog;
+pub use postgres::{PostgresLog, PostgresOptions};
 
 use async_trait::async_trait;
 use projections::event::{NewEvent, RecordedEvent};
@@ -110,7 +112,9 @@ pub async fn open(store: &Store, purpose: &str) -> anyhow::Result<Arc<dyn EventL
     Ok(match store {
         Store::File(dir) => Arc::new(FileLog::open(dir, FileLogOptions::default(), purpose)?),
         Store::Memory => Arc::new(MemoryLog::new()),
-        Store::Postgres(url) => anyhow::bail!("TEMP {url}"),
+        Store::Postgres(url) => {
+            Arc::new(PostgresLog::connect(url, PostgresOptions::default()).await?)
+        }
         Store::Kurrent(url) => anyhow::bail!("TEMP {url}"),
     })
 }

@@ -386,7 +386,10 @@ async fn every_read_right_after_a_write_sees_it() {
             .await
             .unwrap();
         state.caught_up().await.unwrap();
-        assert!(app.projector.applied() >= log.head().await.unwrap(), "round {round}");
+        assert!(
+            app.projector.applied() >= log.head().await.unwrap(),
+            "round {round}"
+        );
         assert_eq!(app.projector.read().board.item_version(id), Some(round + 1));
     }
 }
@@ -624,7 +627,11 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(stale.status(), StatusCode::CONFLICT);
-    assert_eq!(app.log.head().await.unwrap(), head, "no refused request wrote anything");
+    assert_eq!(
+        app.log.head().await.unwrap(),
+        head,
+        "no refused request wrote anything"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -646,7 +653,11 @@ async fn an_idempotency_key_makes_a_retry_return_the_first_item() {
     assert_eq!(again.status(), StatusCode::OK);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
-    assert_eq!(app.log.head().await.unwrap(), head, "the retry stored nothing");
+    assert_eq!(
+        app.log.head().await.unwrap(),
+        head,
+        "the retry stored nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1098,7 +1109,10 @@ async fn metrics_in_the_prometheus_text_format() {
             })
             .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
     };
-    assert_eq!(value("ledger_events_total"), app.log.head().await.unwrap() as f64);
+    assert_eq!(
+        value("ledger_events_total"),
+        app.log.head().await.unwrap() as f64
+    );
     assert_eq!(value("ledger_projection_lag_events"), 0.0);
     assert_eq!(value("ledger_queue_depth{queue=\"support\"}"), 1.0);
     assert_eq!(

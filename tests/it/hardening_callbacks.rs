@@ -162,7 +162,11 @@ async fn callback_urls_to_non_public_addresses_are_refused_at_submit_in_every_sp
         assert_eq!(problem["rule"], rule, "{url}: {problem}");
         assert_eq!(problem["field"], "callback_url", "{url}: {problem}");
     }
-    assert_eq!(app.log.head().await.unwrap(), head, "a refused submission writes nothing");
+    assert_eq!(
+        app.log.head().await.unwrap(),
+        head,
+        "a refused submission writes nothing"
+    );
     let (_, problem) = submit_with_callback(&app, "http://0177.0.0.1/hook").await;
     let detail = problem["detail"].as_str().unwrap();
     assert!(

@@ -104,7 +104,11 @@ async fn the_attack_from_the_issue_is_refused_and_writes_nothing() {
         "{detail}"
     );
 
-    assert_eq!(app.log.head().await.unwrap(), head_before, "a refused submission wrote");
+    assert_eq!(
+        app.log.head().await.unwrap(),
+        head_before,
+        "a refused submission wrote"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +213,11 @@ async fn a_due_at_inside_the_policys_minimum_review_window_is_422_and_writes_not
         detail.contains("at least 10 minutes") && detail.contains("\"support-auto-approve\""),
         "{detail}"
     );
-    assert_eq!(app.log.head().await.unwrap(), head_before, "a refused submission wrote");
+    assert_eq!(
+        app.log.head().await.unwrap(),
+        head_before,
+        "a refused submission wrote"
+    );
 
     // Another queue falls to the built-in default's 5 minutes; the policy's own window is met at
     // exactly 10 minutes.

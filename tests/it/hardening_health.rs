@@ -66,9 +66,9 @@ async fn a_segment_that_cannot_be_created_pauses_writes_until_it_can_without_a_r
         )
         .await
         .unwrap();
-    let next_segment = app
-        .data_dir()
-        .join(ledger::log::segment::segment_file_name(app.log.head().await.unwrap()));
+    let next_segment = app.data_dir().join(ledger::log::segment::segment_file_name(
+        app.log.head().await.unwrap(),
+    ));
     // A directory where the next segment file goes: creating it fails, even for root.
     std::fs::create_dir(&next_segment).unwrap();
     let head = app.log.head().await.unwrap();

@@ -300,7 +300,11 @@ async fn ambiguous_or_empty_outputs_are_refused_and_write_nothing() {
             );
         }
     }
-    assert_eq!(app.log.head().await.unwrap(), head, "a refused request writes nothing");
+    assert_eq!(
+        app.log.head().await.unwrap(),
+        head,
+        "a refused request writes nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,7 +350,11 @@ async fn a_lease_out_of_range_is_422_at_every_extreme_and_never_a_dropped_connec
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("number out of range"), "{text}");
-    assert_eq!(app.log.head().await.unwrap(), head, "a refused claim writes nothing");
+    assert_eq!(
+        app.log.head().await.unwrap(),
+        head,
+        "a refused claim writes nothing"
+    );
     for lease in ["1", "86400"] {
         let (status, text) = send_text(
             &app,

@@ -44,8 +44,8 @@ async fn serve_beside(
 ) -> String {
     let log: Arc<dyn EventLog> = app.log.clone();
     let state = AppState::new(log, app.projector.clone(), app.clock.clone())
-    .with_callback_key(app.callback_key.clone())
-    .with_metrics_access(access);
+        .with_callback_key(app.callback_key.clone())
+        .with_metrics_access(access);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(ledger::http::server::serve_router(

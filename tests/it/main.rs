@@ -13,6 +13,8 @@ mod hardening_input;
 mod hardening_net;
 mod log;
 mod openapi;
+mod postgres;
+mod postgres_log;
 mod projections;
 mod purity;
 mod support;

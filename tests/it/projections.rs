@@ -142,7 +142,10 @@ async fn a_rebuilt_projection_equals_the_live_one_after_a_long_random_workload()
         accepted > 1000 && refused > 100,
         "a workload that exercises both: {accepted} accepted, {refused} refused"
     );
-    projector.wait_for(log.head().await.unwrap() - 1).await.unwrap();
+    projector
+        .wait_for(log.head().await.unwrap() - 1)
+        .await
+        .unwrap();
     let live = projector.snapshot();
     let rebuilt = rebuild(log.as_ref()).await.unwrap();
     assert_eq!(rebuilt.applied, log.head().await.unwrap());

@@ -107,3 +107,15 @@ pub fn python_venv() -> std::path::PathBuf {
         })
         .clone()
 }
+
+/// Every event of `log`, in position order.
+pub async fn read_all_of(log: &dyn EventLog) -> Vec<projections::event::RecordedEvent> {
+    let mut events = Vec::new();
+    loop {
+        let batch = log.read_all(events.len() as u64, 1000).await.unwrap();
+        if batch.is_empty() {
+            return events;
+        }
+        events.extend(batch);
+    }
+}

@@ -1,0 +1,996 @@
+//! The PostgreSQL backend: the log in one table of an existing database, shared by any number of
+//! `ledger serve` processes (ADR 0011).
+//!
+//! The global order. Positions are handed out under a row lock on the one-row table
+//! `ledger_head`: an append transaction locks it (`SELECT … FOR UPDATE`), writes its events at the
+//! positions after the head, moves the head and commits. PostgreSQL releases a transaction's locks
+//! only after its commit is visible, so the next appender starts after the previous one's events
+//! are readable: events become visible in position order, and a reader that has read position p
+//! never later finds an event before p. This is the bug Marten 9.16.1 fixed the hard way (a reader
+//! skipping an event whose transaction committed late), excluded by construction. Positions are
+//! dense (the Merkle tree of audit needs ordinals), and the database enforces it: every row names
+//! the position and stream version before it, and foreign keys require that row to exist.
+//!
+//! The cost is that appends to one database are serialized. Each server therefore sends its
+//! concurrent appends through one writer task that takes all that queued while the previous
+//! transaction ran and writes them in one transaction (group commit, as the file log does with
+//! its fsync): the lock is taken once per batch, not once per append.
+//!
+//! Concurrency and idempotency have exactly the file log's semantics (the checks are
+//! `log::stamp`'s, run under the head lock), and the database enforces them as well:
+//! `UNIQUE (stream, version)`, `UNIQUE (id)`, and the foreign keys above, so that two servers
+//! cannot store two events at one version or one id twice, whatever happens.
+//!
+//! Live subscriptions wake on `LISTEN ledger_events` (each commit notifies its new head), and
+//! poll as a fallback; a lost connection is reconnected and the subscription resumes from its
+//! position, without a gap (positions are dense) or a duplicate (it asks from the next one).
+
+use super::stamp::{self, Stored, StreamTip};
+use super::{AppendResult, EventLog, ExpectedVersion, LogError, Subscription};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use foldhash::{HashMap, HashSet};
+use futures_util::StreamExt;
+use projections::event::{NewEvent, RecordedEvent};
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+/// The schema, by version: each entry is applied once, in order, in one transaction with its
+/// record in `ledger_migrations`. Never edit an entry that shipped; add the next.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE ledger_events (
+    position           bigint  PRIMARY KEY CHECK (position >= 0),
+    -- The position before this one: the foreign key makes positions dense.
+    prev_position      bigint  REFERENCES ledger_events (position)
+                               CHECK ((position = 0 AND prev_position IS NULL)
+                                      OR prev_position = position - 1),
+    stream             text    NOT NULL,
+    version            bigint  NOT NULL CHECK (version >= 0),
+    -- The version before this one in the stream: the foreign key makes versions dense.
+    prev_version       bigint  CHECK ((version = 0 AND prev_version IS NULL)
+                                      OR prev_version = version - 1),
+    id                 uuid    NOT NULL UNIQUE,
+    event_type         text    NOT NULL,
+    schema_version     integer NOT NULL,
+    recorded_at_micros bigint  NOT NULL,
+    actor              text    NOT NULL,
+    causation_id       uuid,
+    correlation_id     uuid,
+    data               text    NOT NULL,
+    prev_hash          bytea   NOT NULL CHECK (length(prev_hash) = 32),
+    hash               bytea   NOT NULL CHECK (length(hash) = 32),
+    UNIQUE (stream, version),
+    FOREIGN KEY (stream, prev_version) REFERENCES ledger_events (stream, version)
+);
+-- Each stream's last event, read by appends under the head lock.
+CREATE TABLE ledger_streams (
+    stream  text   PRIMARY KEY,
+    version bigint NOT NULL,
+    hash    bytea  NOT NULL
+);
+-- One row: the position the next event gets, and the last recorded time (never goes back).
+CREATE TABLE ledger_head (
+    singleton            boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    next_position        bigint  NOT NULL,
+    last_recorded_micros bigint  NOT NULL
+);
+INSERT INTO ledger_head VALUES (true, 0, -9223372036854775808);
+-- Which server runs each background job (timers, callback deliveries), until when.
+CREATE TABLE ledger_leases (
+    name       text        PRIMARY KEY,
+    holder     text        NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+-- Secrets every server of the store shares (the callback key).
+CREATE TABLE ledger_secrets (
+    name  text  PRIMARY KEY,
+    value bytea NOT NULL
+);
+"#,
+)];
+
+/// The advisory lock key that serializes migrations between servers starting at once.
+const MIGRATION_LOCK: i64 = 0x6c65_6467_6572; // "ledger"
+
+/// The channel commits notify their new head on.
+const CHANNEL: &str = "ledger_events";
+
+/// The columns of an event, in the order reads select them.
+const EVENT_COLUMNS: &str = "position, stream, version, id, event_type, schema_version, \
+     recorded_at_micros, actor, causation_id, correlation_id, data, prev_hash, hash";
+
+/// Tunables of the PostgreSQL backend.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Connections in the pool (the writer takes one per batch; reads the others).
+    pub pool_size: usize,
+    /// A batch stops taking queued appends past this many events…
+    pub max_batch_events: usize,
+    /// …or this many bytes of data.
+    pub max_batch_bytes: usize,
+    /// How long any one operation may take before it is `Unavailable` (a connection, a query,
+    /// a batch's transaction).
+    pub timeout: Duration,
+    /// How often a caught-up subscription looks for new events when no notification came (the
+    /// fallback for a lost notification or a listener reconnecting).
+    pub poll: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 16,
+            max_batch_events: 4096,
+            max_batch_bytes: 8 * 1024 * 1024,
+            timeout: Duration::from_secs(10),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The log on PostgreSQL. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct PostgresLog {
+    inner: Arc<Inner>,
+    requests: mpsc::UnboundedSender<AppendRequest>,
+}
+
+struct Inner {
+    pool: Pool,
+    options: PostgresOptions,
+    /// The highest head this process knows of: moved by its own commits and by notifications
+    /// of other servers' commits; subscriptions wake when it moves.
+    head_hint: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PostgresLog")
+            .field("head_hint", &*self.head_hint.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<AppendResult, LogError>>,
+}
+
+impl PostgresLog {
+    /// Connects to the database `url` names (`postgres://user:password@host:port/db`), creates or
+    /// migrates the schema, and starts the writer and the notification listener.
+    pub async fn connect(url: &str, options: PostgresOptions) -> anyhow::Result<PostgresLog> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| anyhow::anyhow!("not a PostgreSQL URL: {error}"))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("ledger");
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.timeout))
+            .create_timeout(Some(options.timeout))
+            .recycle_timeout(Some(options.timeout))
+            .build()
+            .map_err(|error| anyhow::anyhow!("building the connection pool: {error}"))?;
+        {
+            let mut client = pool
+                .get()
+                .await
+                .map_err(|error| anyhow::anyhow!("connecting to PostgreSQL: {error}"))?;
+            migrate(&mut client).await?;
+        }
+        let head = {
+            let client = pool
+                .get()
+                .await
+                .map_err(|error| anyhow::anyhow!("connecting to PostgreSQL: {error}"))?;
+            read_head(&client).await?
+        };
+        let inner = Arc::new(Inner {
+            pool,
+            options,
+            head_hint: watch::channel(head).0,
+        });
+        let (requests, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(inner.clone(), receiver));
+        tokio::spawn(listen(config, Arc::downgrade(&inner)));
+        Ok(PostgresLog { inner, requests })
+    }
+}
+
+/// Applies the migrations the database lacks, under an advisory lock so that servers starting
+/// at once do it once.
+async fn migrate(client: &mut deadpool_postgres::Client) -> anyhow::Result<()> {
+    let transaction = client.transaction().await?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    transaction
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS ledger_migrations (
+                 version    integer     PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+    let current: i32 = transaction
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM ledger_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    let latest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    anyhow::ensure!(
+        current <= latest,
+        "the database holds the ledger's schema version {current}, newer than this build knows ({latest}): upgrade the ledger"
+    );
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        transaction
+            .batch_execute(sql)
+            .await
+            .map_err(|error| anyhow::anyhow!("migrating to schema version {version}: {error}"))?;
+        transaction
+            .execute(
+                "INSERT INTO ledger_migrations (version) VALUES ($1)",
+                &[version],
+            )
+            .await?;
+        tracing::info!(version, "PostgreSQL schema migrated");
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
+async fn read_head(client: &tokio_postgres::Client) -> Result<u64, LogError> {
+    let row = client
+        .query_one("SELECT next_position FROM ledger_head", &[])
+        .await
+        .map_err(classify)?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// What a database error means to a caller: retry later (`Unavailable`: the connection, the
+/// server's state, a timeout, a transaction that lost a race), or a store not as expected.
+fn classify(error: tokio_postgres::Error) -> LogError {
+    let Some(code) = error.code() else {
+        // No SQLSTATE: the connection failed or closed (I/O), or a message did not parse.
+        return LogError::Unavailable(error.to_string());
+    };
+    let text = code.code();
+    let retryable = text.starts_with("08") // connection exception
+        || text.starts_with("40") // serialization failure, deadlock
+        || text.starts_with("53") // insufficient resources: too many connections, disk full
+        || text.starts_with("57") // shutdown, cannot connect now, query canceled (timeout)
+        || text == "55P03" // lock not available
+        // A unique or foreign key violation: another writer got there first despite the head
+        // lock (it cannot, but the database refusing is the point). Nothing was stored; a retry
+        // reads the new state and answers `Conflict` or the stored result.
+        || text == "23505"
+        || text == "23503";
+    if retryable {
+        LogError::Unavailable(error.to_string())
+    } else {
+        LogError::Store(error.to_string())
+    }
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> LogError {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => classify(error),
+        other => LogError::Unavailable(format!("no database connection: {other}")),
+    }
+}
+
+/// Runs `operation` within the backend's timeout; running out is `Unavailable`.
+async fn timed<T>(
+    timeout: Duration,
+    operation: impl std::future::Future<Output = Result<T, LogError>>,
+) -> Result<T, LogError> {
+    match tokio::time::timeout(timeout, operation).await {
+        Ok(result) => result,
+        Err(_) => Err(LogError::Unavailable(format!(
+            "the database did not answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// One writer per process: takes what queued while the previous batch was written.
+async fn write_loop(inner: Arc<Inner>, mut requests: mpsc::UnboundedReceiver<AppendRequest>) {
+    while let Some(first) = requests.recv().await {
+        let mut events = first.events.len();
+        let mut bytes = request_bytes(&first);
+        let mut batch = vec![first];
+        while events < inner.options.max_batch_events && bytes < inner.options.max_batch_bytes {
+            match requests.try_recv() {
+                Ok(next) => {
+                    events += next.events.len();
+                    bytes += request_bytes(&next);
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        inner.write_batch(batch).await;
+    }
+}
+
+fn request_bytes(request: &AppendRequest) -> usize {
+    request
+        .events
+        .iter()
+        .map(|event| event.data.get().len() + 256)
+        .sum()
+}
+
+/// The events of a batch as the columns of one `INSERT … SELECT FROM unnest(…)`.
+#[derive(Default)]
+struct Columns {
+    position: Vec<i64>,
+    prev_position: Vec<Option<i64>>,
+    stream: Vec<String>,
+    version: Vec<i64>,
+    prev_version: Vec<Option<i64>>,
+    id: Vec<Uuid>,
+    event_type: Vec<String>,
+    schema_version: Vec<i32>,
+    recorded_at_micros: Vec<i64>,
+    actor: Vec<String>,
+    causation_id: Vec<Option<Uuid>>,
+    correlation_id: Vec<Option<Uuid>>,
+    data: Vec<String>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn push(&mut self, event: RecordedEvent, recorded_at_micros: i64) {
+        let position = event.position as i64;
+        let version = event.version as i64;
+        self.position.push(position);
+        self.prev_position
+            .push(position.checked_sub(1).filter(|p| *p >= 0));
+        self.stream.push(event.stream);
+        self.version.push(version);
+        self.prev_version
+            .push(version.checked_sub(1).filter(|v| *v >= 0));
+        self.id.push(event.id);
+        self.event_type.push(event.event_type);
+        self.schema_version.push(event.schema_version as i32);
+        self.recorded_at_micros.push(recorded_at_micros);
+        self.actor.push(event.actor);
+        self.causation_id.push(event.causation_id);
+        self.correlation_id.push(event.correlation_id);
+        self.data.push(event.data);
+        self.prev_hash.push(event.prev_hash.to_vec());
+        self.hash.push(event.hash.to_vec());
+    }
+}
+
+const INSERT_EVENTS: &str = "INSERT INTO ledger_events (position, prev_position, stream, version, \
+     prev_version, id, event_type, schema_version, recorded_at_micros, actor, causation_id, \
+     correlation_id, data, prev_hash, hash) \
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
+     $6::uuid[], $7::text[], $8::integer[], $9::bigint[], $10::text[], $11::uuid[], \
+     $12::uuid[], $13::text[], $14::bytea[], $15::bytea[])";
+
+const UPSERT_STREAMS: &str = "INSERT INTO ledger_streams (stream, version, hash) \
+     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[]) \
+     ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version, hash = EXCLUDED.hash";
+
+impl Inner {
+    /// Writes a batch in one transaction and answers each request.
+    async fn write_batch(&self, mut batch: Vec<AppendRequest>) {
+        tracing::trace!(requests = batch.len(), "postgres group commit");
+        let outcome = timed(self.options.timeout, self.write(&mut batch)).await;
+        match outcome {
+            Ok((results, new_head)) => {
+                if let Some(head) = new_head {
+                    self.head_hint.send_if_modified(|known| {
+                        let moved = head > *known;
+                        *known = (*known).max(head);
+                        moved
+                    });
+                }
+                for (request, result) in batch.into_iter().zip(results) {
+                    let _ = request.reply.send(result);
+                }
+            }
+            Err(error) => {
+                // Nothing of the batch is acknowledged. The commit may have happened if the
+                // connection was lost during it: a retry with the same ids then answers the
+                // stored result, never a second copy.
+                let reason = error.to_string();
+                for request in batch {
+                    let _ = request.reply.send(Err(match &error {
+                        LogError::Store(_) => LogError::Store(reason.clone()),
+                        _ => LogError::Unavailable(reason.clone()),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The transaction of one batch: per-request results (in order), and the new head if
+    /// anything was written.
+    async fn write(
+        &self,
+        batch: &mut [AppendRequest],
+    ) -> Result<(Vec<Result<AppendResult, LogError>>, Option<u64>), LogError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let transaction = client.transaction().await.map_err(classify)?;
+        let head = transaction
+            .query_one(
+                "SELECT next_position, last_recorded_micros FROM ledger_head FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        let mut next_position = head.get::<_, i64>(0) as u64;
+        let last_recorded_micros: i64 = head.get(1);
+        let streams: Vec<&str> = batch
+            .iter()
+            .map(|request| request.stream.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut tips: HashMap<String, StreamTip> = transaction
+            .query(
+                "SELECT stream, version, hash FROM ledger_streams WHERE stream = ANY($1)",
+                &[&streams],
+            )
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(|row| {
+                let hash: Vec<u8> = row.get(2);
+                Ok((
+                    row.get::<_, String>(0),
+                    StreamTip {
+                        version: row.get::<_, i64>(1) as u64,
+                        hash: hash
+                            .try_into()
+                            .map_err(|_| LogError::Store("a stream hash is not 32 bytes".into()))?,
+                    },
+                ))
+            })
+            .collect::<Result<_, LogError>>()?;
+        let ids: Vec<Uuid> = batch
+            .iter()
+            .flat_map(|request| request.events.iter().map(|event| event.id))
+            .collect();
+        // Where each id of the batch is stored already: (stream, version, position).
+        let mut stored: HashMap<Uuid, (String, u64, u64)> = transaction
+            .query(
+                "SELECT id, stream, version, position FROM ledger_events WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(|row| {
+                (
+                    row.get::<_, Uuid>(0),
+                    (
+                        row.get::<_, String>(1),
+                        row.get::<_, i64>(2) as u64,
+                        row.get::<_, i64>(3) as u64,
+                    ),
+                )
+            })
+            .collect();
+        let recorded_at_micros =
+            stamp::recorded_at_micros(chrono::Utc::now(), last_recorded_micros);
+        let mut columns = Columns::default();
+        let mut changed: Vec<String> = Vec::new();
+        let mut payload = Vec::new();
+        let mut results = Vec::with_capacity(batch.len());
+        for request in batch.iter_mut() {
+            let request_ids: Vec<Uuid> = request.events.iter().map(|event| event.id).collect();
+            let stream = request.stream.as_str();
+            let result = (|| {
+                let lookup = |id: &Uuid| {
+                    Ok(match stored.get(id) {
+                        None => Stored::No,
+                        Some((in_stream, version, position)) if in_stream == stream => {
+                            Stored::Here(*position, *version)
+                        }
+                        Some(_) => Stored::Elsewhere,
+                    })
+                };
+                if let Some(result) = stamp::deduplicate(&request_ids, lookup)? {
+                    return Ok(result);
+                }
+                let tip = tips.get(stream).copied();
+                stamp::check_expected(stream, request.expected, tip.map(|tip| tip.version))?;
+                let first_position = next_position;
+                let new_tip = stamp::stamp(
+                    stream,
+                    tip,
+                    first_position,
+                    recorded_at_micros,
+                    std::mem::take(&mut request.events),
+                    &mut payload,
+                    |recorded, _| {
+                        stored.insert(
+                            recorded.id,
+                            (recorded.stream.clone(), recorded.version, recorded.position),
+                        );
+                        columns.push(recorded, recorded_at_micros);
+                    },
+                );
+                next_position += request_ids.len() as u64;
+                tips.insert(stream.to_owned(), new_tip);
+                if !changed.iter().any(|name| name == stream) {
+                    changed.push(stream.to_owned());
+                }
+                Ok(AppendResult {
+                    first_position,
+                    last_position: next_position - 1,
+                    stream_version: new_tip.version,
+                    deduplicated: false,
+                })
+            })();
+            results.push(result);
+        }
+        if columns.position.is_empty() {
+            // Only retries and refusals: nothing to write (the transaction rolls back on drop).
+            return Ok((results, None));
+        }
+        transaction
+            .execute(
+                INSERT_EVENTS,
+                &[
+                    &columns.position,
+                    &columns.prev_position,
+                    &columns.stream,
+                    &columns.version,
+                    &columns.prev_version,
+                    &columns.id,
+                    &columns.event_type,
+                    &columns.schema_version,
+                    &columns.recorded_at_micros,
+                    &columns.actor,
+                    &columns.causation_id,
+                    &columns.correlation_id,
+                    &columns.data,
+                    &columns.prev_hash,
+                    &columns.hash,
+                ],
+            )
+            .await
+            .map_err(classify)?;
+        let stream_versions: Vec<i64> = changed
+            .iter()
+            .map(|stream| tips[stream].version as i64)
+            .collect();
+        let stream_hashes: Vec<Vec<u8>> = changed
+            .iter()
+            .map(|stream| tips[stream].hash.to_vec())
+            .collect();
+        transaction
+            .execute(
+                UPSERT_STREAMS,
+                &[&changed, &stream_versions, &stream_hashes],
+            )
+            .await
+            .map_err(classify)?;
+        let new_head = next_position as i64;
+        transaction
+            .execute(
+                "UPDATE ledger_head SET next_position = $1, last_recorded_micros = $2",
+                &[&new_head, &recorded_at_micros],
+            )
+            .await
+            .map_err(classify)?;
+        // Delivered to listeners at commit, and only if it commits.
+        transaction
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&CHANNEL, &new_head.to_string()],
+            )
+            .await
+            .map_err(classify)?;
+        transaction.commit().await.map_err(classify)?;
+        Ok((results, Some(next_position)))
+    }
+
+    async fn read_all(
+        &self,
+        from_position: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let from = i64::try_from(from_position).unwrap_or(i64::MAX);
+        let until = from.saturating_add(max.min(1 << 20) as i64);
+        let rows = timed(self.options.timeout, async {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM ledger_events \
+                     WHERE position >= $1 AND position < $2 ORDER BY position"
+                ))
+                .await
+                .map_err(classify)?;
+            client
+                .query(&statement, &[&from, &until])
+                .await
+                .map_err(classify)
+        })
+        .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let event = decode_row(&row)?;
+            // Positions are dense and become visible in order: anything else is not the
+            // ledger's doing.
+            if event.position != from_position + events.len() as u64 {
+                return Err(LogError::Store(format!(
+                    "position {} follows {} in ledger_events",
+                    event.position,
+                    from_position + events.len() as u64
+                )));
+            }
+            events.push(event);
+        }
+        Ok(events)
+    }
+}
+
+/// A row of `EVENT_COLUMNS` as a recorded event, its hash checked.
+fn decode_row(row: &tokio_postgres::Row) -> Result<RecordedEvent, LogError> {
+    let hash_of = |index: usize| -> Result<[u8; 32], LogError> {
+        let bytes: Vec<u8> = row.get(index);
+        bytes
+            .try_into()
+            .map_err(|_| LogError::Store("a stored hash is not 32 bytes".into()))
+    };
+    let micros: i64 = row.get(6);
+    let event = RecordedEvent {
+        position: row.get::<_, i64>(0) as u64,
+        stream: row.get(1),
+        version: row.get::<_, i64>(2) as u64,
+        id: row.get(3),
+        event_type: row.get(4),
+        schema_version: row.get::<_, i32>(5) as u32,
+        recorded_at: chrono::DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| LogError::Store(format!("recorded time {micros} out of range")))?,
+        actor: row.get(7),
+        causation_id: row.get(8),
+        correlation_id: row.get(9),
+        data: row.get(10),
+        prev_hash: hash_of(11)?,
+        hash: hash_of(12)?,
+    };
+    if event.computed_hash() != event.hash {
+        return Err(LogError::Store(format!(
+            "the event at position {} ({} version {}) does not match its hash: the table was changed outside the ledger",
+            event.position, event.stream, event.version
+        )));
+    }
+    Ok(event)
+}
+
+/// Follows `LISTEN ledger_events` on a connection of its own, moving the head hint on every
+/// notification; reconnects after a loss (and moves the hint then, so that subscriptions look
+/// for what they may have missed). Ends when the log is dropped.
+async fn listen(config: tokio_postgres::Config, inner: Weak<Inner>) {
+    let mut failures = 0u32;
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let hint = strong.head_hint.clone();
+        drop(strong);
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (sender, mut notifications) = mpsc::unbounded_channel::<String>();
+                let driver = tokio::spawn(async move {
+                    let mut messages = futures_util::stream::poll_fn(move |context| {
+                        connection.poll_message(context)
+                    });
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(notification)) => {
+                                if sender.send(notification.payload().to_owned()).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                if client
+                    .batch_execute(&format!("LISTEN {CHANNEL}"))
+                    .await
+                    .is_ok()
+                {
+                    if failures > 0 {
+                        tracing::info!("listening for PostgreSQL notifications again");
+                    }
+                    failures = 0;
+                    // Whatever was committed while no one listened: subscriptions look again.
+                    hint.send_modify(|_| {});
+                    loop {
+                        tokio::select! {
+                            payload = notifications.recv() => match payload {
+                                Some(payload) => {
+                                    if let Ok(head) = payload.parse::<u64>() {
+                                        hint.send_if_modified(|known| {
+                                            let moved = head > *known;
+                                            *known = (*known).max(head);
+                                            moved
+                                        });
+                                    }
+                                }
+                                None => break,
+                            },
+                            // The log was dropped: stop.
+                            () = tokio::time::sleep(Duration::from_secs(5)) => {
+                                if inner.strong_count() == 0 {
+                                    driver.abort();
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+                driver.abort();
+                drop(client);
+            }
+            Err(error) => {
+                if failures == 0 {
+                    tracing::warn!(%error, "lost the PostgreSQL notification connection; reconnecting (subscriptions poll meanwhile)");
+                }
+            }
+        }
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(backoff(failures)).await;
+    }
+}
+
+/// 100 ms, doubling, at most 2 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)).min(2000))
+}
+
+#[async_trait]
+impl EventLog for PostgresLog {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, LogError> {
+        stamp::check_append(stream, &events)?;
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(AppendRequest {
+                stream: stream.to_owned(),
+                expected,
+                events,
+                reply,
+            })
+            .map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let from = i64::try_from(from_version).unwrap_or(i64::MAX);
+        let limit = max.min(1 << 20) as i64;
+        let rows = timed(self.inner.options.timeout, async {
+            let client = self.inner.pool.get().await.map_err(pool_error)?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM ledger_events \
+                     WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3"
+                ))
+                .await
+                .map_err(classify)?;
+            client
+                .query(&statement, &[&stream, &from, &limit])
+                .await
+                .map_err(classify)
+        })
+        .await?;
+        let events = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
+        // Versions run on from `from_version`, each event linked to the one before it.
+        if let Some(first) = events.first() {
+            if first.version != from_version {
+                return Err(LogError::Store(format!(
+                    "{stream} starts at version {} where {from_version} was asked for",
+                    first.version
+                )));
+            }
+            stamp::check_links(
+                Some(StreamTip {
+                    version: first.version,
+                    hash: first.hash,
+                }),
+                &events[1..],
+            )
+            .map_err(LogError::Store)?;
+        }
+        Ok(events)
+    }
+
+    async fn read_all(
+        &self,
+        from_position: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.inner.read_all(from_position, max).await
+    }
+
+    async fn head(&self) -> Result<u64, LogError> {
+        timed(self.inner.options.timeout, async {
+            let client = self.inner.pool.get().await.map_err(pool_error)?;
+            read_head(&client).await
+        })
+        .await
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<Option<u64>, LogError> {
+        timed(self.inner.options.timeout, async {
+            let client = self.inner.pool.get().await.map_err(pool_error)?;
+            let row = client
+                .query_opt(
+                    "SELECT version FROM ledger_streams WHERE stream = $1",
+                    &[&stream],
+                )
+                .await
+                .map_err(classify)?;
+            Ok(row.map(|row| row.get::<_, i64>(0) as u64))
+        })
+        .await
+    }
+
+    fn subscribe(&self, from_position: u64) -> Box<dyn Subscription> {
+        Box::new(PostgresSubscription {
+            inner: self.inner.clone(),
+            hint: self.inner.head_hint.subscribe(),
+            next_position: from_position,
+            buffer: VecDeque::new(),
+            failures: 0,
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, LogError> {
+        let ttl_ms = ttl.as_millis() as f64;
+        timed(self.inner.options.timeout, async {
+            let client = self.inner.pool.get().await.map_err(pool_error)?;
+            // The database's clock decides, so servers' clocks need not agree.
+            let row = client
+                .query_opt(
+                    "INSERT INTO ledger_leases (name, holder, expires_at) \
+                     VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+                     ON CONFLICT (name) DO UPDATE \
+                       SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+                       WHERE ledger_leases.holder = EXCLUDED.holder \
+                          OR ledger_leases.expires_at < now() \
+                     RETURNING holder",
+                    &[&name, &holder, &ttl_ms],
+                )
+                .await
+                .map_err(classify)?;
+            Ok(row.is_some())
+        })
+        .await
+    }
+
+    async fn shared_secret(
+        &self,
+        name: &str,
+        candidate: &[u8],
+    ) -> Result<Option<Vec<u8>>, LogError> {
+        timed(self.inner.options.timeout, async {
+            let client = self.inner.pool.get().await.map_err(pool_error)?;
+            client
+                .execute(
+                    "INSERT INTO ledger_secrets (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&name, &candidate],
+                )
+                .await
+                .map_err(classify)?;
+            let row = client
+                .query_one("SELECT value FROM ledger_secrets WHERE name = $1", &[&name])
+                .await
+                .map_err(classify)?;
+            Ok(Some(row.get::<_, Vec<u8>>(0)))
+        })
+        .await
+    }
+}
+
+/// Catch-up, then live: reads pages from its position; once caught up, waits for the head hint
+/// to move (a commit here, or a notification) or for the poll interval. While the database does
+/// not answer it retries with a backoff and never skips: it resumes at its position.
+struct PostgresSubscription {
+    inner: Arc<Inner>,
+    hint: watch::Receiver<u64>,
+    next_position: u64,
+    buffer: VecDeque<RecordedEvent>,
+    failures: u32,
+}
+
+#[async_trait]
+impl Subscription for PostgresSubscription {
+    fn drain_ready(&mut self, max: usize) -> Vec<RecordedEvent> {
+        let count = max.min(self.buffer.len());
+        self.buffer.drain(..count).collect()
+    }
+
+    async fn next(&mut self) -> Result<RecordedEvent, LogError> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Ok(event);
+            }
+            // Seen before reading: a commit after this line moves the hint again.
+            self.hint.borrow_and_update();
+            match self.inner.read_all(self.next_position, 1024).await {
+                Ok(events) if !events.is_empty() => {
+                    if self.failures > 0 {
+                        tracing::info!(
+                            position = self.next_position,
+                            "the subscription reads from PostgreSQL again"
+                        );
+                    }
+                    self.failures = 0;
+                    self.next_position += events.len() as u64;
+                    self.buffer.extend(events);
+                }
+                Ok(_) => {
+                    self.failures = 0;
+                    let poll = self.inner.options.poll;
+                    tokio::select! {
+                        changed = self.hint.changed() => {
+                            if changed.is_err() {
+                                tokio::time::sleep(poll).await;
+                            }
+                        }
+                        () = tokio::time::sleep(poll) => {}
+                    }
+                }
+                Err(LogError::Unavailable(reason)) => {
+                    if self.failures == 0 {
+                        tracing::warn!(%reason, position = self.next_position, "the subscription cannot read from PostgreSQL; retrying");
+                    }
+                    self.failures = self.failures.saturating_add(1);
+                    tokio::time::sleep(backoff(self.failures)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
