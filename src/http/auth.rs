@@ -35,13 +35,24 @@ impl FromRequestParts<AppState> for Caller {
                 ApiError::unauthorized("the Authorization header must be Bearer <token>")
             })?;
         let hash = token_hash(token);
-        let models = state.projector.read();
-        let principal = models
-            .principals
-            .shared_by_token_hash(&hash)
-            .cloned()
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
-        Ok(Caller(principal))
+        let known = |state: &AppState| {
+            state
+                .projector
+                .read()
+                .principals
+                .shared_by_token_hash(&hash)
+                .cloned()
+        };
+        if let Some(principal) = known(state) {
+            return Ok(Caller(principal));
+        }
+        // Unknown here: it may have been added a moment ago through another server of the same
+        // store. Only a miss pays for catching up (a look at the store's head); while the store
+        // cannot be asked, the answer is 503, not a 401 the client would take as final.
+        state.caught_up().await?;
+        known(state)
+            .map(Caller)
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
     }
 }
 

@@ -276,7 +276,7 @@ async fn read_head(client: &tokio_postgres::Client) -> Result<u64, LogError> {
 fn classify(error: tokio_postgres::Error) -> LogError {
     let Some(code) = error.code() else {
         // No SQLSTATE: the connection failed or closed (I/O), or a message did not parse.
-        return LogError::Unavailable(error.to_string());
+        return LogError::Unavailable(describe(&error));
     };
     let text = code.code();
     let retryable = text.starts_with("08") // connection exception
@@ -290,9 +290,18 @@ fn classify(error: tokio_postgres::Error) -> LogError {
         || text == "23505"
         || text == "23503";
     if retryable {
-        LogError::Unavailable(error.to_string())
+        LogError::Unavailable(describe(&error))
     } else {
-        LogError::Store(error.to_string())
+        LogError::Store(describe(&error))
+    }
+}
+
+/// The error with what caused it: tokio-postgres's own text is only "db error" or "error
+/// connecting to server", the server's message and the OS error are its source.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(error) {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
     }
 }
 

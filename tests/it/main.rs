@@ -12,6 +12,7 @@ mod hardening_health;
 mod hardening_input;
 mod hardening_net;
 mod log;
+mod multi_server;
 mod openapi;
 mod postgres;
 mod postgres_log;
