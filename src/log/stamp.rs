@@ -95,8 +95,7 @@ pub fn stamp(
         Some(tip) => (tip.version + 1, tip.hash),
         None => (0, ZERO_HASH),
     };
-    let mut position = first_position;
-    for event in events {
+    for (position, event) in (first_position..).zip(events) {
         payload.clear();
         let fields = PayloadFields {
             id: event.id,
@@ -142,7 +141,6 @@ pub fn stamp(
             payload,
         );
         prev_hash = hash;
-        position += 1;
         version += 1;
     }
     StreamTip {
@@ -157,8 +155,8 @@ pub fn stamp(
 /// same when it opens and when it reads a record.
 pub fn check_links(before: Option<StreamTip>, events: &[RecordedEvent]) -> Result<(), String> {
     let mut expected_prev = before.map_or(ZERO_HASH, |tip| tip.hash);
-    let mut expected_version = before.map_or(0, |tip| tip.version + 1);
-    for event in events {
+    let first_version = before.map_or(0, |tip| tip.version + 1);
+    for (expected_version, event) in (first_version..).zip(events) {
         if event.version != expected_version {
             return Err(format!(
                 "{} holds version {} where {} was expected",
@@ -178,7 +176,6 @@ pub fn check_links(before: Option<StreamTip>, events: &[RecordedEvent]) -> Resul
             ));
         }
         expected_prev = event.hash;
-        expected_version += 1;
     }
     Ok(())
 }

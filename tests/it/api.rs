@@ -15,6 +15,9 @@ use std::sync::Arc;
 /// A running ledger: its address, its log, its clock, and a token per principal.
 pub struct App {
     pub base: String,
+    /// The router `call` sends requests through directly, when set (servers over the in-memory
+    /// log); otherwise `call` uses the socket at `base`.
+    pub oneshot: Option<axum::Router>,
     pub log: Arc<dyn EventLog>,
     pub projector: Projector,
     pub dispatcher: ledger::callbacks::Dispatcher,
@@ -37,6 +40,9 @@ pub fn loopback_callbacks() -> ledger::callback_policy::CallbackPolicy {
     ledger::callback_policy::CallbackPolicy::allowing(["127.0.0.0/8"]).unwrap()
 }
 
+/// The test suite's server over the in-memory log; [`App::call`] goes through `router.oneshot`
+/// (no socket), while `base` still serves the same router on 127.0.0.1 for tests that need a
+/// connection (long-polls, feeds, raw requests).
 pub async fn spawn_app() -> App {
     spawn_app_with(|state| state).await
 }
@@ -51,7 +57,8 @@ pub async fn spawn_app_with_callback_policy(
 /// [`spawn_app`] with the server's state changed by `configure` before it serves (a `with_*`
 /// builder of `AppState`: expiry policies, …).
 pub async fn spawn_app_with(configure: impl FnOnce(AppState) -> AppState) -> App {
-    spawn_app_configured(loopback_callbacks(), Default::default(), configure).await
+    let log: Arc<dyn EventLog> = Arc::new(ledger::log::MemoryLog::new());
+    spawn_app_over(log, loopback_callbacks(), configure, None).await
 }
 
 /// [`spawn_app`] over a log with `options`, its state changed by `configure` before it serves.
@@ -112,9 +119,17 @@ pub async fn spawn_app_over(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let state = configure(built.state);
-    tokio::spawn(ledger::http::serve(listener, state, std::future::pending()));
+    let router = ledger::http::router(state);
+    tokio::spawn(ledger::http::server::serve_router(
+        listener,
+        router.clone(),
+        ledger::http::server::ConnectionLimits::default(),
+        std::future::pending(),
+    ));
     App {
         base: format!("http://{address}"),
+        // On the in-memory log, `call` needs no socket.
+        oneshot: dir.is_none().then_some(router),
         log,
         projector,
         dispatcher: built.dispatcher,
@@ -148,6 +163,9 @@ impl App {
         token: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        if let Some(router) = &self.oneshot {
+            return call_router(router, method, path, token, body).await;
+        }
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if !token.is_empty() {
@@ -177,6 +195,43 @@ impl App {
         assert_eq!(status, StatusCode::CREATED, "{item}");
         item
     }
+}
+
+/// One request through `router.oneshot`, answered as [`App::call`] answers.
+async fn call_router(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder().method(method).uri(path);
+    if !token.is_empty() {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some(body) => request
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string())),
+        None => request.body(axum::body::Body::empty()),
+    }
+    .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(content_type, "application/problem+json", "{status}: {text}");
+    }
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// An answer's status and text, having checked that every 4xx and 5xx is problem+json.

@@ -71,7 +71,13 @@ impl Server {
         self.child.id().expect("running")
     }
 
-    async fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self
             .client
@@ -106,10 +112,16 @@ impl Server {
 }
 
 /// Waits until `check` holds, polling.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -163,11 +175,21 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
     // Submitted on one, visible, claimable and decidable on the other; the agent's long-poll on
     // the first wakes when the second decides.
     let id = first.submit(&agent, reply_for_review()).await;
-    let (status, item) = second.call("GET", &format!("/v1/items/{id}"), &rita, None).await;
+    let (status, item) = second
+        .call("GET", &format!("/v1/items/{id}"), &rita, None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{item}");
-    let (status, queue) = second.call("GET", "/v1/queue?queue=support", &rita, None).await;
+    let (status, queue) = second
+        .call("GET", "/v1/queue?queue=support", &rita, None)
+        .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(queue["items"].as_array().unwrap().iter().any(|entry| entry["id"] == id.as_str()));
+    assert!(
+        queue["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["id"] == id.as_str())
+    );
     let waiting = {
         let client = first.client.clone();
         let url = format!("{}/v1/items/{id}/decision?wait=30", first.base);
@@ -178,11 +200,21 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
         })
     };
     let (status, claimed) = second
-        .call("POST", &format!("/v1/items/{id}/claim"), &rita, Some(json!({})))
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/claim"),
+            &rita,
+            Some(json!({})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{claimed}");
     let (status, approved) = second
-        .call("POST", &format!("/v1/items/{id}/approve"), &rita, Some(json!({})))
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/approve"),
+            &rita,
+            Some(json!({})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{approved}");
     let (status, decision) = tokio::time::timeout(Duration::from_secs(20), waiting)
@@ -198,7 +230,9 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
         .await;
     let (status, _) = second.call("GET", "/v1/queue", &temp, None).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = first.call("DELETE", "/v1/principals/temp", "admin-token", None).await;
+    let (status, _) = first
+        .call("DELETE", "/v1/principals/temp", "admin-token", None)
+        .await;
     assert!(status.is_success());
     eventually("the revocation reaches the other server", || async {
         second.call("GET", "/v1/queue", &temp, None).await.0 == StatusCode::UNAUTHORIZED
@@ -217,7 +251,11 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
     for racer in 0..10usize {
         let servers = servers.clone();
         let ids = ids.clone();
-        let token = if racer % 2 == 0 { rita.clone() } else { sam.clone() };
+        let token = if racer % 2 == 0 {
+            rita.clone()
+        } else {
+            sam.clone()
+        };
         racers.push(tokio::spawn(async move {
             let mut won = Vec::new();
             for (n, id) in ids.iter().enumerate() {
@@ -229,7 +267,12 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
                     json!({})
                 };
                 let (status, answer) = server
-                    .call("POST", &format!("/v1/items/{id}/{action}"), &token, Some(body))
+                    .call(
+                        "POST",
+                        &format!("/v1/items/{id}/{action}"),
+                        &token,
+                        Some(body),
+                    )
                     .await;
                 match status {
                     StatusCode::OK => won.push(id.clone()),
@@ -250,9 +293,14 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
     assert_eq!(winners, expected, "each item decided exactly once");
     for id in &ids {
         for server in servers.iter() {
-            let (status, item) = server.call("GET", &format!("/v1/items/{id}"), &rita, None).await;
+            let (status, item) = server
+                .call("GET", &format!("/v1/items/{id}"), &rita, None)
+                .await;
             assert_eq!(status, StatusCode::OK);
-            assert!(matches!(item["status"].as_str(), Some("approved" | "rejected")), "{item}");
+            assert!(
+                matches!(item["status"].as_str(), Some("approved" | "rejected")),
+                "{item}"
+            );
         }
     }
 
@@ -263,19 +311,36 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
         .env("LEDGER_LOG", "warn")
         .output()
         .unwrap();
-    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
     let summary: Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
     for server in servers.iter() {
         let (_, health) = server.call("GET", "/readyz", "", None).await;
-        assert_eq!(health["projected"], summary["events_applied"], "{health} vs {summary}");
-        let (_, queue) = server.call("GET", "/v1/queue?queue=support", &rita, None).await;
-        assert_eq!(queue["items"].as_array().unwrap().len(), 0, "nothing left open");
+        assert_eq!(
+            health["projected"], summary["events_applied"],
+            "{health} vs {summary}"
+        );
+        let (_, queue) = server
+            .call("GET", "/v1/queue?queue=support", &rita, None)
+            .await;
+        assert_eq!(
+            queue["items"].as_array().unwrap().len(),
+            0,
+            "nothing left open"
+        );
     }
     let verified = std::process::Command::new(ledger_binary())
         .args(["--store", &store, "verify"])
         .output()
         .unwrap();
-    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
 }
 
 /// Timers and deliveries run once with both servers up; after the server holding them is killed
@@ -294,11 +359,19 @@ async fn a_killed_server_loses_nothing_and_its_jobs_are_taken_over() {
         body["callback_url"] = json!(hook);
         let id = first.submit(&agent, body).await;
         let (status, answer) = second
-            .call("POST", &format!("/v1/items/{id}/reject"), &rita, Some(json!({"reason": "no"})))
+            .call(
+                "POST",
+                &format!("/v1/items/{id}/reject"),
+                &rita,
+                Some(json!({"reason": "no"})),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
-    eventually("ten deliveries", || async { received.lock().unwrap().len() >= 10 }).await;
+    eventually("ten deliveries", || async {
+        received.lock().unwrap().len() >= 10
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     {
         let got = received.lock().unwrap().clone();
@@ -312,7 +385,11 @@ async fn a_killed_server_loses_nothing_and_its_jobs_are_taken_over() {
     let (victim, survivor) = if holder == first.pid() {
         (&mut first, &second)
     } else {
-        assert_eq!(holder, second.pid(), "one of the two holds the scheduler's lease");
+        assert_eq!(
+            holder,
+            second.pid(),
+            "one of the two holds the scheduler's lease"
+        );
         (&mut second, &first)
     };
     let victim_base = victim.base.clone();
@@ -343,20 +420,33 @@ async fn a_killed_server_loses_nothing_and_its_jobs_are_taken_over() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     victim.kill().await;
     let acknowledged = load.await.unwrap();
-    assert!(acknowledged.len() >= 200, "the survivor kept taking writes: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 200,
+        "the survivor kept taking writes: {}",
+        acknowledged.len()
+    );
     for id in &acknowledged {
-        let (status, _) = survivor.call("GET", &format!("/v1/items/{id}"), &rita, None).await;
+        let (status, _) = survivor
+            .call("GET", &format!("/v1/items/{id}"), &rita, None)
+            .await;
         assert_eq!(status, StatusCode::OK, "acknowledged item {id} is stored");
     }
 
     // The survivor takes the timers over: a claim with a 1 s lease lapses and is expired.
     let id = survivor.submit(&agent, reply_for_review()).await;
     let (status, _) = survivor
-        .call("POST", &format!("/v1/items/{id}/claim"), &rita, Some(json!({"lease_seconds": 1})))
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/claim"),
+            &rita,
+            Some(json!({"lease_seconds": 1})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     eventually("the lapsed claim is expired by the survivor", || async {
-        let (_, events) = survivor.call("GET", &format!("/v1/items/{id}/events"), &rita, None).await;
+        let (_, events) = survivor
+            .call("GET", &format!("/v1/items/{id}/events"), &rita, None)
+            .await;
         events["events"]
             .as_array()
             .is_some_and(|events| events.iter().any(|event| event["type"] == "ClaimExpired"))
@@ -367,10 +457,18 @@ async fn a_killed_server_loses_nothing_and_its_jobs_are_taken_over() {
     body["callback_url"] = json!(hook);
     let id = survivor.submit(&agent, body).await;
     let (status, _) = survivor
-        .call("POST", &format!("/v1/items/{id}/reject"), &rita, Some(json!({"reason": "late"})))
+        .call(
+            "POST",
+            &format!("/v1/items/{id}/reject"),
+            &rita,
+            Some(json!({"reason": "late"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    eventually("the survivor delivers", || async { received.lock().unwrap().len() >= 11 }).await;
+    eventually("the survivor delivers", || async {
+        received.lock().unwrap().len() >= 11
+    })
+    .await;
     assert_eq!(lease_holder_pid(&store, "callbacks").await, survivor.pid());
 }
 
@@ -437,12 +535,18 @@ async fn a_postgres_restart_is_503_meanwhile_and_the_servers_recover() {
         })
         .await;
         let id = server.submit(&agent, reply_for_review()).await;
-        let (status, _) = server.call("GET", &format!("/v1/items/{id}"), &rita, None).await;
+        let (status, _) = server
+            .call("GET", &format!("/v1/items/{id}"), &rita, None)
+            .await;
         assert_eq!(status, StatusCode::OK);
-        let (status, _) = server.call("GET", &format!("/v1/items/{before}"), &rita, None).await;
+        let (status, _) = server
+            .call("GET", &format!("/v1/items/{before}"), &rita, None)
+            .await;
         assert_eq!(status, StatusCode::OK);
     }
     // Nothing refused during the outage was stored: two items after it, one before.
-    let (_, queue) = first.call("GET", "/v1/queue?queue=support", &rita, None).await;
+    let (_, queue) = first
+        .call("GET", "/v1/queue?queue=support", &rita, None)
+        .await;
     assert_eq!(queue["items"].as_array().unwrap().len(), 3, "{queue}");
 }
