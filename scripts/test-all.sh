@@ -16,6 +16,8 @@ if ! need python3; then
   apt-get update -qq && apt-get install -y -qq python3
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+# The PostgreSQL backend's tests start their own clusters from the machine's binaries.
+bash scripts/postgres.sh install
 
 # The tests' Python packages (Schemathesis for the fuzz run, and what tests run from Python),
 # in a virtual environment; tests find it through LEDGER_VENV.
@@ -32,6 +34,15 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# KurrentDB cannot be installed here: its conformance run is an ignored test, run only against a
+# server the caller names (README: "KurrentDB").
+if [ -n "${LEDGER_TEST_KURRENTDB_URL:-}" ]; then
+  echo "== KurrentDB conformance against $LEDGER_TEST_KURRENTDB_URL"
+  cargo test --locked --test it kurrent -- --ignored 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+else
+  echo "NOT RUN: the KurrentDB conformance suite (set LEDGER_TEST_KURRENTDB_URL=esdb://host:2113?tls=false to run it)" | tee -a "$log"
+fi
 # The fuzz run reuses the debug binary cargo test has just built (~3 minutes: 40 s per role).
 echo "== API fuzz run"
 bash scripts/fuzz-api.sh 2>&1 | tee -a "$log"
@@ -39,7 +50,7 @@ fuzz_status=${PIPESTATUS[0]}
 set -e
 [ "$fuzz_status" -eq 0 ] || status=1
 # One closing line for the whole suite, summed over the test binaries and the fuzz run's roles.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) n += $i } }
      /^fuzz: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+     END { printf "tests: %d passed, %d failed, %d not run\n", p, f, n }' "$log"
 exit "$status"

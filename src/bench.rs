@@ -5,7 +5,7 @@
 //! levels come from the same machine state. The logs are written to a scratch directory on the
 //! disk the data directory is on (never /tmp, which may be a RAM disk where fsync costs nothing).
 
-use crate::log::{EventLog, ExpectedVersion, FileLog, FileLogOptions};
+use crate::log::{EventLog, ExpectedVersion, FileLog, FileLogOptions, Store};
 use anyhow::Context;
 use projections::event::NewEvent;
 use std::io::Write;
@@ -80,19 +80,29 @@ pub struct AppendFigures {
 }
 
 /// Appends `events` single-event appends spread over `appenders` tasks, each on its own stream
-/// with an exact expected version, and measures throughput and per-append latency.
+/// with an exact expected version, and measures throughput and per-append latency: on a fresh
+/// file log in a scratch directory under `dir`, or on `store` (whose streams get a fresh prefix
+/// each run, so that a store can be measured several times).
 pub async fn measure_append(
     dir: &Path,
+    store: Option<&Arc<dyn EventLog>>,
     appenders: usize,
     events: u64,
     event_bytes: usize,
 ) -> anyhow::Result<AppendFigures> {
-    let scratch = Scratch::new(dir, "append")?;
-    let log = Arc::new(FileLog::open(
-        &scratch.0,
-        FileLogOptions::default(),
-        "bench",
-    )?);
+    let scratch;
+    let log: Arc<dyn EventLog> = match store {
+        Some(log) => log.clone(),
+        None => {
+            scratch = Scratch::new(dir, "append")?;
+            Arc::new(FileLog::open(
+                &scratch.0,
+                FileLogOptions::default(),
+                "bench",
+            )?)
+        }
+    };
+    let run = Uuid::new_v4().simple().to_string();
     let per_appender = events.div_ceil(appenders as u64);
     // Build the events first so that only appending is timed.
     let prepared: Vec<Vec<NewEvent>> = (0..appenders)
@@ -108,8 +118,9 @@ pub async fn measure_append(
     let mut tasks = Vec::with_capacity(appenders);
     for (appender, events) in prepared.into_iter().enumerate() {
         let log = log.clone();
+        let run = run.clone();
         tasks.push(tokio::spawn(async move {
-            let stream = format!("item-{appender}");
+            let stream = format!("item-{run}-{appender}");
             let mut latencies = Vec::with_capacity(events.len());
             for (version, event) in events.into_iter().enumerate() {
                 let expected = match version {
@@ -152,36 +163,72 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// `ledger bench append`: prints a Markdown table, one row a level of concurrency.
+/// `ledger bench append`: prints a Markdown table, one row a level of concurrency. With a
+/// `store` other than the file log, each level is measured on the embedded file log and on the
+/// store in the same run, side by side.
 pub async fn run_append(
     dir: &Path,
+    store: &Store,
     levels: &[usize],
     events_per_appender: u64,
     min_events: u64,
     event_bytes: usize,
     runs: usize,
 ) -> anyhow::Result<()> {
+    let other: Option<Arc<dyn EventLog>> = match store {
+        Store::File(_) => None,
+        other => Some(crate::log::open(other, "bench").await?),
+    };
     println!(
         "durable appends, {event_bytes}-byte events, one event an append, median of {runs} runs\n"
     );
-    println!("| appenders | events a run | events/s (median) | p50 latency | p99 latency |");
-    println!("|---:|---:|---:|---:|---:|");
+    match &other {
+        None => {
+            println!("| appenders | events a run | events/s (median) | p50 latency | p99 latency |");
+            println!("|---:|---:|---:|---:|---:|");
+        }
+        Some(log) => {
+            let name = log.backend();
+            println!(
+                "| appenders | events a run | file log events/s | {name} events/s | {name} / file | {name} p50 | {name} p99 |"
+            );
+            println!("|---:|---:|---:|---:|---:|---:|---:|");
+        }
+    }
     for &appenders in levels {
         let events = (appenders as u64 * events_per_appender).max(min_events);
-        let mut figures = Vec::new();
-        for _ in 0..runs {
-            figures.push(measure_append(dir, appenders, events, event_bytes).await?);
+        let middle_of = async |store: Option<&Arc<dyn EventLog>>| -> anyhow::Result<AppendFigures> {
+            let mut figures = Vec::new();
+            for _ in 0..runs {
+                figures.push(measure_append(dir, store, appenders, events, event_bytes).await?);
+            }
+            figures.sort_by(|a, b| a.events_per_second.total_cmp(&b.events_per_second));
+            Ok(figures.swap_remove(figures.len() / 2))
+        };
+        let file = middle_of(None).await?;
+        match &other {
+            None => println!(
+                "| {} | {} | {:.0} | {:.0} µs | {:.0} µs |",
+                appenders,
+                file.events,
+                file.events_per_second,
+                file.p50.as_secs_f64() * 1e6,
+                file.p99.as_secs_f64() * 1e6
+            ),
+            Some(log) => {
+                let measured = middle_of(Some(log)).await?;
+                println!(
+                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} µs | {:.0} µs |",
+                    appenders,
+                    file.events,
+                    file.events_per_second,
+                    measured.events_per_second,
+                    measured.events_per_second / file.events_per_second,
+                    measured.p50.as_secs_f64() * 1e6,
+                    measured.p99.as_secs_f64() * 1e6
+                );
+            }
         }
-        figures.sort_by(|a, b| a.events_per_second.total_cmp(&b.events_per_second));
-        let middle = &figures[figures.len() / 2];
-        println!(
-            "| {} | {} | {:.0} | {:.0} µs | {:.0} µs |",
-            appenders,
-            middle.events,
-            middle.events_per_second,
-            middle.p50.as_secs_f64() * 1e6,
-            middle.p99.as_secs_f64() * 1e6
-        );
     }
     Ok(())
 }

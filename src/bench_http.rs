@@ -12,7 +12,7 @@
 //! Client and server share this machine's cores, as any load generator on the same machine does.
 
 use crate::commands::execute;
-use crate::log::{EventLog, FileLog, FileLogOptions};
+use crate::log::Store;
 use crate::projector::Projector;
 use anyhow::Context;
 use projections::item::{Command, CommandContext, ExpiryPolicy, ModelIdentity, Risk, Submission};
@@ -79,15 +79,15 @@ fn submission(item_id: Uuid, number: usize) -> Submission {
 }
 
 /// `ledger bench http-fill` (the fill step's child process): writes `reviewers` reviewers and
-/// `pending` items into the empty data directory `dir`, the item ids into [`ITEM_IDS_FILE`], and
-/// a [`FillReport`] as JSON on standard output.
-pub async fn fill(dir: &Path, pending: usize, reviewers: usize) -> anyhow::Result<()> {
-    let file_log = Arc::new(FileLog::open(
-        dir,
-        FileLogOptions::default(),
-        "bench http-fill",
-    )?);
-    let log: Arc<dyn EventLog> = file_log.clone();
+/// `pending` items into the empty `store`, the item ids into [`ITEM_IDS_FILE`] in `dir`, and a
+/// [`FillReport`] as JSON on standard output.
+pub async fn fill(store: &Store, dir: &Path, pending: usize, reviewers: usize) -> anyhow::Result<()> {
+    let log = crate::log::open(store, "bench http-fill").await?;
+    anyhow::ensure!(
+        log.head().await? == 0,
+        "bench http needs an empty store ({} holds events): give it a fresh database",
+        store.describe()
+    );
     let projector = Projector::start(log.clone()).await?;
     crate::principals::bootstrap_admin(log.as_ref(), &projector, Some("bench-admin".into()))
         .await?;
@@ -152,9 +152,13 @@ pub async fn fill(dir: &Path, pending: usize, reviewers: usize) -> anyhow::Resul
     Ok(())
 }
 
-/// Runs the benchmark in a scratch directory under `parent`; prints a Markdown table.
+/// Runs the benchmark on `servers` servers over `store` (a file log in a scratch directory under
+/// `parent` when it is the file store: one server only then); prints a Markdown table. Clients
+/// are spread over the servers evenly.
 pub async fn run_http(
     parent: &Path,
+    store: &Store,
+    servers: usize,
     pending: usize,
     client_levels: &[usize],
     seconds: u64,
@@ -162,12 +166,24 @@ pub async fn run_http(
 ) -> anyhow::Result<()> {
     let mut scratch = crate::bench::Scratch::new(parent, "http")?;
     scratch.keep(keep);
+    let store_args: Vec<String> = match store {
+        Store::File(_) => {
+            anyhow::ensure!(servers == 1, "the file log has one server: --servers 1");
+            vec!["--data-dir".into(), scratch.path().display().to_string()]
+        }
+        Store::Postgres(url) | Store::Kurrent(url) => vec![
+            "--data-dir".into(),
+            scratch.path().display().to_string(),
+            "--store".into(),
+            url.clone(),
+        ],
+        Store::Memory => anyhow::bail!("the in-memory log cannot be shared with a server process"),
+    };
     let ledger = std::env::current_exe().context("finding the ledger executable")?;
     let most_clients = client_levels.iter().copied().max().unwrap_or(1);
 
     let filled = tokio::process::Command::new(&ledger)
-        .arg("--data-dir")
-        .arg(scratch.path())
+        .args(&store_args)
         .args(["bench", "http-fill", "--pending", &pending.to_string()])
         .args(["--reviewers", &most_clients.to_string()])
         .env("LEDGER_LOG", "warn")
@@ -187,33 +203,40 @@ pub async fn run_http(
     );
 
     let started = Instant::now();
-    let mut server = tokio::process::Command::new(&ledger)
-        .arg("--data-dir")
-        .arg(scratch.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("LEDGER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting `ledger serve`")?;
-    let server_pid = server.id().context("the server's pid")?.to_string();
-    let mut lines = BufReader::new(server.stdout.take().context("the server's stdout")?).lines();
-    let address: SocketAddr = loop {
-        let line = lines
-            .next_line()
-            .await?
-            .context("the server exited before listening")?;
-        if let Some(url) = line.strip_prefix("listening on http://") {
-            break url.parse().context("the server's address")?;
-        }
-    };
+    let mut children = Vec::new();
+    let mut addresses = Vec::new();
+    for _ in 0..servers {
+        let mut server = tokio::process::Command::new(&ledger)
+            .args(&store_args)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("LEDGER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting `ledger serve`")?;
+        let mut lines =
+            BufReader::new(server.stdout.take().context("the server's stdout")?).lines();
+        let address: SocketAddr = loop {
+            let line = lines
+                .next_line()
+                .await?
+                .context("the server exited before listening")?;
+            if let Some(url) = line.strip_prefix("listening on http://") {
+                break url.parse().context("the server's address")?;
+            }
+        };
+        children.push(server);
+        addresses.push(address);
+    }
+    let server_pid = children[0].id().context("the server's pid")?.to_string();
     let ready_seconds = started.elapsed().as_secs_f64();
     let megabytes = |bytes: u64| bytes as f64 / 1e6;
     let (rss, _) = resident_bytes(&server_pid).context("reading the server's RSS")?;
     println!(
-        "{pending} pending items filled in {:.1} s; the server rebuilt its read models and listened after {ready_seconds:.1} s, RSS {:.0} MB\n",
+        "{pending} pending items filled in {:.1} s on {}; {servers} server(s) rebuilt their read models and listened after {ready_seconds:.1} s, RSS {:.0} MB (the first)\n",
         report.seconds,
+        store.describe(),
         megabytes(rss)
     );
     println!(
@@ -224,6 +247,7 @@ pub async fn run_http(
     for &clients in client_levels {
         let tokens = report.reviewer_tokens[..clients.min(report.reviewer_tokens.len())].to_vec();
         let (ids_for_level, cursor_for_level) = (ids.clone(), cursor.clone());
+        let addresses = addresses.clone();
         // The clients run on one thread of their own (a current-thread runtime): no work stealing
         // and no wake-ups across threads on the load generator's side, so that it leaves as much
         // of the two cores to the server as it can.
@@ -235,7 +259,7 @@ pub async fn run_http(
                 .build()
                 .context("starting the load generator's runtime")?
                 .block_on(generate_load(
-                    address,
+                    addresses,
                     tokens,
                     ids_for_level,
                     cursor_for_level,
@@ -276,14 +300,17 @@ pub async fn run_http(
             per_request(cpu_before.1, cpu_after.1)
         );
     }
-    server.kill().await.context("stopping the server")?;
+    for mut server in children {
+        server.kill().await.context("stopping a server")?;
+    }
     Ok(())
 }
 
 /// Runs one client per token until `duration` has passed, each claiming then approving the next
-/// item of `ids`; the latency of every decision (claim + approve).
+/// item of `ids` on one of `addresses` (client i on server i modulo their number); the latency of
+/// every decision (claim + approve).
 async fn generate_load(
-    address: SocketAddr,
+    addresses: Vec<SocketAddr>,
     tokens: Vec<String>,
     ids: Arc<Vec<Uuid>>,
     cursor: Arc<AtomicUsize>,
@@ -291,7 +318,8 @@ async fn generate_load(
 ) -> anyhow::Result<Vec<Duration>> {
     let deadline = Instant::now() + duration;
     let mut tasks = tokio::task::JoinSet::new();
-    for token in tokens {
+    for (number, token) in tokens.into_iter().enumerate() {
+        let address = addresses[number % addresses.len()];
         let (ids, cursor) = (ids.clone(), cursor.clone());
         let authorization = format!("Bearer {token}");
         tasks.spawn(async move {

@@ -181,7 +181,9 @@ enum LogCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Durable appends per second at several levels of concurrency.
+    /// Durable appends per second at several levels of concurrency; with `--store`, on the
+    /// embedded file log and on the store side by side (the store must be a scratch database:
+    /// the events stay in it).
     Append {
         /// Comma-separated numbers of concurrent appenders.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
@@ -199,8 +201,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
-    /// Decisions per second over HTTP (claim + approve) with a large queue of pending items.
+    /// Decisions per second over HTTP (claim + approve) with a large queue of pending items;
+    /// with `--store`, on that store, which must be empty (a fresh database).
     Http {
+        /// Servers sharing the store (clients are spread over them); 1 on the file log.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        servers: u16,
         /// Pending items in the queue before the clients start.
         #[arg(long, default_value_t = 1_000_000)]
         pending: usize,
@@ -387,6 +393,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 } => {
                     ledger::bench::run_append(
                         &parent,
+                        &store,
                         &appenders,
                         per_appender,
                         min_events,
@@ -396,15 +403,25 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     .await?
                 }
                 BenchCommand::Http {
+                    servers,
                     pending,
                     clients,
                     seconds,
                     keep,
                 } => {
-                    ledger::bench_http::run_http(&parent, pending, &clients, seconds, keep).await?
+                    ledger::bench_http::run_http(
+                        &parent,
+                        &store,
+                        usize::from(servers),
+                        pending,
+                        &clients,
+                        seconds,
+                        keep,
+                    )
+                    .await?
                 }
                 BenchCommand::HttpFill { pending, reviewers } => {
-                    ledger::bench_http::fill(&cli.data_dir, pending, reviewers).await?
+                    ledger::bench_http::fill(&store, &cli.data_dir, pending, reviewers).await?
                 }
                 BenchCommand::Read {
                     events,
