@@ -37,6 +37,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// The schema, by version: each entry is applied once, in order, in one transaction with its
@@ -450,28 +451,41 @@ impl Inner {
     ) -> Result<(Vec<Result<AppendResult, LogError>>, Option<u64>), LogError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let transaction = client.transaction().await.map_err(classify)?;
-        let head = transaction
-            .query_one(
-                "SELECT next_position, last_recorded_micros FROM ledger_head FOR UPDATE",
-                &[],
-            )
-            .await
-            .map_err(classify)?;
-        let mut next_position = head.get::<_, i64>(0) as u64;
-        let last_recorded_micros: i64 = head.get(1);
         let streams: Vec<&str> = batch
             .iter()
             .map(|request| request.stream.as_str())
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let mut tips: HashMap<String, StreamTip> = transaction
-            .query(
-                "SELECT stream, version, hash FROM ledger_streams WHERE stream = ANY($1)",
-                &[&streams],
-            )
-            .await
-            .map_err(classify)?
+        let ids: Vec<Uuid> = batch
+            .iter()
+            .flat_map(|request| request.events.iter().map(|event| event.id))
+            .collect();
+        // Prepared once per connection, and sent together: the server runs them in order (the
+        // lock first, so the reads after it see the last committed batch), the client waits for
+        // one round trip instead of three.
+        let (lock_head, select_streams, select_ids) = tokio::try_join!(
+            transaction.prepare_cached(
+                "SELECT next_position, last_recorded_micros FROM ledger_head FOR UPDATE"
+            ),
+            transaction
+                .prepare_cached("SELECT stream, version, hash FROM ledger_streams WHERE stream = ANY($1)"),
+            transaction.prepare_cached(
+                "SELECT id, stream, version, position FROM ledger_events WHERE id = ANY($1)"
+            ),
+        )
+        .map_err(classify)?;
+        let stream_parameters: [&(dyn ToSql + Sync); 1] = [&streams];
+        let id_parameters: [&(dyn ToSql + Sync); 1] = [&ids];
+        let (head, stream_rows, id_rows) = tokio::try_join!(
+            transaction.query_one(&lock_head, &[]),
+            transaction.query(&select_streams, &stream_parameters),
+            transaction.query(&select_ids, &id_parameters),
+        )
+        .map_err(classify)?;
+        let mut next_position = head.get::<_, i64>(0) as u64;
+        let last_recorded_micros: i64 = head.get(1);
+        let mut tips: HashMap<String, StreamTip> = stream_rows
             .into_iter()
             .map(|row| {
                 let hash: Vec<u8> = row.get(2);
@@ -486,18 +500,8 @@ impl Inner {
                 ))
             })
             .collect::<Result<_, LogError>>()?;
-        let ids: Vec<Uuid> = batch
-            .iter()
-            .flat_map(|request| request.events.iter().map(|event| event.id))
-            .collect();
         // Where each id of the batch is stored already: (stream, version, position).
-        let mut stored: HashMap<Uuid, (String, u64, u64)> = transaction
-            .query(
-                "SELECT id, stream, version, position FROM ledger_events WHERE id = ANY($1)",
-                &[&ids],
-            )
-            .await
-            .map_err(classify)?
+        let mut stored: HashMap<Uuid, (String, u64, u64)> = id_rows
             .into_iter()
             .map(|row| {
                 (
@@ -568,29 +572,6 @@ impl Inner {
             // Only retries and refusals: nothing to write (the transaction rolls back on drop).
             return Ok((results, None));
         }
-        transaction
-            .execute(
-                INSERT_EVENTS,
-                &[
-                    &columns.position,
-                    &columns.prev_position,
-                    &columns.stream,
-                    &columns.version,
-                    &columns.prev_version,
-                    &columns.id,
-                    &columns.event_type,
-                    &columns.schema_version,
-                    &columns.recorded_at_micros,
-                    &columns.actor,
-                    &columns.causation_id,
-                    &columns.correlation_id,
-                    &columns.data,
-                    &columns.prev_hash,
-                    &columns.hash,
-                ],
-            )
-            .await
-            .map_err(classify)?;
         let stream_versions: Vec<i64> = changed
             .iter()
             .map(|stream| tips[stream].version as i64)
@@ -599,29 +580,47 @@ impl Inner {
             .iter()
             .map(|stream| tips[stream].hash.to_vec())
             .collect();
-        transaction
-            .execute(
-                UPSERT_STREAMS,
-                &[&changed, &stream_versions, &stream_hashes],
-            )
-            .await
-            .map_err(classify)?;
         let new_head = next_position as i64;
-        transaction
-            .execute(
-                "UPDATE ledger_head SET next_position = $1, last_recorded_micros = $2",
-                &[&new_head, &recorded_at_micros],
-            )
-            .await
-            .map_err(classify)?;
-        // Delivered to listeners at commit, and only if it commits.
-        transaction
-            .execute(
-                "SELECT pg_notify($1, $2)",
-                &[&CHANNEL, &new_head.to_string()],
-            )
-            .await
-            .map_err(classify)?;
+        let notice = new_head.to_string();
+        let (insert_events, upsert_streams, move_head, notify) = tokio::try_join!(
+            transaction.prepare_cached(INSERT_EVENTS),
+            transaction.prepare_cached(UPSERT_STREAMS),
+            transaction.prepare_cached(
+                "UPDATE ledger_head SET next_position = $1, last_recorded_micros = $2"
+            ),
+            // Delivered to listeners at commit, and only if it commits.
+            transaction.prepare_cached("SELECT pg_notify($1, $2)"),
+        )
+        .map_err(classify)?;
+        let event_parameters: [&(dyn ToSql + Sync); 15] = [
+            &columns.position,
+            &columns.prev_position,
+            &columns.stream,
+            &columns.version,
+            &columns.prev_version,
+            &columns.id,
+            &columns.event_type,
+            &columns.schema_version,
+            &columns.recorded_at_micros,
+            &columns.actor,
+            &columns.causation_id,
+            &columns.correlation_id,
+            &columns.data,
+            &columns.prev_hash,
+            &columns.hash,
+        ];
+        let stream_parameters: [&(dyn ToSql + Sync); 3] =
+            [&changed, &stream_versions, &stream_hashes];
+        let head_parameters: [&(dyn ToSql + Sync); 2] = [&new_head, &recorded_at_micros];
+        let notify_parameters: [&(dyn ToSql + Sync); 2] = [&CHANNEL, &notice];
+        // Sent together, run in order; the first error fails the transaction.
+        tokio::try_join!(
+            transaction.execute(&insert_events, &event_parameters),
+            transaction.execute(&upsert_streams, &stream_parameters),
+            transaction.execute(&move_head, &head_parameters),
+            transaction.execute(&notify, &notify_parameters),
+        )
+        .map_err(classify)?;
         transaction.commit().await.map_err(classify)?;
         Ok((results, Some(next_position)))
     }
