@@ -184,7 +184,9 @@ pub async fn run_append(
     );
     match &other {
         None => {
-            println!("| appenders | events a run | events/s (median) | p50 latency | p99 latency |");
+            println!(
+                "| appenders | events a run | events/s (median) | p50 latency | p99 latency |"
+            );
             println!("|---:|---:|---:|---:|---:|");
         }
         Some(log) => {

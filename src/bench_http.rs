@@ -81,7 +81,12 @@ fn submission(item_id: Uuid, number: usize) -> Submission {
 /// `ledger bench http-fill` (the fill step's child process): writes `reviewers` reviewers and
 /// `pending` items into the empty `store`, the item ids into [`ITEM_IDS_FILE`] in `dir`, and a
 /// [`FillReport`] as JSON on standard output.
-pub async fn fill(store: &Store, dir: &Path, pending: usize, reviewers: usize) -> anyhow::Result<()> {
+pub async fn fill(
+    store: &Store,
+    dir: &Path,
+    pending: usize,
+    reviewers: usize,
+) -> anyhow::Result<()> {
     let log = crate::log::open(store, "bench http-fill").await?;
     anyhow::ensure!(
         log.head().await? == 0,

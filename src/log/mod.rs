@@ -25,6 +25,7 @@
 
 mod file;
 mod health;
+mod kurrent;
 mod lock;
 mod memory;
 mod postgres;
@@ -33,6 +34,7 @@ pub mod stamp;
 
 pub use file::{FileLog, FileLogOptions};
 pub use health::LogHealth;
+pub use kurrent::KurrentLog;
 pub use lock::DirectoryLock;
 pub use memory::MemoryLog;
 pub use postgres::{PostgresLog, PostgresOptions};
@@ -115,7 +117,7 @@ pub async fn open(store: &Store, purpose: &str) -> anyhow::Result<Arc<dyn EventL
         Store::Postgres(url) => {
             Arc::new(PostgresLog::connect(url, PostgresOptions::default()).await?)
         }
-        Store::Kurrent(url) => anyhow::bail!("TEMP {url}"),
+        Store::Kurrent(url) => Arc::new(KurrentLog::connect(url).await?),
     })
 }
 

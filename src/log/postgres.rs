@@ -468,8 +468,9 @@ impl Inner {
             transaction.prepare_cached(
                 "SELECT next_position, last_recorded_micros FROM ledger_head FOR UPDATE"
             ),
-            transaction
-                .prepare_cached("SELECT stream, version, hash FROM ledger_streams WHERE stream = ANY($1)"),
+            transaction.prepare_cached(
+                "SELECT stream, version, hash FROM ledger_streams WHERE stream = ANY($1)"
+            ),
             transaction.prepare_cached(
                 "SELECT id, stream, version, position FROM ledger_events WHERE id = ANY($1)"
             ),

@@ -11,6 +11,7 @@ mod hardening_expiry;
 mod hardening_health;
 mod hardening_input;
 mod hardening_net;
+mod kurrent_log;
 mod log;
 mod multi_server;
 mod openapi;
