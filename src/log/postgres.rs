@@ -69,12 +69,6 @@ CREATE TABLE ledger_events (
     UNIQUE (stream, version),
     FOREIGN KEY (stream, prev_version) REFERENCES ledger_events (stream, version)
 );
--- Each stream's last event, read by appends under the head lock.
-CREATE TABLE ledger_streams (
-    stream  text   PRIMARY KEY,
-    version bigint NOT NULL,
-    hash    bytea  NOT NULL
-);
 -- One row: the position the next event gets, and the last recorded time (never goes back).
 CREATE TABLE ledger_head (
     singleton            boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -406,9 +400,6 @@ const INSERT_EVENTS: &str = "INSERT INTO ledger_events (position, prev_position,
      $6::uuid[], $7::text[], $8::integer[], $9::bigint[], $10::text[], $11::uuid[], \
      $12::uuid[], $13::text[], $14::bytea[], $15::bytea[])";
 
-const UPSERT_STREAMS: &str = "INSERT INTO ledger_streams (stream, version, hash) \
-     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[]) \
-     ON CONFLICT (stream) DO UPDATE SET version = EXCLUDED.version, hash = EXCLUDED.hash";
 
 impl Inner {
     /// Writes a batch in one transaction and answers each request.
@@ -468,8 +459,10 @@ impl Inner {
             transaction.prepare_cached(
                 "SELECT next_position, last_recorded_micros FROM ledger_head FOR UPDATE"
             ),
+            // Each stream's last event, from the (stream, version) index.
             transaction.prepare_cached(
-                "SELECT stream, version, hash FROM ledger_streams WHERE stream = ANY($1)"
+                "SELECT DISTINCT ON (stream) stream, version, hash FROM ledger_events \
+                 WHERE stream = ANY($1) ORDER BY stream, version DESC"
             ),
             transaction.prepare_cached(
                 "SELECT id, stream, version, position FROM ledger_events WHERE id = ANY($1)"
@@ -518,7 +511,6 @@ impl Inner {
         let recorded_at_micros =
             stamp::recorded_at_micros(chrono::Utc::now(), last_recorded_micros);
         let mut columns = Columns::default();
-        let mut changed: Vec<String> = Vec::new();
         let mut payload = Vec::new();
         let mut results = Vec::with_capacity(batch.len());
         for request in batch.iter_mut() {
@@ -557,9 +549,6 @@ impl Inner {
                 );
                 next_position += request_ids.len() as u64;
                 tips.insert(stream.to_owned(), new_tip);
-                if !changed.iter().any(|name| name == stream) {
-                    changed.push(stream.to_owned());
-                }
                 Ok(AppendResult {
                     first_position,
                     last_position: next_position - 1,
@@ -573,19 +562,10 @@ impl Inner {
             // Only retries and refusals: nothing to write (the transaction rolls back on drop).
             return Ok((results, None));
         }
-        let stream_versions: Vec<i64> = changed
-            .iter()
-            .map(|stream| tips[stream].version as i64)
-            .collect();
-        let stream_hashes: Vec<Vec<u8>> = changed
-            .iter()
-            .map(|stream| tips[stream].hash.to_vec())
-            .collect();
         let new_head = next_position as i64;
         let notice = new_head.to_string();
-        let (insert_events, upsert_streams, move_head, notify) = tokio::try_join!(
+        let (insert_events, move_head, notify) = tokio::try_join!(
             transaction.prepare_cached(INSERT_EVENTS),
-            transaction.prepare_cached(UPSERT_STREAMS),
             transaction.prepare_cached(
                 "UPDATE ledger_head SET next_position = $1, last_recorded_micros = $2"
             ),
@@ -610,14 +590,11 @@ impl Inner {
             &columns.prev_hash,
             &columns.hash,
         ];
-        let stream_parameters: [&(dyn ToSql + Sync); 3] =
-            [&changed, &stream_versions, &stream_hashes];
         let head_parameters: [&(dyn ToSql + Sync); 2] = [&new_head, &recorded_at_micros];
         let notify_parameters: [&(dyn ToSql + Sync); 2] = [&CHANNEL, &notice];
         // Sent together, run in order; the first error fails the transaction.
         tokio::try_join!(
             transaction.execute(&insert_events, &event_parameters),
-            transaction.execute(&upsert_streams, &stream_parameters),
             transaction.execute(&move_head, &head_parameters),
             transaction.execute(&notify, &notify_parameters),
         )
@@ -869,13 +846,13 @@ impl EventLog for PostgresLog {
         timed(self.inner.options.timeout, async {
             let client = self.inner.pool.get().await.map_err(pool_error)?;
             let row = client
-                .query_opt(
-                    "SELECT version FROM ledger_streams WHERE stream = $1",
+                .query_one(
+                    "SELECT max(version) FROM ledger_events WHERE stream = $1",
                     &[&stream],
                 )
                 .await
                 .map_err(classify)?;
-            Ok(row.map(|row| row.get::<_, i64>(0) as u64))
+            Ok(row.get::<_, Option<i64>>(0).map(|version| version as u64))
         })
         .await
     }
