@@ -126,7 +126,29 @@ fn item_json(item: &ItemState) -> Box<RawValue> {
 /// other); a reviewer sees the items of its queues (another queue's item is 403: reviewers are
 /// staff, and "not yours" is the useful answer).
 async fn visible_item(state: &AppState, caller: &Caller, id: Uuid) -> Result<ItemState, ApiError> {
-    state.caught_up().await?;
+    visible_item_as_of(state, caller, id, CatchUp::Store).await
+}
+
+/// How far the read models must have caught up before a request reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CatchUp {
+    /// Every write the store acknowledged before the request, through any server.
+    Store,
+    /// Every write this server knows of without asking the store (at least its own): for a
+    /// write's first attempt, made again with `Store` if it is refused (see `act`).
+    Known,
+}
+
+async fn visible_item_as_of(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    catch_up: CatchUp,
+) -> Result<ItemState, ApiError> {
+    match catch_up {
+        CatchUp::Store => state.caught_up().await?,
+        CatchUp::Known => state.caught_up_with_known().await?,
+    }
     let models = state.projector.read();
     let not_found = || ApiError::not_found(format!("no item {id}"));
     let item = models.board.item(id).ok_or_else(not_found)?;
@@ -430,7 +452,58 @@ pub async fn act(
     BodyBytes(bytes): BodyBytes,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let item = visible_item(&state, &caller, id).await?;
+    // On a store shared by several servers, learning the store's head is a round trip to it. A
+    // write can skip it: it decides on the item as this server knows it and appends expecting
+    // that version, so a stale copy cannot overwrite anything (the append conflicts). Only if
+    // that first attempt is refused is it made again on the item as the store has it, so that
+    // the answer is the one a fully caught-up server would give. Nothing is written by a refused
+    // attempt. On a log whose head is known without asking (the file log), one attempt.
+    if state.log.head_hint().is_some() {
+        match act_as_of(
+            &state,
+            &caller,
+            id,
+            &action,
+            if_match_header.as_ref(),
+            &bytes,
+            CatchUp::Known,
+        )
+        .await
+        {
+            Err(refused)
+                if matches!(
+                    refused.status,
+                    StatusCode::NOT_FOUND
+                        | StatusCode::FORBIDDEN
+                        | StatusCode::CONFLICT
+                        | StatusCode::UNPROCESSABLE_ENTITY
+                ) => {}
+            answer => return answer,
+        }
+    }
+    act_as_of(
+        &state,
+        &caller,
+        id,
+        &action,
+        if_match_header.as_ref(),
+        &bytes,
+        CatchUp::Store,
+    )
+    .await
+}
+
+/// One attempt of `act`, on the item as caught up by `catch_up`.
+async fn act_as_of(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    action: &str,
+    if_match_header: Option<&HeaderValue>,
+    bytes: &[u8],
+    catch_up: CatchUp,
+) -> Result<Response, ApiError> {
+    let item = visible_item_as_of(state, caller, id, catch_up).await?;
     let reviewing = || -> Result<(), ApiError> {
         caller.require(&[Role::Reviewer], format_args!("{action} items"))?;
         if caller.0.may_work_queue(&item.queue) {
@@ -443,10 +516,10 @@ pub async fn act(
             )))
         }
     };
-    let command = match action.as_str() {
+    let command = match action {
         "claim" => {
             reviewing()?;
-            let request: ClaimRequest = body(&bytes)?;
+            let request: ClaimRequest = body(bytes)?;
             // Beyond ±i64::MAX milliseconds a `TimeDelta` does not exist (`seconds` panics); such
             // a lease is as far out of the domain's range (1 s to 24 h) as the nearest one that does.
             let lease = chrono::Duration::try_seconds(request.lease_seconds).unwrap_or(
@@ -460,19 +533,19 @@ pub async fn act(
         }
         "release" => {
             reviewing()?;
-            let _: EmptyRequest = body(&bytes)?;
+            let _: EmptyRequest = body(bytes)?;
             Command::Release
         }
         "approve" => {
             reviewing()?;
-            let request: ApproveRequest = body(&bytes)?;
+            let request: ApproveRequest = body(bytes)?;
             Command::Approve {
                 seen_output_hash: request.seen_output_hash,
             }
         }
         "edit" => {
             reviewing()?;
-            let request: EditRequest = body(&bytes)?;
+            let request: EditRequest = body(bytes)?;
             Command::EditAndApprove {
                 edited_output: client_json("output", &request.output)?,
                 note: non_blank(request.note),
@@ -481,7 +554,7 @@ pub async fn act(
         }
         "reject" => {
             reviewing()?;
-            let request: RejectRequest = body(&bytes)?;
+            let request: RejectRequest = body(bytes)?;
             Command::Reject {
                 reason: request.reason,
                 seen_output_hash: request.seen_output_hash,
@@ -489,7 +562,7 @@ pub async fn act(
         }
         "request-changes" => {
             reviewing()?;
-            let request: RequestChangesRequest = body(&bytes)?;
+            let request: RequestChangesRequest = body(bytes)?;
             Command::RequestChanges {
                 instructions: request.instructions,
                 seen_output_hash: request.seen_output_hash,
@@ -497,7 +570,7 @@ pub async fn act(
         }
         "escalate" => {
             reviewing()?;
-            let request: EscalateRequest = body(&bytes)?;
+            let request: EscalateRequest = body(bytes)?;
             Command::Escalate {
                 to_queue: request.to_queue,
                 reason: request.reason,
@@ -505,12 +578,12 @@ pub async fn act(
         }
         "comments" => {
             caller.require(&[Role::Reviewer, Role::Agent, Role::Admin], "comment")?;
-            let request: CommentRequest = body(&bytes)?;
+            let request: CommentRequest = body(bytes)?;
             Command::Comment { text: request.text }
         }
         "revisions" => {
             caller.require(&[Role::Agent], "revise items")?;
-            let request: ReviseRequest = body(&bytes)?;
+            let request: ReviseRequest = body(bytes)?;
             Command::Revise {
                 output: client_json("output", &request.output)?,
                 note: non_blank(request.note),
@@ -518,7 +591,7 @@ pub async fn act(
         }
         "withdraw" => {
             caller.require(&[Role::Agent], "withdraw items")?;
-            let request: WithdrawRequest = body(&bytes)?;
+            let request: WithdrawRequest = body(bytes)?;
             Command::Withdraw {
                 reason: non_blank(request.reason),
             }
@@ -529,7 +602,7 @@ pub async fn act(
             )));
         }
     };
-    if let Some(expected) = if_match(if_match_header.as_ref())? {
+    if let Some(expected) = if_match(if_match_header)? {
         let current = item.event_count.saturating_sub(1);
         if expected != current {
             return Err(ApiError::new(

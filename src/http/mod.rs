@@ -99,6 +99,19 @@ impl AppState {
         self.projector.caught_up_with(self.log.as_ref()).await
     }
 
+    /// Waits until the read models hold every event this server knows of without asking the
+    /// store (`EventLog::head_hint`: at least its own acknowledged appends); `caught_up` on a log
+    /// without a hint.
+    pub async fn caught_up_with_known(&self) -> Result<(), crate::projector::ProjectorError> {
+        match self.log.head_hint() {
+            Some(head) => match head.checked_sub(1) {
+                Some(last) => self.projector.wait_for(last).await,
+                None => Ok(()),
+            },
+            None => self.caught_up().await,
+        }
+    }
+
     /// Sets the callback key; only while building the state, before any clone of it exists.
     pub fn with_callback_key(mut self, key: crate::callbacks::CallbackKey) -> AppState {
         Arc::get_mut(&mut self.0)

@@ -222,13 +222,16 @@ pub async fn read_whole_stream(
     log: &dyn EventLog,
     stream: &str,
 ) -> Result<Vec<RecordedEvent>, LogError> {
+    const PAGE: usize = 1024;
     let mut events = Vec::new();
     loop {
-        let batch = log.read_stream(stream, events.len() as u64, 1024).await?;
-        if batch.is_empty() {
+        let batch = log.read_stream(stream, events.len() as u64, PAGE).await?;
+        let last_page = batch.len() < PAGE;
+        events.extend(batch);
+        // A short page is the end: no second read (a round trip to a database) to learn it.
+        if last_page {
             return Ok(events);
         }
-        events.extend(batch);
     }
 }
 
@@ -277,6 +280,13 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The version of the stream's last event, `None` when the stream does not exist.
     async fn stream_version(&self, stream: &str) -> Result<Option<u64>, LogError>;
+
+    /// A head known without asking the store, for a backend whose `head()` is a round trip:
+    /// every append this process acknowledged is below it (other servers' may not be). `None`
+    /// where `head()` is as cheap (the file and in-memory logs).
+    fn head_hint(&self) -> Option<u64> {
+        None
+    }
 
     /// Every event from `from_position` on, then each live append as it is acknowledged.
     fn subscribe(&self, from_position: u64) -> Box<dyn Subscription>;

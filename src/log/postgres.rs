@@ -142,6 +142,50 @@ struct Inner {
     /// The highest head this process knows of: moved by its own commits and by notifications
     /// of other servers' commits; subscriptions wake when it moves.
     head_hint: watch::Sender<u64>,
+    /// The batches this process committed last, for its subscriptions: events this server wrote
+    /// need not be read back from the database (with one server, none are).
+    recent: std::sync::Mutex<Recent>,
+    /// The head after this process's last acknowledged append (`EventLog::head_hint`).
+    own_head: std::sync::atomic::AtomicU64,
+}
+
+/// This process's last committed batches: (first position, events), oldest first, bounded by
+/// the bytes of their data. Another server's batches fall between them; a subscription reads
+/// those from the database.
+#[derive(Debug, Default)]
+struct Recent {
+    batches: VecDeque<(u64, Arc<Vec<RecordedEvent>>)>,
+    bytes: usize,
+}
+
+/// What `Recent` may hold.
+const RECENT_BYTES: usize = 8 * 1024 * 1024;
+
+impl Recent {
+    fn push(&mut self, first_position: u64, events: Vec<RecordedEvent>) {
+        self.bytes += events
+            .iter()
+            .map(|event| event.data.len() + 256)
+            .sum::<usize>();
+        self.batches.push_back((first_position, Arc::new(events)));
+        while self.bytes > RECENT_BYTES
+            && let Some((_, oldest)) = self.batches.pop_front()
+        {
+            self.bytes -= oldest
+                .iter()
+                .map(|event| event.data.len() + 256)
+                .sum::<usize>();
+        }
+    }
+
+    /// The events from `position` to the end of the batch that holds it, if one does.
+    fn from(&self, position: u64) -> Option<Vec<RecordedEvent>> {
+        let (first, events) =
+            self.batches.iter().rev().find(|(first, events)| {
+                *first <= position && position < first + events.len() as u64
+            })?;
+        Some(events[(position - first) as usize..].to_vec())
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -206,6 +250,8 @@ impl PostgresLog {
             pool,
             options,
             head_hint: watch::channel(head).0,
+            recent: std::sync::Mutex::default(),
+            own_head: std::sync::atomic::AtomicU64::new(head),
         });
         let (requests, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write_loop(inner.clone(), receiver));
@@ -400,15 +446,24 @@ const INSERT_EVENTS: &str = "INSERT INTO ledger_events (position, prev_position,
      $6::uuid[], $7::text[], $8::integer[], $9::bigint[], $10::text[], $11::uuid[], \
      $12::uuid[], $13::text[], $14::bytea[], $15::bytea[])";
 
-
 impl Inner {
     /// Writes a batch in one transaction and answers each request.
     async fn write_batch(&self, mut batch: Vec<AppendRequest>) {
         tracing::trace!(requests = batch.len(), "postgres group commit");
         let outcome = timed(self.options.timeout, self.write(&mut batch)).await;
         match outcome {
-            Ok((results, new_head)) => {
+            Ok((results, new_head, written)) => {
+                if let Some(first) = written.first() {
+                    // Before the head moves: a subscription that sees it finds these here.
+                    let first = first.position;
+                    self.recent
+                        .lock()
+                        .expect("recent batches lock")
+                        .push(first, written);
+                }
                 if let Some(head) = new_head {
+                    self.own_head
+                        .fetch_max(head, std::sync::atomic::Ordering::AcqRel);
                     self.head_hint.send_if_modified(|known| {
                         let moved = head > *known;
                         *known = (*known).max(head);
@@ -439,7 +494,14 @@ impl Inner {
     async fn write(
         &self,
         batch: &mut [AppendRequest],
-    ) -> Result<(Vec<Result<AppendResult, LogError>>, Option<u64>), LogError> {
+    ) -> Result<
+        (
+            Vec<Result<AppendResult, LogError>>,
+            Option<u64>,
+            Vec<RecordedEvent>,
+        ),
+        LogError,
+    > {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let transaction = client.transaction().await.map_err(classify)?;
         let streams: Vec<&str> = batch
@@ -514,6 +576,7 @@ impl Inner {
         let recorded_at_micros =
             stamp::recorded_at_micros(chrono::Utc::now(), last_recorded_micros);
         let mut columns = Columns::default();
+        let mut written = Vec::new();
         let mut payload = Vec::new();
         let mut results = Vec::with_capacity(batch.len());
         for request in batch.iter_mut() {
@@ -547,6 +610,7 @@ impl Inner {
                             recorded.id,
                             (recorded.stream.clone(), recorded.version, recorded.position),
                         );
+                        written.push(recorded.clone());
                         columns.push(recorded, recorded_at_micros);
                     },
                 );
@@ -563,7 +627,7 @@ impl Inner {
         }
         if columns.position.is_empty() {
             // Only retries and refusals: nothing to write (the transaction rolls back on drop).
-            return Ok((results, None));
+            return Ok((results, None, written));
         }
         let new_head = next_position as i64;
         let notice = new_head.to_string();
@@ -603,7 +667,7 @@ impl Inner {
         )
         .map_err(classify)?;
         transaction.commit().await.map_err(classify)?;
-        Ok((results, Some(next_position)))
+        Ok((results, Some(next_position), written))
     }
 
     async fn read_all(
@@ -874,6 +938,17 @@ impl EventLog for PostgresLog {
         "postgres"
     }
 
+    fn head_hint(&self) -> Option<u64> {
+        // This process's own appends only: waiting for other servers' latest batches would
+        // mean reading them from the database first, for a write that does not need them (a
+        // stale copy conflicts, and the write is made again on the store's state).
+        Some(
+            self.inner
+                .own_head
+                .load(std::sync::atomic::Ordering::Acquire),
+        )
+    }
+
     async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, LogError> {
         let ttl_ms = ttl.as_millis() as f64;
         timed(self.inner.options.timeout, async {
@@ -947,6 +1022,17 @@ impl Subscription for PostgresSubscription {
             }
             // Seen before reading: a commit after this line moves the hint again.
             self.hint.borrow_and_update();
+            let own = self
+                .inner
+                .recent
+                .lock()
+                .expect("recent batches lock")
+                .from(self.next_position);
+            if let Some(events) = own {
+                self.next_position += events.len() as u64;
+                self.buffer.extend(events);
+                continue;
+            }
             match self.inner.read_all(self.next_position, 1024).await {
                 Ok(events) if !events.is_empty() => {
                     if self.failures > 0 {
