@@ -619,7 +619,7 @@ async fn act_as_of(
     } else {
         StatusCode::OK
     };
-    run(&state, &caller, id, Some(item), command, status).await
+    run(state, caller, id, Some(item), command, status).await
 }
 
 /// The version in an `If-Match` header (`"3"`, `3` or `W/"3"`), if any.
