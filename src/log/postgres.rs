@@ -267,6 +267,10 @@ async fn migrate(client: &mut deadpool_postgres::Client) -> anyhow::Result<()> {
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
+    // `CREATE TABLE IF NOT EXISTS` notices the table exists on every start: not news.
+    transaction
+        .batch_execute("SET LOCAL client_min_messages = warning")
+        .await?;
     transaction
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS ledger_migrations (
