@@ -33,7 +33,6 @@ use kurrentdb::{
     SubscriptionFilter,
 };
 use projections::event::{NewEvent, RecordedEvent};
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -375,13 +374,12 @@ impl EventLog for KurrentLog {
     }
 
     fn subscribe(&self, from_position: u64) -> Box<dyn Subscription> {
-        Box::new(KurrentSubscription {
-            head: self.0.head.subscribe(),
-            inner: self.0.clone(),
-            next_position: from_position,
-            buffer: VecDeque::new(),
-            failures: 0,
-        })
+        Box::new(super::follow::Follow::new(
+            self.0.clone(),
+            self.0.head.subscribe(),
+            Some(POLL),
+            from_position,
+        ))
     }
 
     fn backend(&self) -> &'static str {
@@ -607,53 +605,15 @@ impl Inner {
     }
 }
 
-/// Polls `read_all` from its position: wakes at once on this process's appends, and every
-/// `POLL` for other servers'; while KurrentDB does not answer it retries with a backoff and
-/// resumes at its position.
-struct KurrentSubscription {
-    inner: Arc<Inner>,
-    head: watch::Receiver<u64>,
-    next_position: u64,
-    buffer: VecDeque<RecordedEvent>,
-    failures: u32,
-}
-
+/// Subscriptions (`follow::Follow`) read pages through the index; they wake at once on this
+/// process's appends, and every `POLL` for other servers'.
 #[async_trait]
-impl Subscription for KurrentSubscription {
-    fn drain_ready(&mut self, max: usize) -> Vec<RecordedEvent> {
-        let count = max.min(self.buffer.len());
-        self.buffer.drain(..count).collect()
+impl super::follow::Pages for Inner {
+    async fn page(&self, position: u64) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_all(position, super::follow::PAGE).await
     }
 
-    async fn next(&mut self) -> Result<RecordedEvent, LogError> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                return Ok(event);
-            }
-            self.head.borrow_and_update();
-            match self.inner.read_all(self.next_position, 1024).await {
-                Ok(events) if !events.is_empty() => {
-                    self.failures = 0;
-                    self.next_position += events.len() as u64;
-                    self.buffer.extend(events);
-                }
-                Ok(_) => {
-                    self.failures = 0;
-                    tokio::select! {
-                        _ = self.head.changed() => {}
-                        () = tokio::time::sleep(POLL) => {}
-                    }
-                }
-                Err(LogError::Unavailable(reason)) => {
-                    if self.failures == 0 {
-                        tracing::warn!(%reason, position = self.next_position, "the subscription cannot read from KurrentDB; retrying");
-                    }
-                    self.failures = self.failures.saturating_add(1);
-                    let delay = 100u64.saturating_mul(1 << self.failures.min(5)).min(2000);
-                    tokio::time::sleep(Duration::from_millis(delay)).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+    fn name(&self) -> &'static str {
+        "KurrentDB"
     }
 }

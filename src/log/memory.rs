@@ -8,7 +8,6 @@ use super::{AppendResult, EventLog, ExpectedVersion, LogError, Subscription};
 use async_trait::async_trait;
 use foldhash::HashMap;
 use projections::event::{NewEvent, RecordedEvent};
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -152,12 +151,12 @@ impl EventLog for MemoryLog {
     }
 
     fn subscribe(&self, from_position: u64) -> Box<dyn Subscription> {
-        Box::new(MemorySubscription {
-            state: self.state.clone(),
-            head: self.head.subscribe(),
-            next_position: from_position,
-            buffer: VecDeque::new(),
-        })
+        Box::new(super::follow::Follow::new(
+            self.state.clone(),
+            self.head.subscribe(),
+            None,
+            from_position,
+        ))
     }
 
     fn backend(&self) -> &'static str {
@@ -183,40 +182,17 @@ fn read_from(state: &State, from_position: u64, max: usize) -> Vec<RecordedEvent
     state.events[start..].iter().take(max).cloned().collect()
 }
 
-struct MemorySubscription {
-    state: Arc<Mutex<State>>,
-    head: watch::Receiver<u64>,
-    next_position: u64,
-    buffer: VecDeque<RecordedEvent>,
-}
-
 #[async_trait]
-impl Subscription for MemorySubscription {
-    fn drain_ready(&mut self, max: usize) -> Vec<RecordedEvent> {
-        let count = max.min(self.buffer.len());
-        self.buffer.drain(..count).collect()
+impl super::follow::Pages for Mutex<State> {
+    async fn page(&self, position: u64) -> Result<Vec<RecordedEvent>, LogError> {
+        Ok(read_from(
+            &self.lock().expect("memory log lock"),
+            position,
+            super::follow::PAGE,
+        ))
     }
 
-    async fn next(&mut self) -> Result<RecordedEvent, LogError> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                return Ok(event);
-            }
-            // Seen before reading: an append after this line changes the watch again.
-            let head = *self.head.borrow_and_update();
-            if self.next_position < head {
-                let events = read_from(
-                    &self.state.lock().expect("memory log lock"),
-                    self.next_position,
-                    1024,
-                );
-                self.next_position += events.len() as u64;
-                self.buffer.extend(events);
-                continue;
-            }
-            if self.head.changed().await.is_err() {
-                return Err(LogError::Closed);
-            }
-        }
+    fn name(&self) -> &'static str {
+        "memory"
     }
 }

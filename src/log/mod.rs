@@ -24,6 +24,7 @@
 //! - a subscription catches up and then follows live appends without a gap or a duplicate.
 
 mod file;
+mod follow;
 mod health;
 mod kurrent;
 mod lock;

@@ -823,13 +823,8 @@ async fn listen(config: tokio_postgres::Config, inner: Weak<Inner>) {
             }
         }
         failures = failures.saturating_add(1);
-        tokio::time::sleep(backoff(failures)).await;
+        tokio::time::sleep(super::follow::backoff(failures)).await;
     }
-}
-
-/// 100 ms, doubling, at most 2 s.
-fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)).min(2000))
 }
 
 #[async_trait]
@@ -929,13 +924,12 @@ impl EventLog for PostgresLog {
     }
 
     fn subscribe(&self, from_position: u64) -> Box<dyn Subscription> {
-        Box::new(PostgresSubscription {
-            inner: self.inner.clone(),
-            hint: self.inner.head_hint.subscribe(),
-            next_position: from_position,
-            buffer: VecDeque::new(),
-            failures: 0,
-        })
+        Box::new(super::follow::Follow::new(
+            self.inner.clone(),
+            self.inner.head_hint.subscribe(),
+            Some(self.inner.options.poll),
+            from_position,
+        ))
     }
 
     fn backend(&self) -> &'static str {
@@ -1001,75 +995,23 @@ impl EventLog for PostgresLog {
     }
 }
 
-/// Catch-up, then live: reads pages from its position; once caught up, waits for the head hint
-/// to move (a commit here, or a notification) or for the poll interval. While the database does
-/// not answer it retries with a backoff and never skips: it resumes at its position.
-struct PostgresSubscription {
-    inner: Arc<Inner>,
-    hint: watch::Receiver<u64>,
-    next_position: u64,
-    buffer: VecDeque<RecordedEvent>,
-    failures: u32,
-}
-
+/// Subscriptions (`follow::Follow`) take this process's own batches from memory and the rest
+/// from the database; they wake on the head hint (a commit here, or a notification) and poll.
 #[async_trait]
-impl Subscription for PostgresSubscription {
-    fn drain_ready(&mut self, max: usize) -> Vec<RecordedEvent> {
-        let count = max.min(self.buffer.len());
-        self.buffer.drain(..count).collect()
+impl super::follow::Pages for Inner {
+    async fn page(&self, position: u64) -> Result<Vec<RecordedEvent>, LogError> {
+        let own = self
+            .recent
+            .lock()
+            .expect("recent batches lock")
+            .from(position);
+        match own {
+            Some(events) => Ok(events),
+            None => self.read_all(position, super::follow::PAGE).await,
+        }
     }
 
-    async fn next(&mut self) -> Result<RecordedEvent, LogError> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                return Ok(event);
-            }
-            // Seen before reading: a commit after this line moves the hint again.
-            self.hint.borrow_and_update();
-            let own = self
-                .inner
-                .recent
-                .lock()
-                .expect("recent batches lock")
-                .from(self.next_position);
-            if let Some(events) = own {
-                self.next_position += events.len() as u64;
-                self.buffer.extend(events);
-                continue;
-            }
-            match self.inner.read_all(self.next_position, 1024).await {
-                Ok(events) if !events.is_empty() => {
-                    if self.failures > 0 {
-                        tracing::info!(
-                            position = self.next_position,
-                            "the subscription reads from PostgreSQL again"
-                        );
-                    }
-                    self.failures = 0;
-                    self.next_position += events.len() as u64;
-                    self.buffer.extend(events);
-                }
-                Ok(_) => {
-                    self.failures = 0;
-                    let poll = self.inner.options.poll;
-                    tokio::select! {
-                        changed = self.hint.changed() => {
-                            if changed.is_err() {
-                                tokio::time::sleep(poll).await;
-                            }
-                        }
-                        () = tokio::time::sleep(poll) => {}
-                    }
-                }
-                Err(LogError::Unavailable(reason)) => {
-                    if self.failures == 0 {
-                        tracing::warn!(%reason, position = self.next_position, "the subscription cannot read from PostgreSQL; retrying");
-                    }
-                    self.failures = self.failures.saturating_add(1);
-                    tokio::time::sleep(backoff(self.failures)).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
+    fn name(&self) -> &'static str {
+        "PostgreSQL"
     }
 }
