@@ -387,7 +387,7 @@ async fn write_loop(inner: Arc<Inner>, mut requests: mpsc::UnboundedReceiver<App
                 Err(_) => break,
             }
         }
-        inner.write_batch(batch).await;
+        inner.write_batch(batch, &mut requests).await;
     }
 }
 
@@ -452,9 +452,13 @@ const INSERT_EVENTS: &str = "INSERT INTO ledger_events (position, prev_position,
 
 impl Inner {
     /// Writes a batch in one transaction and answers each request.
-    async fn write_batch(&self, mut batch: Vec<AppendRequest>) {
+    async fn write_batch(
+        &self,
+        mut batch: Vec<AppendRequest>,
+        more: &mut mpsc::UnboundedReceiver<AppendRequest>,
+    ) {
         tracing::trace!(requests = batch.len(), "postgres group commit");
-        let outcome = timed(self.options.timeout, self.write(&mut batch)).await;
+        let outcome = timed(self.options.timeout, self.write(&mut batch, more)).await;
         match outcome {
             Ok((results, new_head, written)) => {
                 if let Some(first) = written.first() {
@@ -497,7 +501,8 @@ impl Inner {
     /// anything was written.
     async fn write(
         &self,
-        batch: &mut [AppendRequest],
+        batch: &mut Vec<AppendRequest>,
+        more: &mut mpsc::UnboundedReceiver<AppendRequest>,
     ) -> Result<
         (
             Vec<Result<AppendResult, LogError>>,
@@ -548,35 +553,51 @@ impl Inner {
         .map_err(classify)?;
         let mut next_position = head.get::<_, i64>(0) as u64;
         let last_recorded_micros: i64 = head.get(1);
-        let mut tips: HashMap<String, StreamTip> = stream_rows
-            .into_iter()
-            .map(|row| {
-                let hash: Vec<u8> = row.get(2);
-                Ok((
-                    row.get::<_, String>(0),
-                    StreamTip {
-                        version: row.get::<_, i64>(1) as u64,
-                        hash: hash
-                            .try_into()
-                            .map_err(|_| LogError::Store("a stream hash is not 32 bytes".into()))?,
-                    },
-                ))
-            })
-            .collect::<Result<_, LogError>>()?;
-        // Where each id of the batch is stored already: (stream, version, position).
-        let mut stored: HashMap<Uuid, (String, u64, u64)> = id_rows
-            .into_iter()
-            .map(|row| {
-                (
-                    row.get::<_, Uuid>(0),
-                    (
-                        row.get::<_, String>(1),
-                        row.get::<_, i64>(2) as u64,
-                        row.get::<_, i64>(3) as u64,
-                    ),
-                )
-            })
-            .collect();
+        let mut tips = HashMap::default();
+        let mut stored = HashMap::default();
+        read_tips_and_ids(stream_rows, id_rows, &mut tips, &mut stored)?;
+        // While this transaction waited for the head lock (another server's transaction held
+        // it), more appends queued here: they join this batch rather than wait for the next
+        // turn, so that servers taking turns commit batches as large as one server would.
+        let first_late = batch.len();
+        let (mut events, mut bytes) = batch.iter().fold((0, 0), |(events, bytes), request| {
+            (
+                events + request.events.len(),
+                bytes + request_bytes(request),
+            )
+        });
+        while events < self.options.max_batch_events && bytes < self.options.max_batch_bytes {
+            match more.try_recv() {
+                Ok(next) => {
+                    events += next.events.len();
+                    bytes += request_bytes(&next);
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        if batch.len() > first_late {
+            let late = &batch[first_late..];
+            let streams: Vec<&str> = late
+                .iter()
+                .map(|request| request.stream.as_str())
+                .filter(|stream| !tips.contains_key(*stream))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let ids: Vec<Uuid> = late
+                .iter()
+                .flat_map(|request| request.events.iter().map(|event| event.id))
+                .collect();
+            let stream_parameters: [&(dyn ToSql + Sync); 1] = [&streams];
+            let id_parameters: [&(dyn ToSql + Sync); 1] = [&ids];
+            let (stream_rows, id_rows) = tokio::try_join!(
+                transaction.query(&select_streams, &stream_parameters),
+                transaction.query(&select_ids, &id_parameters),
+            )
+            .map_err(classify)?;
+            read_tips_and_ids(stream_rows, id_rows, &mut tips, &mut stored)?;
+        }
         let recorded_at_micros =
             stamp::recorded_at_micros(chrono::Utc::now(), last_recorded_micros);
         let mut columns = Columns::default();
@@ -712,6 +733,39 @@ impl Inner {
         }
         Ok(events)
     }
+}
+
+/// Adds the rows of the stream-tip and stored-id reads of a batch to `tips` and `stored` (where
+/// each id is stored already: stream, version, position).
+fn read_tips_and_ids(
+    stream_rows: Vec<tokio_postgres::Row>,
+    id_rows: Vec<tokio_postgres::Row>,
+    tips: &mut HashMap<String, StreamTip>,
+    stored: &mut HashMap<Uuid, (String, u64, u64)>,
+) -> Result<(), LogError> {
+    for row in stream_rows {
+        let hash: Vec<u8> = row.get(2);
+        tips.insert(
+            row.get::<_, String>(0),
+            StreamTip {
+                version: row.get::<_, i64>(1) as u64,
+                hash: hash
+                    .try_into()
+                    .map_err(|_| LogError::Store("a stream hash is not 32 bytes".into()))?,
+            },
+        );
+    }
+    for row in id_rows {
+        stored.insert(
+            row.get::<_, Uuid>(0),
+            (
+                row.get::<_, String>(1),
+                row.get::<_, i64>(2) as u64,
+                row.get::<_, i64>(3) as u64,
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// A row of `EVENT_COLUMNS` as a recorded event, its hash checked.
