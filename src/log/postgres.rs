@@ -233,17 +233,15 @@ impl PostgresLog {
             .build()
             .map_err(|error| anyhow::anyhow!("building the connection pool: {error}"))?;
         {
-            let mut client = pool
-                .get()
-                .await
-                .map_err(|error| anyhow::anyhow!("connecting to PostgreSQL: {error}"))?;
+            let mut client = pool.get().await.map_err(|error| {
+                anyhow::anyhow!("connecting to PostgreSQL: {}", pool_error(error))
+            })?;
             migrate(&mut client).await?;
         }
         let head = {
-            let client = pool
-                .get()
-                .await
-                .map_err(|error| anyhow::anyhow!("connecting to PostgreSQL: {error}"))?;
+            let client = pool.get().await.map_err(|error| {
+                anyhow::anyhow!("connecting to PostgreSQL: {}", pool_error(error))
+            })?;
             read_head(&client).await?
         };
         let inner = Arc::new(Inner {
