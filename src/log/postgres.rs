@@ -509,8 +509,8 @@ impl Inner {
         ),
         LogError,
     > {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let transaction = client.transaction().await.map_err(classify)?;
+        let mut guard = OpenTransaction(Some(self.pool.get().await.map_err(pool_error)?));
+        let transaction: &deadpool_postgres::ClientWrapper = guard.client();
         let streams: Vec<&str> = batch
             .iter()
             .map(|request| request.stream.as_str())
@@ -543,7 +543,9 @@ impl Inner {
         .map_err(classify)?;
         let stream_parameters: [&(dyn ToSql + Sync); 1] = [&streams];
         let id_parameters: [&(dyn ToSql + Sync); 1] = [&ids];
-        let (head, stream_rows, id_rows) = tokio::try_join!(
+        // `BEGIN` goes in the same round trip: the server runs the four in order.
+        let ((), head, stream_rows, id_rows) = tokio::try_join!(
+            transaction.batch_execute("BEGIN"),
             transaction.query_one(&lock_head, &[]),
             transaction.query(&select_streams, &stream_parameters),
             transaction.query(&select_ids, &id_parameters),
@@ -649,7 +651,12 @@ impl Inner {
             results.push(result);
         }
         if columns.position.is_empty() {
-            // Only retries and refusals: nothing to write (the transaction rolls back on drop).
+            // Only retries and refusals: nothing to write.
+            transaction
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(classify)?;
+            guard.finished();
             return Ok((results, None, written));
         }
         let new_head = next_position as i64;
@@ -682,14 +689,17 @@ impl Inner {
         ];
         let head_parameters: [&(dyn ToSql + Sync); 2] = [&new_head, &recorded_at_micros];
         let notify_parameters: [&(dyn ToSql + Sync); 2] = [&CHANNEL, &notice];
-        // Sent together, run in order; the first error fails the transaction.
+        // Sent together with the `COMMIT`, run in order, in one round trip while the head lock
+        // is held. If a statement fails, the server aborts the transaction and the `COMMIT`
+        // rolls it back; the first error is what is answered.
         tokio::try_join!(
             transaction.execute(&insert_events, &event_parameters),
             transaction.execute(&move_head, &head_parameters),
             transaction.execute(&notify, &notify_parameters),
+            transaction.batch_execute("COMMIT"),
         )
         .map_err(classify)?;
-        transaction.commit().await.map_err(classify)?;
+        guard.finished();
         Ok((results, Some(next_position), written))
     }
 
@@ -730,6 +740,33 @@ impl Inner {
             events.push(event);
         }
         Ok(events)
+    }
+}
+
+/// A pooled connection inside a transaction the batch opened with `BEGIN`. Unless the batch
+/// ended it (`finished`), the connection is taken out of the pool when this is dropped (an
+/// error, a timeout that dropped the batch's future): closing it rolls the transaction back,
+/// where returning it to the pool would hand the next batch a transaction holding the head lock.
+struct OpenTransaction(Option<deadpool_postgres::Object>);
+
+impl OpenTransaction {
+    fn client(&self) -> &deadpool_postgres::ClientWrapper {
+        self.0
+            .as_ref()
+            .expect("the connection is held until the end")
+    }
+
+    /// The transaction was committed or rolled back: the connection may go back to the pool.
+    fn finished(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(connection) = self.0.take() {
+            drop(deadpool_postgres::Object::take(connection));
+        }
     }
 }
 
