@@ -224,6 +224,35 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
     assert_eq!(status, StatusCode::OK, "{decision}");
     assert_eq!(decision["decision"]["outcome"], "approved", "{decision}");
 
+    // Claimed through one server, decided at once through the other: the second server may not
+    // have applied the claim yet when the approval arrives. Its first attempt then decides on a
+    // stale copy and is refused; the approval is made again on the store's state and succeeds,
+    // every time, with nothing written twice.
+    for _ in 0..20 {
+        let id = first.submit(&agent, reply_for_review()).await;
+        let (status, claimed) = first
+            .call(
+                "POST",
+                &format!("/v1/items/{id}/claim"),
+                &rita,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{claimed}");
+        let (status, approved) = second
+            .call(
+                "POST",
+                &format!("/v1/items/{id}/approve"),
+                &rita,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+        assert_eq!(approved["status"], "approved");
+        // Four events, as on one server (submitted, claimed, approved, decided): none twice.
+        assert_eq!(approved["event_count"], 4, "{approved}");
+    }
+
     // A principal revoked on one server is refused by the other.
     let temp = first
         .add_principal(json!({"name": "temp", "role": "auditor"}))
