@@ -162,7 +162,8 @@ async fn a_transaction_committing_late_holds_back_later_ones_and_nothing_is_skip
 }
 
 /// The database itself refuses what would break the contract, whoever writes: a second event at
-/// a stream version, a reused id, a gap in the positions or in a stream's versions.
+/// a stream version, a reused id, a gap in the positions or in a stream's versions, and any
+/// change or removal of a stored event.
 #[tokio::test]
 async fn the_database_enforces_versions_ids_and_dense_positions() {
     let (log, url) = fresh_log("constraints").await;
@@ -216,7 +217,24 @@ async fn the_database_enforces_versions_ids_and_dense_positions() {
     assert_eq!(code(insert(5, 1, uuid::Uuid::new_v4()).await), "23503");
     // A gap in the stream's versions (version 3 after 0).
     assert_eq!(code(insert(1, 3, uuid::Uuid::new_v4()).await), "23503");
+    // Append-only: stored events are never changed or removed.
+    for statement in [
+        "UPDATE ledger_events SET actor = 'intruder'",
+        "DELETE FROM ledger_events",
+        "TRUNCATE ledger_events CASCADE",
+    ] {
+        assert_eq!(
+            code(client.execute(statement, &[]).await),
+            "42501",
+            "{statement}"
+        );
+    }
     assert_eq!(log.head().await.unwrap(), 1, "nothing was stored");
+    assert_eq!(
+        log.read_all(0, 10).await.unwrap(),
+        vec![stored],
+        "nothing was changed"
+    );
 }
 
 /// A job's lease is held by one server at a time; another takes it once it lapses.
