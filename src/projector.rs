@@ -271,7 +271,12 @@ impl Projector {
     /// Waits until every event `log` had committed when this was called is applied: what is read
     /// from the read models afterwards includes every write acknowledged before the call.
     pub async fn caught_up_with(&self, log: &dyn EventLog) -> Result<(), ProjectorError> {
-        match log.head().await?.checked_sub(1) {
+        self.caught_up_to(log.head().await?).await
+    }
+
+    /// Waits until every event before position `head` is applied.
+    pub async fn caught_up_to(&self, head: u64) -> Result<(), ProjectorError> {
+        match head.checked_sub(1) {
             Some(last_position) => self.wait_for(last_position).await,
             None => Ok(()),
         }

@@ -104,10 +104,7 @@ impl AppState {
     /// without a hint.
     pub async fn caught_up_with_known(&self) -> Result<(), crate::projector::ProjectorError> {
         match self.log.head_hint() {
-            Some(head) => match head.checked_sub(1) {
-                Some(last) => self.projector.wait_for(last).await,
-                None => Ok(()),
-            },
+            Some(head) => self.projector.caught_up_to(head).await,
             None => self.caught_up().await,
         }
     }

@@ -1375,8 +1375,9 @@ impl BatchState<'_> {
         payload: &mut Vec<u8>,
         staged_events: &mut Vec<StagedEvent>,
     ) -> Result<AppendResult, LogError> {
-        let ids: Vec<Uuid> = request.events.iter().map(|event| event.id).collect();
-        if let Some(result) = stamp::deduplicate(&ids, |id| self.stored_id(id, &request.stream))? {
+        if let Some(result) =
+            stamp::deduplicate(&request.events, |id| self.stored_id(id, &request.stream))?
+        {
             return Ok(result);
         }
         let current = self.current(&request.stream);
@@ -1386,6 +1387,7 @@ impl BatchState<'_> {
             current.map(|tip| tip.version),
         )?;
         let first_position = self.next_position;
+        let count = request.events.len() as u64;
         let chain = &mut self.chain;
         let batch_ids = &mut self.ids;
         let tip = stamp::stamp(
@@ -1408,7 +1410,6 @@ impl BatchState<'_> {
                 });
             },
         );
-        let count = ids.len() as u64;
         self.next_position += count;
         self.streams.insert(request.stream.clone(), tip);
         Ok(AppendResult {

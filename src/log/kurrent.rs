@@ -427,7 +427,7 @@ impl Inner {
                     None => Stored::No,
                 })
             };
-            if let Some(result) = stamp::deduplicate(&ids, lookup)? {
+            if let Some(result) = stamp::deduplicate(&events, lookup)? {
                 return Ok(result);
             }
             stamp::check_expected(stream, expected, tip.map(|tip| tip.version))?;

@@ -73,9 +73,8 @@ impl EventLog for MemoryLog {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, LogError> {
         stamp::check_append(stream, &events)?;
-        let ids: Vec<Uuid> = events.iter().map(|event| event.id).collect();
         let mut state = self.state.lock().expect("memory log lock");
-        if let Some(result) = stamp::deduplicate(&ids, |id| Ok(state.stored(id, stream)))? {
+        if let Some(result) = stamp::deduplicate(&events, |id| Ok(state.stored(id, stream)))? {
             return Ok(result);
         }
         let tip = state.streams.get(stream).map(|(_, tip)| *tip);

@@ -632,7 +632,7 @@ impl Inner {
         let mut payload = Vec::new();
         let mut results = Vec::with_capacity(batch.len());
         for request in batch.iter_mut() {
-            let request_ids: Vec<Uuid> = request.events.iter().map(|event| event.id).collect();
+            let count = request.events.len() as u64;
             let stream = request.stream.as_str();
             let result = (|| {
                 let lookup = |id: &Uuid| {
@@ -644,7 +644,7 @@ impl Inner {
                         Some(_) => Stored::Elsewhere,
                     })
                 };
-                if let Some(result) = stamp::deduplicate(&request_ids, lookup)? {
+                if let Some(result) = stamp::deduplicate(&request.events, lookup)? {
                     return Ok(result);
                 }
                 let tip = tips.get(stream).copied();
@@ -666,7 +666,7 @@ impl Inner {
                         columns.push(recorded, recorded_at_micros);
                     },
                 );
-                next_position += request_ids.len() as u64;
+                next_position += count;
                 tips.insert(stream.to_owned(), new_tip);
                 Ok(AppendResult {
                     first_position,

@@ -190,32 +190,32 @@ pub enum Stored {
     Elsewhere,
 }
 
-/// The idempotency rule, for an append of events with `ids` (in order): `Ok(None)` when no id is
-/// stored (append them); the first call's result again when every id is stored, in this stream,
-/// one after the other (a retry: store nothing); `DuplicateEventId` otherwise (some ids stored,
-/// or stored elsewhere: a retry must resend exactly what it sent).
+/// The idempotency rule, for an append of `events` (in order): `Ok(None)` when no id is stored
+/// (append them); the first call's result again when every id is stored, in this stream, one
+/// after the other (a retry: store nothing); `DuplicateEventId` otherwise (some ids stored, or
+/// stored elsewhere: a retry must resend exactly what it sent).
 ///
-/// `lookup` tells where an id is stored; it is asked once per id, in order.
+/// `lookup` tells where an id is stored. The usual case, no id stored, asks it once per id and
+/// allocates nothing: this runs on every append.
 pub fn deduplicate(
-    ids: &[Uuid],
+    events: &[NewEvent],
     mut lookup: impl FnMut(&Uuid) -> Result<Stored, LogError>,
 ) -> Result<Option<AppendResult>, LogError> {
-    let mut stored = Vec::new();
-    let mut any = false;
-    for id in ids {
-        let found = lookup(id)?;
-        any |= found != Stored::No;
-        stored.push(found);
+    let mut first_stored = None;
+    for event in events {
+        if lookup(&event.id)? != Stored::No {
+            first_stored = Some(event.id);
+            break;
+        }
     }
-    if !any {
+    let Some(first_stored) = first_stored else {
         return Ok(None);
-    }
-    let first_stored = ids
+    };
+    // Only a retry (or a reused id) gets here.
+    let stored = events
         .iter()
-        .zip(&stored)
-        .find(|(_, found)| **found != Stored::No)
-        .map(|(id, _)| *id)
-        .expect("one is stored");
+        .map(|event| lookup(&event.id))
+        .collect::<Result<Vec<_>, _>>()?;
     if stored.contains(&Stored::No) {
         return Err(LogError::DuplicateEventId { id: first_stored });
     }
@@ -228,7 +228,7 @@ pub fn deduplicate(
         .collect();
     let Some(here) = here.filter(|here| here.windows(2).all(|pair| pair[1].1 == pair[0].1 + 1))
     else {
-        return Err(LogError::DuplicateEventId { id: ids[0] });
+        return Err(LogError::DuplicateEventId { id: events[0].id });
     };
     let (first_position, _) = here[0];
     let (last_position, last_version) = here[here.len() - 1];

@@ -91,6 +91,24 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// `POST /v1/items/{id}/{action}` with `body` (an empty object if `None`).
+    async fn act(
+        &self,
+        id: &str,
+        action: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let body = body.unwrap_or_else(|| json!({}));
+        self.call(
+            "POST",
+            &format!("/v1/items/{id}/{action}"),
+            token,
+            Some(body),
+        )
+        .await
+    }
+
     async fn add_principal(&self, body: Value) -> String {
         let (status, added) = self
             .call("POST", "/v1/principals", "admin-token", Some(body))
@@ -199,23 +217,9 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
             (response.status(), response.json::<Value>().await.unwrap())
         })
     };
-    let (status, claimed) = second
-        .call(
-            "POST",
-            &format!("/v1/items/{id}/claim"),
-            &rita,
-            Some(json!({})),
-        )
-        .await;
+    let (status, claimed) = second.act(&id, "claim", &rita, None).await;
     assert_eq!(status, StatusCode::OK, "{claimed}");
-    let (status, approved) = second
-        .call(
-            "POST",
-            &format!("/v1/items/{id}/approve"),
-            &rita,
-            Some(json!({})),
-        )
-        .await;
+    let (status, approved) = second.act(&id, "approve", &rita, None).await;
     assert_eq!(status, StatusCode::OK, "{approved}");
     let (status, decision) = tokio::time::timeout(Duration::from_secs(20), waiting)
         .await
@@ -230,23 +234,9 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
     // every time, with nothing written twice.
     for _ in 0..20 {
         let id = first.submit(&agent, reply_for_review()).await;
-        let (status, claimed) = first
-            .call(
-                "POST",
-                &format!("/v1/items/{id}/claim"),
-                &rita,
-                Some(json!({})),
-            )
-            .await;
+        let (status, claimed) = first.act(&id, "claim", &rita, None).await;
         assert_eq!(status, StatusCode::OK, "{claimed}");
-        let (status, approved) = second
-            .call(
-                "POST",
-                &format!("/v1/items/{id}/approve"),
-                &rita,
-                Some(json!({})),
-            )
-            .await;
+        let (status, approved) = second.act(&id, "approve", &rita, None).await;
         assert_eq!(status, StatusCode::OK, "{approved}");
         assert_eq!(approved["status"], "approved");
         // Four events, as on one server (submitted, claimed, approved, decided): none twice.
@@ -290,19 +280,8 @@ async fn two_servers_on_one_postgres_are_one_ledger() {
             for (n, id) in ids.iter().enumerate() {
                 let server = &servers[(n + racer) % 2];
                 let action = if racer % 3 == 0 { "reject" } else { "approve" };
-                let body = if action == "reject" {
-                    json!({"reason": "racing"})
-                } else {
-                    json!({})
-                };
-                let (status, answer) = server
-                    .call(
-                        "POST",
-                        &format!("/v1/items/{id}/{action}"),
-                        &token,
-                        Some(body),
-                    )
-                    .await;
+                let body = (action == "reject").then(|| json!({"reason": "racing"}));
+                let (status, answer) = server.act(id, action, &token, body).await;
                 match status {
                     StatusCode::OK => won.push(id.clone()),
                     StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY => {}
@@ -388,12 +367,7 @@ async fn a_killed_server_loses_nothing_and_its_jobs_are_taken_over() {
         body["callback_url"] = json!(hook);
         let id = first.submit(&agent, body).await;
         let (status, answer) = second
-            .call(
-                "POST",
-                &format!("/v1/items/{id}/reject"),
-                &rita,
-                Some(json!({"reason": "no"})),
-            )
+            .act(&id, "reject", &rita, Some(json!({"reason": "no"})))
             .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
@@ -464,12 +438,7 @@ async fn a_killed_server_loses_nothing_and_its_jobs_are_taken_over() {
     // The survivor takes the timers over: a claim with a 1 s lease lapses and is expired.
     let id = survivor.submit(&agent, reply_for_review()).await;
     let (status, _) = survivor
-        .call(
-            "POST",
-            &format!("/v1/items/{id}/claim"),
-            &rita,
-            Some(json!({"lease_seconds": 1})),
-        )
+        .act(&id, "claim", &rita, Some(json!({"lease_seconds": 1})))
         .await;
     assert_eq!(status, StatusCode::OK);
     eventually("the lapsed claim is expired by the survivor", || async {
@@ -486,12 +455,7 @@ async fn a_killed_server_loses_nothing_and_its_jobs_are_taken_over() {
     body["callback_url"] = json!(hook);
     let id = survivor.submit(&agent, body).await;
     let (status, _) = survivor
-        .call(
-            "POST",
-            &format!("/v1/items/{id}/reject"),
-            &rita,
-            Some(json!({"reason": "late"})),
-        )
+        .act(&id, "reject", &rita, Some(json!({"reason": "late"})))
         .await;
     assert_eq!(status, StatusCode::OK);
     eventually("the survivor delivers", || async {
