@@ -7,6 +7,7 @@
 //! - [`board`]: the review board: every item's state, the ordered queues, workloads, deadlines.
 //! - [`delivery`]: decisions owed to callback URLs, and the attempts to deliver them.
 //! - [`json`]: JSON kept as compact text in read models.
+//! - [`merkle`]: the RFC 6962 Merkle tree over the log: roots, inclusion and consistency proofs.
 //! - [`principal`]: who may call the ledger: principals, roles and token hashes, as events.
 //! - [`time`]: RFC 3339 timestamps for serde, written without chrono's per-fragment cost.
 //!
@@ -19,5 +20,6 @@ pub mod event;
 pub mod item;
 mod item_json;
 pub mod json;
+pub mod merkle;
 pub mod principal;
 pub mod time;
