@@ -21,6 +21,7 @@
 //! - [`bench`]: `ledger bench append` and `ledger bench read`; [`bench_http`]: `ledger bench http`.
 
 pub mod app;
+pub mod audit;
 pub mod bench;
 pub mod bench_http;
 pub mod callback_policy;

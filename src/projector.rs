@@ -7,6 +7,7 @@
 
 use crate::commands::item_of_stream;
 use crate::log::{EventLog, LogError};
+use projections::audit::Audit;
 use projections::board::ReviewBoard;
 use projections::delivery::{Deliveries, DeliveryEvent};
 use projections::event::RecordedEvent;
@@ -24,6 +25,8 @@ pub struct ReadModels {
     pub board: ReviewBoard,
     pub principals: Principals,
     pub deliveries: Deliveries,
+    /// The Merkle tree over every event, and the signed checkpoints.
+    pub audit: Audit,
     /// The number of log events applied (the next position to apply).
     pub applied: u64,
 }
@@ -37,6 +40,7 @@ impl ReadModels {
             return;
         }
         self.applied = event.position + 1;
+        self.audit.apply(event);
         let applied = if let Some(item_id) = item_of_stream(&event.stream) {
             ItemEvent::from_type_and_json(&event.event_type, &event.data)
                 .map_err(|error| error.to_string())
