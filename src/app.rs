@@ -3,6 +3,8 @@
 //! both build through [`build`], so the wiring the tests exercise is the wiring that ships, and
 //! nothing here names a concrete backend.
 
+use crate::audit::CheckpointKey;
+use crate::audit::checkpointer::CheckpointSettings;
 use crate::callbacks::{CallbackKey, DeliverySettings, Dispatcher};
 use crate::clock::Clock;
 use crate::expiry_policy::ExpiryPolicies;
@@ -33,6 +35,10 @@ pub struct ServerConfig {
     /// The background jobs (timers and callback deliveries), or `None` for a server whose
     /// owner runs them by hand (tests with a manual clock).
     pub background: Option<Background>,
+    /// The key that signs checkpoints (`None`: this server signs none, and says so).
+    pub checkpoint_key: Option<Arc<CheckpointKey>>,
+    /// When checkpoints are signed and where they are published (with the background jobs).
+    pub checkpoints: CheckpointSettings,
 }
 
 impl ServerConfig {
@@ -46,6 +52,8 @@ impl ServerConfig {
             metrics_access: MetricsAccess::principals_only(),
             admin_token: None,
             background: Some(Background::default()),
+            checkpoint_key: None,
+            checkpoints: CheckpointSettings::default(),
         }
     }
 }
@@ -115,12 +123,25 @@ pub async fn build(config: ServerConfig, log: Arc<dyn EventLog>) -> anyhow::Resu
             background.poll,
             Lease::new("callbacks", &background.holder, background.lease_ttl),
         ));
+        if let Some(key) = &config.checkpoint_key {
+            tokio::spawn(crate::audit::checkpointer::run(
+                log.clone(),
+                projector.clone(),
+                key.clone(),
+                config.checkpoints.clone(),
+                background.poll,
+                Lease::new("checkpoints", &background.holder, background.lease_ttl),
+            ));
+        }
     }
-    let state = AppState::new(log, projector.clone(), config.clock)
+    let mut state = AppState::new(log, projector.clone(), config.clock)
         .with_callback_key(config.callback_key)
         .with_callback_policy(policy)
         .with_expiry_policy(config.expiry_policies)
         .with_metrics_access(config.metrics_access);
+    if let Some(key) = &config.checkpoint_key {
+        state = state.with_checkpoint_verifier(key.verifier().clone());
+    }
     Ok(Built {
         state,
         projector,

@@ -30,6 +30,15 @@ struct Cli {
     /// password, which `ps` would show.
     #[arg(long, global = true, env = "LEDGER_STORE", hide_env_values = true)]
     store: Option<String>,
+    /// The checkpoint key's file (a Go note signer key, `PRIVATE+KEY+…`, mode 0600), created
+    /// there on first use if missing. Default: `checkpoint.key` in the data directory, or the key
+    /// the store keeps for all its servers.
+    #[arg(long, global = true, env = "LEDGER_CHECKPOINT_KEY_FILE")]
+    checkpoint_key: Option<PathBuf>,
+    /// The name of a checkpoint key created now: every checkpoint's origin line, e.g.
+    /// `ledger.example.com/approvals`. Default: `approval-ledger/` and 16 random hex digits.
+    #[arg(long, global = true, env = "LEDGER_CHECKPOINT_ORIGIN")]
+    checkpoint_origin: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,6 +48,14 @@ impl Cli {
     fn store(&self) -> anyhow::Result<ledger::log::Store> {
         ledger::log::Store::parse(self.store.as_deref(), &self.data_dir)
             .map_err(|error| anyhow::anyhow!("--store: {error}"))
+    }
+
+    /// Where the checkpoint key comes from.
+    fn key_options(&self) -> ledger::audit::cli::KeyOptions {
+        ledger::audit::cli::KeyOptions {
+            file: self.checkpoint_key.clone(),
+            origin: self.checkpoint_origin.clone(),
+        }
     }
 }
 
@@ -79,12 +96,25 @@ enum Command {
         lease_ttl: std::time::Duration,
         #[command(flatten)]
         network: NetworkOptions,
+        #[command(flatten)]
+        checkpoints: CheckpointOptions,
     },
-    /// Recompute every hash and chain link; exit 1 naming the first bad position.
+    /// Recompute every hash and chain link, the Merkle tree, and every stored checkpoint (root,
+    /// signature, consistency with the one before); exit 1 naming the first bad position or
+    /// checkpoint.
     Verify {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The verifier key to check checkpoints' signatures with (`<name>+<id>+<base64>`);
+        /// default: the public half of the ledger's own key file, if there is one.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Checkpoints, proofs and compliance bundles (ADR 0013).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Add or revoke principals (works on the data directory while no server holds it).
     Principal {
@@ -114,6 +144,68 @@ enum Command {
         #[arg(long, default_value_t = 64 * 1024)]
         segment_size: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print the verifier key of the ledger's checkpoints (`<name>+<key id>+<base64>`, the C2SP
+    /// signed-note format) for auditors to keep; creates the key if there is none yet.
+    PublicKey,
+    /// Sign a checkpoint of the whole log now and append it (needs the log for writing: on a
+    /// data directory, no server may hold it).
+    Checkpoint,
+    /// Prove that the log extends checkpoints saved earlier (consistency proofs checked step by
+    /// step); exit 1 naming the first it does not extend.
+    Verify {
+        /// A signed note saved earlier (e.g. from `GET /v1/audit/checkpoints/latest` with
+        /// `Accept: text/plain`); repeat, or give several.
+        #[arg(long = "trusted-checkpoint", required = true, num_args = 1..)]
+        trusted_checkpoint: Vec<PathBuf>,
+        /// The verifier key you trust; default: the public half of the ledger's own key file.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a compliance bundle: events in their canonical bytes, their inclusion proofs, the
+    /// checkpoint, its verifier key and a readable summary.
+    Export {
+        /// One item's events.
+        #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present = "from")]
+        item: Option<uuid::Uuid>,
+        /// Events recorded at or after this time (RFC 3339), with `--to`.
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Events recorded before this time (RFC 3339).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// The file to write (standard output if absent).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify a compliance bundle offline; exit 1 naming what does not verify.
+    VerifyBundle {
+        bundle: PathBuf,
+        /// The verifier key you trust; default: the one the bundle carries (with a warning).
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+/// When `serve` signs checkpoints and where it publishes them.
+#[derive(Debug, clap::Args)]
+struct CheckpointOptions {
+    /// Sign a checkpoint once this many events are not covered by the latest one.
+    #[arg(long, env = "LEDGER_CHECKPOINT_EVERY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: u64,
+    /// Sign one at least this often while events are not covered: `10s`, `500ms`, `1m`.
+    #[arg(long, env = "LEDGER_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = ledger::http::server::parse_duration)]
+    checkpoint_interval: std::time::Duration,
+    /// URLs each new checkpoint is POSTed to (its signed note, with a Standard Webhooks `v1a`
+    /// Ed25519 signature by the checkpoint key), so that copies live out of the operator's
+    /// reach; comma-separated or repeated.
+    #[arg(long, env = "LEDGER_CHECKPOINT_PUBLISH", value_delimiter = ',')]
+    checkpoint_publish: Vec<url::Url>,
 }
 
 /// `serve`'s connection limits and who may read `/metrics` (defaults argued in ADR 0005).
@@ -270,6 +362,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let store = cli.store()?;
+    let key_options = cli.key_options();
     match cli.command {
         Command::Serve {
             listen,
@@ -280,6 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             expiry_policy,
             lease_ttl,
             network,
+            checkpoints,
         } => {
             anyhow::ensure!(
                 lease_ttl >= std::time::Duration::from_secs(2),
@@ -298,14 +392,78 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 callback_limits,
                 expiry_policy.as_deref(),
                 network,
+                &key_options,
+                checkpoints,
             )
             .await?;
         }
-        Command::Verify { json } => {
+        Command::Verify { json, key } => {
+            let verifier = ledger::audit::cli::verifier(key.as_deref(), &store, &key_options)?;
             return match store.data_dir() {
-                Some(dir) => verify(dir.to_owned(), json),
-                None => verify_store(&store, json).await,
+                Some(dir) => verify(dir.to_owned(), json, verifier.as_ref()),
+                None => verify_store(&store, json, verifier.as_ref()).await,
             };
+        }
+        Command::Audit { command } => {
+            let ok = match command {
+                AuditCommand::PublicKey => {
+                    let log = ledger::log::open_read_only(&store).await?;
+                    let key = ledger::audit::cli::key(log.as_ref(), &store, &key_options).await?;
+                    println!("{}", key.verifier().key());
+                    true
+                }
+                AuditCommand::Checkpoint => {
+                    ledger::audit::cli::checkpoint_now(&store, &key_options).await?;
+                    true
+                }
+                AuditCommand::Verify {
+                    trusted_checkpoint,
+                    key,
+                    json,
+                } => {
+                    ledger::audit::cli::verify_trusted(
+                        &store,
+                        &key_options,
+                        key.as_deref(),
+                        &trusted_checkpoint,
+                        json,
+                    )
+                    .await?
+                }
+                AuditCommand::Export {
+                    item,
+                    from,
+                    to,
+                    out,
+                } => {
+                    let scope = match (item, from, to) {
+                        (Some(item), _, _) => ledger::audit::cli::ExportScope::Item(item),
+                        (None, Some(from), Some(to)) => {
+                            let parse = |text: &str, flag: &str| {
+                                chrono::DateTime::parse_from_rfc3339(text)
+                                    .map(|time| time.with_timezone(&chrono::Utc))
+                                    .with_context(|| format!("{flag} {text:?} is not an RFC 3339 time"))
+                            };
+                            ledger::audit::cli::ExportScope::Range {
+                                from: parse(&from, "--from")?,
+                                to: parse(&to, "--to")?,
+                            }
+                        }
+                        _ => anyhow::bail!("give --item ID, or --from T1 --to T2"),
+                    };
+                    ledger::audit::cli::export(&store, &key_options, scope, out.as_deref())
+                        .await?;
+                    true
+                }
+                AuditCommand::VerifyBundle { bundle, key } => {
+                    ledger::audit::cli::verify_bundle(&bundle, key.as_deref())?
+                }
+            };
+            return Ok(if ok {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            });
         }
         Command::Principal { command } => {
             let log = ledger::log::open(&store, "ledger principal").await?;
@@ -447,6 +605,8 @@ async fn serve(
     callback_limits: ledger::callbacks::DeliveryLimits,
     expiry_policy: Option<&std::path::Path>,
     network: NetworkOptions,
+    key_options: &ledger::audit::cli::KeyOptions,
+    checkpoints: CheckpointOptions,
 ) -> anyhow::Result<()> {
     let (connection_limits, metrics_access) = network_settings(network)?;
     // Read before anything else, so that a wrong path fails the start, not the first callback.
@@ -496,6 +656,20 @@ async fn serve(
         lease_ttl,
         ..ledger::app::Background::default()
     });
+    let checkpoint_key = ledger::audit::cli::key(log.as_ref(), store, key_options).await?;
+    tracing::info!(
+        verifier_key = %checkpoint_key.verifier().key(),
+        every_events = checkpoints.checkpoint_every,
+        interval = ?checkpoints.checkpoint_interval,
+        publish = ?checkpoints.checkpoint_publish.iter().map(url::Url::as_str).collect::<Vec<_>>(),
+        "signing checkpoints"
+    );
+    config.checkpoint_key = Some(Arc::new(checkpoint_key));
+    config.checkpoints = ledger::audit::checkpointer::CheckpointSettings {
+        every_events: checkpoints.checkpoint_every,
+        interval: checkpoints.checkpoint_interval,
+        publish: checkpoints.checkpoint_publish,
+    };
     let built = ledger::app::build(config, log.clone()).await?;
     if let Some(token) = &built.created_admin_token {
         // Printed once, on the first start of an empty ledger: only its hash is stored.
@@ -527,26 +701,34 @@ async fn serve(
 async fn verify_store(
     store: &ledger::log::Store,
     json: bool,
+    verifier: Option<&ledger::audit::Verifier>,
 ) -> anyhow::Result<std::process::ExitCode> {
     let log = ledger::log::open_read_only(store).await?;
-    let report = ledger::verify::verify_log(log.as_ref()).await?;
+    let report = ledger::verify::verify_log_with_key(log.as_ref(), verifier).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         match &report.damage {
             None => println!(
-                "ok: {} events in {} streams ({}); every hash and link checked",
+                "ok: {} events in {} streams ({}); every hash and link checked; Merkle root {}",
                 report.events,
                 report.streams,
-                store.describe()
+                store.describe(),
+                report.merkle_root
             ),
             Some(damage) => println!(
                 "DAMAGED at {damage}\n{} events before it verified",
                 report.events
             ),
         }
+        print_checkpoints(
+            report.damage.is_none(),
+            report.checkpoints,
+            report.checkpoint_damage.as_ref(),
+            report.checkpoint_key.as_deref(),
+        );
     }
-    Ok(if report.damage.is_some() {
+    Ok(if report.damage.is_some() || report.checkpoint_damage.is_some() {
         std::process::ExitCode::from(1)
     } else {
         std::process::ExitCode::SUCCESS
@@ -623,7 +805,35 @@ fn network_settings(
     Ok((limits, access))
 }
 
-fn verify(data_dir: PathBuf, json: bool) -> anyhow::Result<std::process::ExitCode> {
+/// What `verify` says of the stored checkpoints.
+fn print_checkpoints(
+    events_ok: bool,
+    checkpoints: u64,
+    damage: Option<&ledger::audit::trusted::CheckpointDamage>,
+    key: Option<&str>,
+) {
+    if !events_ok {
+        return;
+    }
+    match damage {
+        Some(damage) => println!("CHECKPOINT DAMAGED: {damage}"),
+        None => println!(
+            "ok: {checkpoints} checkpoints: each one's root is the recomputed tree's at its size, and each extends the one before"
+        ),
+    }
+    match key {
+        Some(key) => println!("checkpoint signatures checked with {key}"),
+        None => println!(
+            "WARNING: checkpoint signatures NOT checked (no key: pass --key, the verifier key you trust)"
+        ),
+    }
+}
+
+fn verify(
+    data_dir: PathBuf,
+    json: bool,
+    verifier: Option<&ledger::audit::Verifier>,
+) -> anyhow::Result<std::process::ExitCode> {
     let total: u64 = ledger::log::segment::list_segments(&data_dir)
         .with_context(|| format!("reading data directory {}", data_dir.display()))?
         .iter()
@@ -638,15 +848,19 @@ fn verify(data_dir: PathBuf, json: bool) -> anyhow::Result<std::process::ExitCod
         indicatif::ProgressStyle::with_template("verifying {bar:40} {bytes}/{total_bytes} ({eta})")
             .expect("a valid template"),
     );
-    let report = ledger::verify::verify(&data_dir, &|bytes| bar.inc(bytes))?;
+    let report = ledger::verify::verify_with_key(&data_dir, &|bytes| bar.inc(bytes), verifier)?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         match &report.damage {
             None => println!(
-                "ok: {} events in {} streams, {} segments; head chain hash {}",
-                report.events, report.streams, report.segments, report.head_chain_hash
+                "ok: {} events in {} streams, {} segments; head chain hash {}; Merkle root {}",
+                report.events,
+                report.streams,
+                report.segments,
+                report.head_chain_hash,
+                report.merkle_root
             ),
             Some(damage) => println!(
                 "DAMAGED at {damage}\n{} events before it verified",
@@ -658,8 +872,14 @@ fn verify(data_dir: PathBuf, json: bool) -> anyhow::Result<std::process::ExitCod
                 "note: incomplete record at the tail ({tail}): a write in progress or interrupted by a crash; never acknowledged"
             );
         }
+        print_checkpoints(
+            report.damage.is_none(),
+            report.checkpoints,
+            report.checkpoint_damage.as_ref(),
+            report.checkpoint_key.as_deref(),
+        );
     }
-    Ok(if report.damage.is_some() {
+    Ok(if report.damage.is_some() || report.checkpoint_damage.is_some() {
         std::process::ExitCode::from(1)
     } else {
         std::process::ExitCode::SUCCESS

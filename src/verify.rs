@@ -15,7 +15,9 @@ use crate::log::segment::{
 };
 use anyhow::Context;
 use foldhash::{HashMap, HashSet};
+use projections::audit::CHECKPOINTS_STREAM;
 use projections::event::{Hash, ZERO_HASH, decode_payload, sha256};
+use projections::merkle::MerkleTree;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use uuid::Uuid;
@@ -61,6 +63,15 @@ pub struct Report {
     /// never acknowledged, and cut by the next writer to open the log). Not damage.
     pub incomplete_tail: Option<String>,
     pub damage: Option<Damage>,
+    /// The Merkle root of the verified events (RFC 6962; leaf i is event i), recomputed.
+    pub merkle_root: String,
+    /// Stored checkpoints that held: signature (when a key was given), fields, root against the
+    /// recomputed tree, consistency with the one before.
+    pub checkpoints: u64,
+    /// The first stored checkpoint that does not hold.
+    pub checkpoint_damage: Option<crate::audit::trusted::CheckpointDamage>,
+    /// The verifier key the checkpoints' signatures were checked with; `None`: not checked.
+    pub checkpoint_key: Option<String>,
 }
 
 /// What the reader thread hands over, in file order.
@@ -88,8 +99,18 @@ enum Piece {
     Failed(anyhow::Error),
 }
 
-/// Verifies every segment of `dir`; `progress` is told how many bytes were checked.
+/// Verifies every segment of `dir`; `progress` is told how many bytes were checked. Checkpoints'
+/// roots and consistency are checked, not their signatures (see [`verify_with_key`]).
 pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
+    verify_with_key(dir, progress, None)
+}
+
+/// [`verify`], with the checkpoints' signatures checked with `verifier`.
+pub fn verify_with_key(
+    dir: &Path,
+    progress: &dyn Fn(u64),
+    verifier: Option<&crate::audit::Verifier>,
+) -> anyhow::Result<Report> {
     let segments =
         list_segments(dir).with_context(|| format!("listing segments in {}", dir.display()))?;
     let total_bytes: u64 = segments
@@ -105,7 +126,13 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
             head_chain_hash: hex::encode(ZERO_HASH),
             incomplete_tail: None,
             damage: None,
+            merkle_root: String::new(),
+            checkpoints: 0,
+            checkpoint_damage: None,
+            checkpoint_key: verifier.map(|verifier| verifier.key().to_owned()),
         },
+        tree: MerkleTree::new(),
+        stored_checkpoints: Vec::new(),
         streams: HashMap::default(),
         // Sized for records of a typical size (~640 bytes), so that a large log rarely rehashes;
         // sizing for the smallest record would clear far more memory than is used.
@@ -147,7 +174,7 @@ pub fn verify(dir: &Path, progress: &dyn Fn(u64)) -> anyhow::Result<Report> {
             break;
         }
     }
-    Ok(check.finish())
+    Ok(check.finish(verifier))
 }
 
 /// The segment being checked.
@@ -160,6 +187,11 @@ struct SegmentInContext {
 /// The state of a verification in progress.
 struct Check {
     report: Report,
+    /// The Merkle tree of the records read so far (those of a chunk that turns out damaged
+    /// included: verification ends there, and the tree is used only when nothing is damaged).
+    tree: MerkleTree,
+    /// `(position, type, data)` of each event of the checkpoints stream, in order.
+    stored_checkpoints: Vec<(u64, String, String)>,
     streams: HashMap<String, (u64, Hash)>,
     ids: HashSet<Uuid>,
     next_position: u64,
@@ -249,10 +281,24 @@ impl Check {
         let (structure, duplicates, hashes) = {
             let streams = &mut self.streams;
             let ids = &mut self.ids;
+            let tree = &mut self.tree;
+            let stored_checkpoints = &mut self.stored_checkpoints;
             std::thread::scope(|scope| {
                 let hashes = scope.spawn(|| first_bad_hash(bytes, starts, &chain_before));
-                let duplicates = scope.spawn(|| first_duplicate_id(bytes, starts, ids));
-                let structure = check_structure(bytes, starts, first_position, streams);
+                let duplicates = scope.spawn(|| {
+                    let duplicate = first_duplicate_id(bytes, starts, ids);
+                    // The Merkle tree grows from the stored event hashes (the hash workers prove
+                    // each one is its payload's) on the id checker's thread, beside the others.
+                    grow_tree(tree, bytes, starts);
+                    duplicate
+                });
+                let structure = check_structure(
+                    bytes,
+                    starts,
+                    first_position,
+                    streams,
+                    stored_checkpoints,
+                );
                 (
                     structure,
                     duplicates.join().expect("id checker"),
@@ -333,8 +379,21 @@ impl Check {
         self.damage(offset, position, reason);
     }
 
-    fn finish(self) -> Report {
-        finish(self.report, &self.streams, self.chain)
+    fn finish(self, verifier: Option<&crate::audit::Verifier>) -> Report {
+        let mut report = finish(self.report, &self.streams, self.chain);
+        if report.damage.is_none() {
+            debug_assert_eq!(self.tree.size(), report.events);
+            report.merkle_root = hex::encode(self.tree.root());
+            match crate::audit::trusted::check_checkpoints(
+                &self.tree,
+                &self.stored_checkpoints,
+                verifier,
+            ) {
+                Ok(count) => report.checkpoints = count as u64,
+                Err(damage) => report.checkpoint_damage = Some(damage),
+            }
+        }
+        report
     }
 }
 
@@ -411,6 +470,16 @@ fn finish(mut report: Report, streams: &HashMap<String, (u64, Hash)>, chain: Has
     report
 }
 
+/// Appends the records' stored event hashes to the Merkle tree.
+fn grow_tree(tree: &mut MerkleTree, bytes: &[u8], offsets: &[usize]) {
+    for &offset in offsets {
+        let FrameAt::Frame(frame) = frame_at(&bytes[offset..]) else {
+            unreachable!("offsets hold whole frames");
+        };
+        tree.push_event(&frame.event_hash);
+    }
+}
+
 /// The chain hash stored in the frame at `offset`.
 fn chain_of(bytes: &[u8], offset: usize) -> Hash {
     bytes[offset + 48..offset + 80]
@@ -447,6 +516,7 @@ fn check_structure(
     offsets: &[usize],
     first_position: u64,
     streams: &mut HashMap<String, (u64, Hash)>,
+    stored_checkpoints: &mut Vec<(u64, String, String)>,
 ) -> Option<(usize, String)> {
     for (index, &offset) in offsets.iter().enumerate() {
         let FrameAt::Frame(frame) = frame_at(&bytes[offset..]) else {
@@ -486,6 +556,13 @@ fn check_structure(
             return Some((
                 index,
                 "previous-hash link does not match the stream's previous event".into(),
+            ));
+        }
+        if fields.stream == CHECKPOINTS_STREAM {
+            stored_checkpoints.push((
+                expected_position,
+                fields.event_type.to_owned(),
+                fields.data.to_owned(),
             ));
         }
         match entry {
@@ -547,6 +624,12 @@ pub struct StoreReport {
     pub events: u64,
     pub streams: u64,
     pub damage: Option<StoreDamage>,
+    /// As in [`Report`]: the recomputed Merkle root, the checkpoints that held, the first that
+    /// did not, and the key their signatures were checked with.
+    pub merkle_root: String,
+    pub checkpoints: u64,
+    pub checkpoint_damage: Option<crate::audit::trusted::CheckpointDamage>,
+    pub checkpoint_key: Option<String>,
 }
 
 /// The first event that does not verify.
@@ -573,7 +656,26 @@ impl std::fmt::Display for StoreDamage {
 /// the one before it in its stream, stream versions without a gap, no id stored twice. (The
 /// file log's global chain hash is a property of its format, checked by [`verify`].)
 pub async fn verify_log(log: &dyn crate::log::EventLog) -> anyhow::Result<StoreReport> {
+    verify_log_with_key(log, None).await
+}
+
+/// [`verify_log`], with the checkpoints' signatures checked with `verifier`.
+pub async fn verify_log_with_key(
+    log: &dyn crate::log::EventLog,
+    verifier: Option<&crate::audit::Verifier>,
+) -> anyhow::Result<StoreReport> {
     use crate::log::stamp::{StreamTip, check_links};
+    let mut tree = MerkleTree::new();
+    let mut stored_checkpoints = Vec::new();
+    let mut report = StoreReport {
+        events: 0,
+        streams: 0,
+        damage: None,
+        merkle_root: String::new(),
+        checkpoints: 0,
+        checkpoint_damage: None,
+        checkpoint_key: verifier.map(|verifier| verifier.key().to_owned()),
+    };
     let mut tips: HashMap<String, StreamTip> = HashMap::default();
     let mut ids: HashSet<Uuid> = HashSet::default();
     let mut position = 0u64;
@@ -604,11 +706,14 @@ pub async fn verify_log(log: &dyn crate::log::EventLog) -> anyhow::Result<StoreR
                 .err()
             };
             if let Some(reason) = found {
-                return Ok(StoreReport {
-                    events: position,
-                    streams: tips.len() as u64,
-                    damage: Some(damage(reason)),
-                });
+                report.events = position;
+                report.streams = tips.len() as u64;
+                report.damage = Some(damage(reason));
+                return Ok(report);
+            }
+            tree.push_event(&event.hash);
+            if event.stream == CHECKPOINTS_STREAM {
+                stored_checkpoints.push((position, event.event_type.clone(), event.data.clone()));
             }
             tips.insert(
                 event.stream.clone(),
@@ -620,9 +725,12 @@ pub async fn verify_log(log: &dyn crate::log::EventLog) -> anyhow::Result<StoreR
             position += 1;
         }
     }
-    Ok(StoreReport {
-        events: position,
-        streams: tips.len() as u64,
-        damage: None,
-    })
+    report.events = position;
+    report.streams = tips.len() as u64;
+    report.merkle_root = hex::encode(tree.root());
+    match crate::audit::trusted::check_checkpoints(&tree, &stored_checkpoints, verifier) {
+        Ok(count) => report.checkpoints = count as u64,
+        Err(damage) => report.checkpoint_damage = Some(damage),
+    }
+    Ok(report)
 }

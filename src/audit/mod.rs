@@ -14,11 +14,13 @@
 //!   appends it to the `audit-checkpoints` stream, and publishes it to configured URLs.
 //! - [`record`]: an item's decision record: its events, the decision, the edit as a diff, and
 //!   inclusion proofs under the latest checkpoint.
+//! - [`cli`]: the `ledger audit` commands.
 //! - [`bundle`]: compliance bundles (`ledger audit export`) and their offline verification.
 //! - [`trusted`]: checking a log against checkpoints an auditor saved (`--trusted-checkpoint`).
 
 pub mod bundle;
 pub mod checkpointer;
+pub mod cli;
 pub mod record;
 pub mod trusted;
 

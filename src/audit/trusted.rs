@@ -95,3 +95,114 @@ pub fn check_trusted(
         })
         .collect()
 }
+
+/// A stored checkpoint that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckpointDamage {
+    /// The position of the checkpoint's event.
+    pub position: u64,
+    pub tree_size: Option<u64>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for CheckpointDamage {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "checkpoint at position {}", self.position)?;
+        if let Some(size) = self.tree_size {
+            write!(formatter, " (tree size {size})")?;
+        }
+        write!(formatter, ": {}", self.reason)
+    }
+}
+
+/// Checks the stored checkpoints (`(position, data)` of each event of the checkpoints stream, in
+/// order) against `tree`, the Merkle tree recomputed from the log: each one's signature (with
+/// `verifier`, when there is one), its fields against its note, its root against the root of the
+/// log's first `tree_size` events, and its consistency with the one before (a proof checked step
+/// by step). Returns how many held, or the first that does not.
+pub fn check_checkpoints(
+    tree: &projections::merkle::MerkleTree,
+    stored: &[(u64, String, String)],
+    verifier: Option<&Verifier>,
+) -> Result<usize, CheckpointDamage> {
+    use projections::audit::{CHECKPOINT_SIGNED, CheckpointSigned};
+    let mut previous: Option<(u64, [u8; 32])> = None;
+    for (position, event_type, data) in stored {
+        let damage = |tree_size: Option<u64>, reason: String| CheckpointDamage {
+            position: *position,
+            tree_size,
+            reason,
+        };
+        if event_type != CHECKPOINT_SIGNED {
+            return Err(damage(
+                None,
+                format!("the checkpoints stream holds a {event_type} event"),
+            ));
+        }
+        let checkpoint: CheckpointSigned = serde_json::from_str(data)
+            .map_err(|error| damage(None, format!("does not decode: {error}")))?;
+        let size = checkpoint.tree_size;
+        let (note_size, note_root) = match verifier {
+            Some(verifier) => verifier
+                .open_stored(&checkpoint)
+                .map(|opened| (opened.tree_size, opened.root))
+                .map_err(|reason| damage(Some(size), reason))?,
+            None => unsigned_fields(&checkpoint.note).map_err(|reason| damage(Some(size), reason))?,
+        };
+        if note_size != size || hex::encode(note_root) != checkpoint.root_hash {
+            return Err(damage(
+                Some(size),
+                "the stored fields do not match the signed note".into(),
+            ));
+        }
+        if size > *position {
+            return Err(damage(
+                Some(size),
+                "it covers events stored after itself".into(),
+            ));
+        }
+        let root = tree
+            .root_at(size)
+            .map_err(|error| damage(Some(size), error.to_string()))?;
+        if root != note_root {
+            return Err(damage(
+                Some(size),
+                format!(
+                    "its root {} is not the root of the log's first {size} events ({}): the log was altered after it was signed",
+                    hex::encode(note_root),
+                    hex::encode(root)
+                ),
+            ));
+        }
+        if let Some((previous_size, previous_root)) = previous {
+            if size <= previous_size {
+                return Err(damage(
+                    Some(size),
+                    format!("its tree size is not larger than the previous checkpoint's ({previous_size})"),
+                ));
+            }
+            let proof = tree
+                .consistency_proof(previous_size, size)
+                .map_err(|error| damage(Some(size), error.to_string()))?;
+            verify_consistency(previous_size, size, &previous_root, &note_root, &proof).map_err(
+                |_| {
+                    damage(
+                        Some(size),
+                        format!("it is not consistent with the previous checkpoint (tree size {previous_size})"),
+                    )
+                },
+            )?;
+        }
+        previous = Some((size, note_root));
+    }
+    Ok(stored.len())
+}
+
+/// The size and root a note's checkpoint states, without checking its signature (no key given).
+fn unsigned_fields(note: &str) -> Result<(u64, [u8; 32]), String> {
+    let parsed = signed_note::Note::from_bytes(note.as_bytes())
+        .map_err(|error| format!("not a signed note: {error}"))?;
+    let checkpoint = tlog_tiles::Checkpoint::from_bytes(parsed.text())
+        .map_err(|error| format!("the note's text is not a checkpoint: {error}"))?;
+    Ok((checkpoint.size(), checkpoint.hash().0))
+}

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`problem`]: problem+json errors and the JSON extractor.
+//! - [`audit`]: signed checkpoints, inclusion and consistency proofs, decision records.
 //! - [`auth`]: bearer tokens to principals, and role checks.
 //! - [`items`]: submit, read, decide, wait for a decision; the queue.
 //! - [`principals`]: admins add, list and revoke principals.
@@ -13,6 +14,7 @@
 //! - [`openapi`]: `/openapi.json`, the OpenAPI 3.1 document.
 //! - [`server`]: connections: the accept loop, its cap and timeouts.
 
+pub mod audit;
 pub mod auth;
 pub mod feed;
 pub mod health;
@@ -59,6 +61,8 @@ pub struct Shared {
     pub feed: feed::FeedSettings,
     /// Who may read `/metrics` (admins and auditors unless set otherwise).
     pub metrics_access: metrics::MetricsAccess,
+    /// The key that verifies this ledger's checkpoints (named in records and checkpoint pages).
+    pub checkpoint_verifier: Option<crate::audit::Verifier>,
 }
 
 impl std::ops::Deref for AppState {
@@ -86,6 +90,7 @@ impl AppState {
             expiry_policies: Arc::default(),
             feed: feed::FeedSettings::default(),
             metrics_access: metrics::MetricsAccess::principals_only(),
+            checkpoint_verifier: None,
         }))
     }
 
@@ -149,6 +154,14 @@ impl AppState {
         self
     }
 
+    /// Sets the key that verifies this ledger's checkpoints; only while building the state.
+    pub fn with_checkpoint_verifier(mut self, verifier: crate::audit::Verifier) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("the checkpoint verifier is set before the state is shared")
+            .checkpoint_verifier = Some(verifier);
+        self
+    }
+
     /// Sets who may read `/metrics`; only while building the state, before any clone of it exists.
     pub fn with_metrics_access(mut self, access: metrics::MetricsAccess) -> AppState {
         Arc::get_mut(&mut self.0)
@@ -180,11 +193,16 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/items/{id}", get(items::get_item)),
         ("/v1/items/{id}/events", get(items::item_events)),
         ("/v1/items/{id}/decision", get(items::wait_for_decision)),
+        ("/v1/items/{id}/record", get(audit::item_record)),
         // claim, release, approve, edit, reject, request-changes, escalate, comments,
         // revisions, withdraw: one handler, documented as one operation each.
         ("/v1/items/{id}/{action}", post(items::act)),
         ("/v1/queue", get(items::queue)),
         ("/v1/events", get(feed::events)),
+        ("/v1/audit/checkpoints", get(audit::checkpoints)),
+        ("/v1/audit/checkpoints/latest", get(audit::latest_checkpoint)),
+        ("/v1/audit/proofs/inclusion", get(audit::inclusion_proof)),
+        ("/v1/audit/proofs/consistency", get(audit::consistency_proof)),
         (
             "/v1/principals",
             post(principals::add).get(principals::list),
