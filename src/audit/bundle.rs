@@ -139,9 +139,7 @@ pub struct BundleReport {
 
 /// The event a bundle entry holds, decoded from its canonical bytes, after checking that every
 /// field shown beside the bytes is the decoded one.
-fn check_event(entry: &Value, tree_size: u64, root: &[u8; 32]) -> Result<RecordedEvent, String> {
-    let shown: ProvenEventIn =
-        serde_json::from_value(entry.clone()).map_err(|error| format!("malformed: {error}"))?;
+fn check_event(shown: ProvenEventIn, tree_size: u64, root: &[u8; 32]) -> Result<RecordedEvent, String> {
     let canonical = BASE64
         .decode(&shown.canonical)
         .map_err(|_| "canonical bytes are not base64".to_owned())?;
@@ -187,6 +185,16 @@ fn check_event(entry: &Value, tree_size: u64, root: &[u8; 32]) -> Result<Recorde
     Ok(event)
 }
 
+/// A bundle as read back: events keep their data as the exact text of the file.
+#[derive(Deserialize)]
+struct BundleIn {
+    format: String,
+    verifier_key: Option<String>,
+    checkpoint: Value,
+    summary: Value,
+    events: Vec<ProvenEventIn>,
+}
+
 /// A bundle's event as read back (the fields a verifier compares).
 #[derive(Deserialize)]
 struct ProvenEventIn {
@@ -211,44 +219,40 @@ struct ProvenEventIn {
 
 /// Verifies a bundle's text, with the verifier key `key` if given (else the bundle's own).
 pub fn verify(text: &str, key: Option<&str>) -> Result<BundleReport, String> {
-    let bundle: Value = serde_json::from_str(text).map_err(|error| format!("not JSON: {error}"))?;
-    if bundle.get("format").and_then(Value::as_str) != Some(FORMAT) {
+    let bundle: BundleIn =
+        serde_json::from_str(text).map_err(|error| format!("not a bundle: {error}"))?;
+    if bundle.format != FORMAT {
         return Err(format!("not a bundle of format {FORMAT}"));
     }
     let key_given = key.is_some();
     let key = match key {
         Some(key) => key.to_owned(),
         None => bundle
-            .get("verifier_key")
-            .and_then(Value::as_str)
-            .ok_or("the bundle has no verifier_key and none was given")?
-            .to_owned(),
+            .verifier_key
+            .clone()
+            .ok_or("the bundle has no verifier_key and none was given")?,
     };
     let verifier = Verifier::parse(&key).map_err(|error| error.to_string())?;
-    let checkpoint = bundle.get("checkpoint").ok_or("no checkpoint")?;
+    let checkpoint = &bundle.checkpoint;
     let note = checkpoint
         .get("note")
         .and_then(Value::as_str)
         .ok_or("the checkpoint has no note")?;
     let opened = verifier.open(note).map_err(|problem| format!("checkpoint: {problem}"))?;
     if checkpoint.get("tree_size").and_then(Value::as_u64) != Some(opened.tree_size)
-        || checkpoint.get("root_hash").and_then(Value::as_str) != Some(hex::encode(opened.root).as_str())
+        || checkpoint.get("root_hash").and_then(Value::as_str)
+            != Some(hex::encode(opened.root).as_str())
     {
         return Err("checkpoint: the fields shown are not the ones signed".into());
     }
-    let entries = bundle
-        .get("events")
-        .and_then(Value::as_array)
-        .ok_or("no events")?;
-    let mut events = Vec::with_capacity(entries.len());
-    for (index, entry) in entries.iter().enumerate() {
-        let event = check_event(entry, opened.tree_size, &opened.root).map_err(|problem| {
-            let position = entry.get("position").and_then(Value::as_u64);
-            format!("event {index} (position {position:?}): {problem}")
-        })?;
+    let mut events = Vec::with_capacity(bundle.events.len());
+    for (index, shown) in bundle.events.into_iter().enumerate() {
+        let position = shown.position;
+        let event = check_event(shown, opened.tree_size, &opened.root)
+            .map_err(|problem| format!("event {index} (position {position}): {problem}"))?;
         events.push(event);
     }
-    let summary: Summary = serde_json::from_value(bundle.get("summary").cloned().unwrap_or(Value::Null))
+    let summary: Summary = serde_json::from_value(bundle.summary)
         .map_err(|error| format!("summary: {error}"))?;
     let recomputed = match &summary {
         Summary::Item { .. } => Summary::Item {
