@@ -442,7 +442,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                             let parse = |text: &str, flag: &str| {
                                 chrono::DateTime::parse_from_rfc3339(text)
                                     .map(|time| time.with_timezone(&chrono::Utc))
-                                    .with_context(|| format!("{flag} {text:?} is not an RFC 3339 time"))
+                                    .with_context(|| {
+                                        format!("{flag} {text:?} is not an RFC 3339 time")
+                                    })
                             };
                             ledger::audit::cli::ExportScope::Range {
                                 from: parse(&from, "--from")?,
@@ -451,8 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         }
                         _ => anyhow::bail!("give --item ID, or --from T1 --to T2"),
                     };
-                    ledger::audit::cli::export(&store, &key_options, scope, out.as_deref())
-                        .await?;
+                    ledger::audit::cli::export(&store, &key_options, scope, out.as_deref()).await?;
                     true
                 }
                 AuditCommand::VerifyBundle { bundle, key } => {
@@ -728,11 +729,13 @@ async fn verify_store(
             report.checkpoint_key.as_deref(),
         );
     }
-    Ok(if report.damage.is_some() || report.checkpoint_damage.is_some() {
-        std::process::ExitCode::from(1)
-    } else {
-        std::process::ExitCode::SUCCESS
-    })
+    Ok(
+        if report.damage.is_some() || report.checkpoint_damage.is_some() {
+            std::process::ExitCode::from(1)
+        } else {
+            std::process::ExitCode::SUCCESS
+        },
+    )
 }
 
 /// The connection limits, fitted to the open-file limit (raised to its hard limit first), and
@@ -879,9 +882,11 @@ fn verify(
             report.checkpoint_key.as_deref(),
         );
     }
-    Ok(if report.damage.is_some() || report.checkpoint_damage.is_some() {
-        std::process::ExitCode::from(1)
-    } else {
-        std::process::ExitCode::SUCCESS
-    })
+    Ok(
+        if report.damage.is_some() || report.checkpoint_damage.is_some() {
+            std::process::ExitCode::from(1)
+        } else {
+            std::process::ExitCode::SUCCESS
+        },
+    )
 }

@@ -292,13 +292,8 @@ impl Check {
                     grow_tree(tree, bytes, starts);
                     duplicate
                 });
-                let structure = check_structure(
-                    bytes,
-                    starts,
-                    first_position,
-                    streams,
-                    stored_checkpoints,
-                );
+                let structure =
+                    check_structure(bytes, starts, first_position, streams, stored_checkpoints);
                 (
                     structure,
                     duplicates.join().expect("id checker"),

@@ -91,7 +91,9 @@ impl Audit {
 
     /// How many events that are not checkpoints the latest checkpoint leaves uncovered.
     pub fn uncovered(&self) -> u64 {
-        let covered = self.latest().map_or(0, |latest| latest.checkpoint.tree_size);
+        let covered = self
+            .latest()
+            .map_or(0, |latest| latest.checkpoint.tree_size);
         match self.last_activity {
             Some(last) if last >= covered => self.tree.size() - covered,
             _ => 0,

@@ -103,7 +103,11 @@ pub fn make(
 }
 
 /// The bundle of one item's events.
-pub fn of_item(events: &[RecordedEvent], audit: &Audit, verifier_key: &str) -> anyhow::Result<Bundle> {
+pub fn of_item(
+    events: &[RecordedEvent],
+    audit: &Audit,
+    verifier_key: &str,
+) -> anyhow::Result<Bundle> {
     anyhow::ensure!(!events.is_empty(), "no such item");
     let decision = serde_json::to_value(DecisionSummary::of(events))?;
     make(Summary::Item { decision }, events, audit, verifier_key)
@@ -139,7 +143,11 @@ pub struct BundleReport {
 
 /// The event a bundle entry holds, decoded from its canonical bytes, after checking that every
 /// field shown beside the bytes is the decoded one.
-fn check_event(shown: ProvenEventIn, tree_size: u64, root: &[u8; 32]) -> Result<RecordedEvent, String> {
+fn check_event(
+    shown: ProvenEventIn,
+    tree_size: u64,
+    root: &[u8; 32],
+) -> Result<RecordedEvent, String> {
     let canonical = BASE64
         .decode(&shown.canonical)
         .map_err(|_| "canonical bytes are not base64".to_owned())?;
@@ -150,7 +158,8 @@ fn check_event(shown: ProvenEventIn, tree_size: u64, root: &[u8; 32]) -> Result<
     if hex::encode(leaf_hash(&hash)) != shown.leaf_hash {
         return Err("leaf_hash is not SHA-256(0x00 || event hash)".into());
     }
-    let fields = decode_payload(&canonical).map_err(|error| format!("canonical bytes do not decode: {error}"))?;
+    let fields = decode_payload(&canonical)
+        .map_err(|error| format!("canonical bytes do not decode: {error}"))?;
     let event = fields.to_recorded(shown.position, hash);
     let data_shown = shown.data.get();
     let matches = event.stream == shown.stream
@@ -177,11 +186,9 @@ fn check_event(shown: ProvenEventIn, tree_size: u64, root: &[u8; 32]) -> Result<
                 .ok_or_else(|| "a proof hash is not 64 hex digits".to_owned())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    verify_inclusion(&leaf_hash(&hash), shown.position, tree_size, &proof, root).map_err(|error| {
-        format!(
-            "the inclusion proof does not lead to the checkpoint's root ({error})"
-        )
-    })?;
+    verify_inclusion(&leaf_hash(&hash), shown.position, tree_size, &proof, root).map_err(
+        |error| format!("the inclusion proof does not lead to the checkpoint's root ({error})"),
+    )?;
     Ok(event)
 }
 
@@ -238,7 +245,9 @@ pub fn verify(text: &str, key: Option<&str>) -> Result<BundleReport, String> {
         .get("note")
         .and_then(Value::as_str)
         .ok_or("the checkpoint has no note")?;
-    let opened = verifier.open(note).map_err(|problem| format!("checkpoint: {problem}"))?;
+    let opened = verifier
+        .open(note)
+        .map_err(|problem| format!("checkpoint: {problem}"))?;
     if checkpoint.get("tree_size").and_then(Value::as_u64) != Some(opened.tree_size)
         || checkpoint.get("root_hash").and_then(Value::as_str)
             != Some(hex::encode(opened.root).as_str())
@@ -252,11 +261,12 @@ pub fn verify(text: &str, key: Option<&str>) -> Result<BundleReport, String> {
             .map_err(|problem| format!("event {index} (position {position}): {problem}"))?;
         events.push(event);
     }
-    let summary: Summary = serde_json::from_value(bundle.summary)
-        .map_err(|error| format!("summary: {error}"))?;
+    let summary: Summary =
+        serde_json::from_value(bundle.summary).map_err(|error| format!("summary: {error}"))?;
     let recomputed = match &summary {
         Summary::Item { .. } => Summary::Item {
-            decision: serde_json::to_value(DecisionSummary::of(&events)).map_err(|error| error.to_string())?,
+            decision: serde_json::to_value(DecisionSummary::of(&events))
+                .map_err(|error| error.to_string())?,
         },
         Summary::Range { from, to, .. } => Summary::Range {
             from: from.clone(),

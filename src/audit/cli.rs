@@ -80,12 +80,17 @@ pub async fn checkpoint_now(store: &Store, options: &KeyOptions) -> anyhow::Resu
         causation_id: None,
         correlation_id: None,
     };
-    let expected = audit
-        .stream_version()
-        .map_or(crate::log::ExpectedVersion::NoStream, crate::log::ExpectedVersion::Exact);
-    log.append(projections::audit::CHECKPOINTS_STREAM, expected, vec![event])
-        .await
-        .context("appending the checkpoint")?;
+    let expected = audit.stream_version().map_or(
+        crate::log::ExpectedVersion::NoStream,
+        crate::log::ExpectedVersion::Exact,
+    );
+    log.append(
+        projections::audit::CHECKPOINTS_STREAM,
+        expected,
+        vec![event],
+    )
+    .await
+    .context("appending the checkpoint")?;
     print!("{}", checkpoint.note);
     Ok(())
 }
@@ -139,7 +144,10 @@ pub async fn verify_trusted(
                 hex::encode(audit.root()),
                 checks.len()
             ),
-            Some(bad) => println!("the first checkpoint the log does not extend: {}", bad.source),
+            Some(bad) => println!(
+                "the first checkpoint the log does not extend: {}",
+                bad.source
+            ),
         }
     }
     Ok(first_bad.is_none())

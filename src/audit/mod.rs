@@ -306,6 +306,9 @@ pub fn publication_signature(
     use signed_note::Signer;
     let mut message = format!("{webhook_id}.{timestamp}.").into_bytes();
     message.extend_from_slice(body);
-    let signature = key.signer.sign(&message).expect("Ed25519 signing does not fail");
+    let signature = key
+        .signer
+        .sign(&message)
+        .expect("Ed25519 signing does not fail");
     format!("v1a,{}", BASE64.encode(signature))
 }

@@ -58,9 +58,8 @@ impl ProvenEvent {
             causation_id: event.causation_id,
             correlation_id: event.correlation_id,
             // The log holds JSON text (checked when it was appended and by every verifier).
-            data: serde_json::value::RawValue::from_string(event.data.clone()).unwrap_or_else(
-                |_| serde_json::value::to_raw_value(&Value::Null).expect("null"),
-            ),
+            data: serde_json::value::RawValue::from_string(event.data.clone())
+                .unwrap_or_else(|_| serde_json::value::to_raw_value(&Value::Null).expect("null")),
             event_hash: hex::encode(event.hash),
             leaf_hash: hex::encode(leaf_hash(&event.hash)),
             canonical: BASE64.encode(event.canonical_bytes()),
@@ -153,7 +152,8 @@ impl DecisionSummary {
                         })
                         .unwrap_or_default();
                     summary.decided_at = text("decided_at");
-                    summary.final_output = data.get("final_output").cloned().filter(|v| !v.is_null());
+                    summary.final_output =
+                        data.get("final_output").cloned().filter(|v| !v.is_null());
                 }
                 _ => {}
             }

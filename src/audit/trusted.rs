@@ -147,7 +147,9 @@ pub fn check_checkpoints(
                 .open_stored(&checkpoint)
                 .map(|opened| (opened.tree_size, opened.root))
                 .map_err(|reason| damage(Some(size), reason))?,
-            None => unsigned_fields(&checkpoint.note).map_err(|reason| damage(Some(size), reason))?,
+            None => {
+                unsigned_fields(&checkpoint.note).map_err(|reason| damage(Some(size), reason))?
+            }
         };
         if note_size != size || hex::encode(note_root) != checkpoint.root_hash {
             return Err(damage(
@@ -178,7 +180,9 @@ pub fn check_checkpoints(
             if size <= previous_size {
                 return Err(damage(
                     Some(size),
-                    format!("its tree size is not larger than the previous checkpoint's ({previous_size})"),
+                    format!(
+                        "its tree size is not larger than the previous checkpoint's ({previous_size})"
+                    ),
                 ));
             }
             let proof = tree

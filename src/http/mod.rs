@@ -200,9 +200,15 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/queue", get(items::queue)),
         ("/v1/events", get(feed::events)),
         ("/v1/audit/checkpoints", get(audit::checkpoints)),
-        ("/v1/audit/checkpoints/latest", get(audit::latest_checkpoint)),
+        (
+            "/v1/audit/checkpoints/latest",
+            get(audit::latest_checkpoint),
+        ),
         ("/v1/audit/proofs/inclusion", get(audit::inclusion_proof)),
-        ("/v1/audit/proofs/consistency", get(audit::consistency_proof)),
+        (
+            "/v1/audit/proofs/consistency",
+            get(audit::consistency_proof),
+        ),
         (
             "/v1/principals",
             post(principals::add).get(principals::list),

@@ -2,6 +2,7 @@
 //! Everything runs against real files on disk, real child processes and a real socket.
 
 mod api;
+mod audit;
 mod cli;
 mod commands;
 mod crash;
