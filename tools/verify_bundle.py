@@ -2,13 +2,13 @@
 """Verifies an approval-ledger compliance bundle offline, without the ledger's code.
 
 Usage: python3 tools/verify_bundle.py BUNDLE.json [--key VERIFIER_KEY]
+Prints "ok: ..." (exit 0) or "NOT VERIFIED: <what>" (exit 1). Needs the `cryptography` package.
 
-Checks, stopping at the first failure: (1) the verifier key (C2SP signed-note form; without --key,
-the bundle's own, with a warning); (2) the checkpoint note's Ed25519 signature by that key;
-(3) the note's text, a C2SP tlog-checkpoint, against the tree size and root the bundle shows;
-(4) each event's SHA-256, leaf hash and RFC 9162 inclusion proof up to the signed root; (5) each
-field shown beside an event's canonical bytes against the bytes; (6) the summary against the one
-recomputed from the verified events. Needs the `cryptography` package. Exit status 0: verified.
+Checks, stopping at the first failure: (1) the verifier key (C2SP signed-note form; without
+--key, the bundle's own, with a warning); (2) the checkpoint note's Ed25519 signature by it;
+(3) the signed C2SP tlog-checkpoint against the tree size and root shown; (4) each event's
+SHA-256, leaf hash and RFC 9162 inclusion proof up to the signed root; (5) the fields shown
+beside each event's canonical bytes against the bytes; (6) the summary against the events.
 """
 
 import argparse
@@ -19,13 +19,12 @@ import json
 import re
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 FORMAT = "approval-ledger-bundle/1"
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 NAME = re.compile(r"[^\s+]+")  # a key name: non-empty, no spaces, no '+'
 TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z", re.ASCII)
 
@@ -59,19 +58,18 @@ def open_checkpoint(key, checkpoint):
     """Steps 1-3: the signed origin, tree size and root, once the note's signature verifies."""
     name, _, rest = key.strip().partition("+")
     key_id, _, key64 = rest.partition("+")
-    need(NAME.fullmatch(name), f"verifier key: bad name {name!r}")
-    need(re.fullmatch(r"[0-9a-fA-F]{8}", key_id), "verifier key: the key id is not 8 hex digits")
-    public, key_id = b64(key64, "verifier key: the key"), bytes.fromhex(key_id)
-    need(len(public) == 33 and public[0] == 1, "verifier key: not 0x01 || 32-byte Ed25519 key")
-    need(sha256(name.encode(), b"\n", public)[:4] == key_id,
-         "verifier key: the key id is not the hash of its name and key")
+    public = b64(key64, "verifier key: the key")
+    need(NAME.fullmatch(name) and re.fullmatch("[0-9a-fA-F]{8}", key_id) and len(public) == 33
+         and public[0] == 1, "verifier key: not <name>+<key id>+<base64 of 0x01 || Ed25519 key>")
+    key_id = bytes.fromhex(key_id)  # the first 4 bytes of SHA-256(name, newline, key)
+    need(sha256(name.encode(), b"\n", public)[:4] == key_id, "verifier key: wrong key id")
     # The note: text, a blank line, then lines "— <name> <base64 of key id || signature>".
     note = checkpoint.get("note")
     need(isinstance(note, str) and "\n\n" in note and note.endswith("\n"),
          "checkpoint: the note is not a signed note")
-    text, signatures = note[: note.rfind("\n\n") + 1], note[note.rfind("\n\n") + 2 : -1]
-    signed = False
-    for line in signatures.split("\n"):
+    split = note.rfind("\n\n")
+    text, signed = note[: split + 1], False
+    for line in note[split + 2 : -1].split("\n"):
         need(line.startswith("\u2014 "), f"checkpoint: not a signature line: {line!r}")
         signer, _, signature = line[2:].partition(" ")
         signature = b64(signature, "checkpoint: a signature")
@@ -79,8 +77,7 @@ def open_checkpoint(key, checkpoint):
             try:
                 Ed25519PublicKey.from_public_bytes(public[1:]).verify(signature[4:], text.encode())
             except InvalidSignature:
-                raise Fail(f"checkpoint: the signature by {name} does not verify "
-                           "(a forged or altered checkpoint)") from None
+                raise Fail(f"checkpoint: the signature by {name} does not verify") from None
             signed = True
     need(signed, f"checkpoint: the note carries no signature by the key {key.strip()}")
     # The text: origin, tree size, base64 root hash, then optional non-empty extension lines.
@@ -114,18 +111,17 @@ def check_inclusion(leaf, fn, tree_size, proof, root):
 
 
 def decode_payload(payload):
-    """Step 5: canonical bytes' fields (docs/ledger-format.md; integers big-endian), named as a
-    bundle shows them, and the recorded time in microseconds."""
+    """Step 5: canonical bytes' fields (docs/ledger-format.md), and their time in µs."""
     reader = io.BytesIO(payload)
 
     def take(n):
         need(len(chunk := reader.read(n)) == n, "canonical bytes: truncated")
         return chunk
 
-    def num(n, signed=False):
+    def num(n, signed=False):  # integers are big-endian
         return int.from_bytes(take(n), "big", signed=signed)
 
-    def text(length_size):
+    def text(length_size):  # a length, then UTF-8
         return take(num(length_size)).decode("utf-8")
 
     def uuid_or_none(raw):  # 16 zero bytes: none
@@ -165,15 +161,14 @@ def check_event(entry, tree_size, root):
     match = TIME.fullmatch(str(entry.get("recorded_at")))
     need(match, "recorded_at is not an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SS[.fff]Z)")
     *date_time, fraction = match.groups()
-    seconds = (datetime(*map(int, date_time), tzinfo=timezone.utc) - EPOCH) // timedelta(seconds=1)
+    seconds = int(datetime(*map(int, date_time), tzinfo=timezone.utc).timestamp())
     nanos = seconds * 10**9 + int((fraction or "0").ljust(9, "0"))
     need(nanos == micros * 1000, "the recorded_at shown is not the one the bytes hold")
     return dict(fields, position=position)
 
 
 def summarize(events):
-    """Step 6: what the verified events say: the item's decision (without edit_diff, a derived
-    diff), and the decisions among them (a range's)."""
+    """Step 6: what the events say: an item's decision (but edit_diff), a range's decisions."""
     item = dict(item_id=None, queue=None, kind=None, submitted_by=None, ai_output=None,
                 outcome=None, decided_by=[], decided_at=None, final_output=None, withdrawn=False)
     decisions, has_ai = [], False  # has_ai: an `output` given, even null (as the ledger counts)
@@ -222,8 +217,7 @@ def verify(bundle, key):
              "summary: decision edit_diff: not null exactly when the output was not edited")
     else:
         need(summary.get("scope") == "range", f"summary: unknown scope {summary.get('scope')!r}")
-        need(isinstance(summary.get("from"), str) and isinstance(summary.get("to"), str),
-             "summary: from and to are not times")
+        need(all(isinstance(summary.get(k), str) for k in ("from", "to")), "summary: no from/to")
         need(same(summary.get("events"), len(events)), "summary: events: not the number of events")
         need(same(summary.get("decisions"), decisions), "summary: decisions: not the events'")
     return len(events), tree_size, origin

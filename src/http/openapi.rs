@@ -55,6 +55,9 @@ pub enum Content {
     Text(&'static str),
     /// `text/event-stream`, each event of this schema (its `id`, `event` and `data` fields).
     EventStream(Value),
+    /// `application/json` of this schema, or text of this media type when the client's
+    /// `Accept` asks for it.
+    JsonOrText(Value, &'static str),
 }
 
 /// A successful answer: its status, what it is, its body and its response headers.
@@ -98,7 +101,7 @@ pub const PROBLEMS: &[(u16, &str)] = &[
     ),
     (
         404,
-        "No such item or principal, or one the caller may not know of (another agent's item)",
+        "No such item or principal, or one the caller may not know of (another agent's item); or no checkpoint signed yet (`no-checkpoint`)",
     ),
     (
         405,
@@ -119,7 +122,7 @@ pub const PROBLEMS: &[(u16, &str)] = &[
     ),
     (
         422,
-        "Well-formed JSON of the wrong shape (`problem`: `invalid-body`), or a domain rule refused it (`rule` names it)",
+        "Well-formed JSON of the wrong shape (`problem`: `invalid-body`), a domain rule refused it (`rule` names it), or a proof was asked of sizes or positions the tree does not have (`out-of-range`)",
     ),
     (
         500,
@@ -447,6 +450,107 @@ pub fn operations() -> Vec<Operation> {
         },
         Operation {
             method: "get",
+            path: "/v1/items/{id}/record",
+            operation_id: "getItemRecord",
+            summary: "The item's decision record: every event with its canonical bytes, the decision, the human's edit as a diff, and inclusion proofs under the latest checkpoint",
+            access: Access::Bearer("auditor, admin, or the agent that submitted it"),
+            parameters: vec![],
+            request: None,
+            answers: vec![json_answer(200, "the decision record", "ItemRecord")],
+            problems: &[401, 403, 404, 503],
+        },
+        Operation {
+            method: "get",
+            path: "/v1/audit/checkpoints",
+            operation_id: "listCheckpoints",
+            summary: "Signed checkpoints of the log's Merkle tree, oldest first, a page at a time",
+            access: Access::Bearer("any principal"),
+            parameters: vec![
+                query(
+                    "after",
+                    "Only checkpoints of a larger tree (the previous page's `next_after`)",
+                    count(),
+                ),
+                query(
+                    "limit",
+                    "Checkpoints per page (default 100); values outside 1–1000 are cut to that range",
+                    count(),
+                ),
+            ],
+            request: None,
+            answers: vec![json_answer(
+                200,
+                "one page of checkpoints",
+                "CheckpointPage",
+            )],
+            problems: &[400, 401, 503],
+        },
+        Operation {
+            method: "get",
+            path: "/v1/audit/checkpoints/latest",
+            operation_id: "getLatestCheckpoint",
+            summary: "The latest checkpoint: its C2SP signed note as text (`Accept: text/plain`), or as JSON with its fields",
+            access: Access::Bearer("any principal"),
+            parameters: vec![],
+            request: None,
+            answers: vec![Answer {
+                status: 200,
+                description: "the latest checkpoint",
+                content: Content::JsonOrText(reference("Checkpoint"), "text/plain"),
+                headers: vec![],
+            }],
+            problems: &[401, 404, 503],
+        },
+        Operation {
+            method: "get",
+            path: "/v1/audit/proofs/inclusion",
+            operation_id: "getInclusionProof",
+            summary: "The audit path (RFC 6962 §2.1.1) of the event at a position to the root of a tree size",
+            access: Access::Bearer("auditor, admin"),
+            parameters: vec![
+                query(
+                    "position",
+                    "The event's position (its leaf index); required",
+                    count(),
+                ),
+                query(
+                    "tree_size",
+                    "The tree the proof leads into (default: the latest checkpoint's size)",
+                    count(),
+                ),
+            ],
+            request: None,
+            answers: vec![json_answer(200, "the inclusion proof", "InclusionProof")],
+            problems: &[400, 401, 403, 404, 422, 503],
+        },
+        Operation {
+            method: "get",
+            path: "/v1/audit/proofs/consistency",
+            operation_id: "getConsistencyProof",
+            summary: "The proof (RFC 6962 §2.1.2) that the tree of `second` events extends the tree of `first`",
+            access: Access::Bearer("any principal"),
+            parameters: vec![
+                query(
+                    "first",
+                    "The earlier tree size (0 < first <= second); required",
+                    count(),
+                ),
+                query(
+                    "second",
+                    "The later tree size (default: the latest checkpoint's size)",
+                    count(),
+                ),
+            ],
+            request: None,
+            answers: vec![json_answer(
+                200,
+                "the consistency proof",
+                "ConsistencyProof",
+            )],
+            problems: &[400, 401, 404, 422, 503],
+        },
+        Operation {
+            method: "get",
             path: "/v1/events",
             operation_id: "streamEvents",
             summary: "The log as Server-Sent Events: every event after a position, then each new one",
@@ -625,7 +729,118 @@ fn schemas() -> Vec<(&'static str, Value)> {
             })),
         ),
         ("ExpiryAction", expiry_action()),
+        ("Checkpoint", checkpoint()),
+        (
+            "CheckpointPage",
+            response_object(json!({
+                "checkpoints": array(reference("Checkpoint")),
+                "next_after": nullable(count()),
+                "verifier_key": verifier_key(),
+            })),
+        ),
+        (
+            "InclusionProof",
+            response_object(json!({
+                "position": count(),
+                "tree_size": count(),
+                "leaf_hash": hash(),
+                "root_hash": hash(),
+                "inclusion_proof": array(hash()),
+                "checkpoint": nullable(json!({"type": "string", "description": "the signed note of a checkpoint of exactly this tree size, if one was stored"})),
+            })),
+        ),
+        (
+            "ConsistencyProof",
+            response_object(json!({
+                "first": count(),
+                "second": count(),
+                "first_root_hash": hash(),
+                "second_root_hash": hash(),
+                "consistency_proof": array(hash()),
+            })),
+        ),
+        ("ProvenEvent", proven_event()),
+        ("DecisionSummary", decision_summary()),
+        (
+            "ItemRecord",
+            response_object(json!({
+                "item_id": uuid(),
+                "summary": reference("DecisionSummary"),
+                "checkpoint": nullable(reference("Checkpoint")),
+                "verifier_key": verifier_key(),
+                "events": array(reference("ProvenEvent")),
+                "proven": count(),
+            })),
+        ),
     ]
+}
+
+/// A signed-note verifier key.
+fn verifier_key() -> Value {
+    json!({"type": "string", "description": "the C2SP signed-note verifier key: `<name>+<key id>+<base64 of 0x01 and the Ed25519 key>` (empty if the server signs no checkpoints)"})
+}
+
+/// A stored checkpoint.
+fn checkpoint() -> Value {
+    let mut object = response_object(json!({
+        "origin": {"type": "string"},
+        "tree_size": count(),
+        "root_hash": hash(),
+        "note": {"type": "string", "description": "the C2SP signed note: tlog-checkpoint body, a blank line, the Ed25519 signature line"},
+        "position": count(),
+        "recorded_at": timestamp(),
+        "verifier_key": verifier_key(),
+    }));
+    // Only the latest checkpoint's JSON names the key; in a page the page does.
+    object["required"] = json!([
+        "origin",
+        "tree_size",
+        "root_hash",
+        "note",
+        "position",
+        "recorded_at"
+    ]);
+    object
+}
+
+/// An event with its canonical bytes and its inclusion proof.
+fn proven_event() -> Value {
+    response_object(json!({
+        "position": count(),
+        "stream": {"type": "string"},
+        "version": count(),
+        "id": uuid(),
+        "type": {"type": "string"},
+        "schema_version": count(),
+        "recorded_at": timestamp(),
+        "actor": {"type": "string"},
+        "causation_id": nullable(uuid()),
+        "correlation_id": nullable(uuid()),
+        "data": {"description": "the event's data, as the log holds it"},
+        "event_hash": hash(),
+        "leaf_hash": hash(),
+        "canonical": {"type": "string", "contentEncoding": "base64", "description": "the canonical payload (docs/ledger-format.md) the hashes are of"},
+        "inclusion_proof": nullable(array(hash())),
+    }))
+}
+
+/// What an item's events say was decided.
+fn decision_summary() -> Value {
+    let text = || nullable(json!({"type": "string"}));
+    response_object(json!({
+        "item_id": text(),
+        "queue": text(),
+        "kind": text(),
+        "submitted_by": text(),
+        "ai_output": {"description": "the AI's output last put up for review"},
+        "outcome": text(),
+        "decided_by": array(json!({"type": "string"})),
+        "decided_at": text(),
+        "final_output": {"description": "the output that took effect"},
+        "edited": {"type": "boolean"},
+        "edit_diff": text(),
+        "withdrawn": {"type": "boolean"},
+    }))
 }
 
 /// The log backend a server runs on.
@@ -1017,6 +1232,15 @@ fn operation_object(operation: &Operation) -> Value {
                 Value::Object(content)
             }
             Content::EventStream(schema) => json!({"text/event-stream": {"schema": schema}}),
+            Content::JsonOrText(schema, media_type) => {
+                let mut content = Map::new();
+                content.insert("application/json".to_owned(), json!({"schema": schema}));
+                content.insert(
+                    (*media_type).to_owned(),
+                    json!({"schema": {"type": "string"}}),
+                );
+                Value::Object(content)
+            }
         };
         if !answer.headers.is_empty() {
             let headers: Map<String, Value> = answer
@@ -1103,6 +1327,8 @@ fn tag(path: &str) -> &'static str {
         "items"
     } else if path.starts_with("/v1/principals") {
         "principals"
+    } else if path.starts_with("/v1/audit") || path.ends_with("/record") {
+        "audit"
     } else if path.starts_with("/v1/events") {
         "events"
     } else {

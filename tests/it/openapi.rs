@@ -490,6 +490,97 @@ async fn every_answer_of_a_review_session_is_documented_with_its_schema() {
         assert_documented(&document, method, pattern, &seen);
     }
 
+    // The audit API, before and after a checkpoint.
+    let none_yet = send(
+        &app,
+        "GET",
+        "/v1/audit/checkpoints/latest",
+        auditor,
+        none,
+        None,
+    )
+    .await;
+    assert_eq!(none_yet.status, StatusCode::NOT_FOUND);
+    assert_documented(&document, "get", "/v1/audit/checkpoints/latest", &none_yet);
+    let key = ledger::audit::CheckpointKey::generate("openapi.test/log").unwrap();
+    ledger::audit::checkpointer::checkpoint_now(app.log.as_ref(), &app.projector, &key)
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    let text: &[(&str, &str)] = &[("accept", "text/plain")];
+    let audit_steps: Vec<(&str, String, &str, &[(&str, &str)], u16)> = vec![
+        (
+            "/v1/audit/checkpoints",
+            "/v1/audit/checkpoints?limit=5".into(),
+            agent,
+            none,
+            200,
+        ),
+        (
+            "/v1/audit/checkpoints",
+            "/v1/audit/checkpoints?limit=x".into(),
+            agent,
+            none,
+            400,
+        ),
+        (
+            "/v1/audit/checkpoints/latest",
+            "/v1/audit/checkpoints/latest".into(),
+            agent,
+            none,
+            200,
+        ),
+        (
+            "/v1/audit/checkpoints/latest",
+            "/v1/audit/checkpoints/latest".into(),
+            agent,
+            text,
+            200,
+        ),
+        (
+            "/v1/audit/proofs/inclusion",
+            "/v1/audit/proofs/inclusion?position=1".into(),
+            auditor,
+            none,
+            200,
+        ),
+        (
+            "/v1/audit/proofs/inclusion",
+            "/v1/audit/proofs/inclusion?position=1".into(),
+            rita,
+            none,
+            403,
+        ),
+        (
+            "/v1/audit/proofs/inclusion",
+            "/v1/audit/proofs/inclusion?position=99999".into(),
+            admin,
+            none,
+            422,
+        ),
+        (
+            "/v1/audit/proofs/consistency",
+            "/v1/audit/proofs/consistency?first=2".into(),
+            agent,
+            none,
+            200,
+        ),
+        (
+            "/v1/audit/proofs/consistency",
+            "/v1/audit/proofs/consistency?first=0".into(),
+            agent,
+            none,
+            422,
+        ),
+        ("/v1/items/{id}/record", item("/record"), agent, none, 200),
+        ("/v1/items/{id}/record", item("/record"), rita, none, 403),
+    ];
+    for (pattern, path, token, headers, expected) in audit_steps {
+        let seen = send(&app, "GET", &path, token, headers, None).await;
+        assert_eq!(seen.status.as_u16(), expected, "GET {path}: {}", seen.body);
+        assert_documented(&document, "get", pattern, &seen);
+    }
+
     // A 405 is documented under the path's operations (for the methods it does not take).
     let seen = send(&app, "PUT", &item(""), auditor, none, None).await;
     assert_eq!(seen.status, StatusCode::METHOD_NOT_ALLOWED);
