@@ -28,19 +28,15 @@ FORMAT = "approval-ledger-bundle/1"
 NAME = re.compile(r"[^\s+]+")  # a key name: non-empty, no spaces, no '+'
 TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z", re.ASCII)
 
-
 class Fail(Exception):
     """What did not verify (printed after "NOT VERIFIED: ")."""
-
 
 def need(condition, problem):
     if not condition:
         raise Fail(problem)
 
-
 def sha256(*parts):
     return hashlib.sha256(b"".join(parts)).digest()
-
 
 def b64(text, what):
     try:
@@ -48,11 +44,9 @@ def b64(text, what):
     except (TypeError, ValueError):
         raise Fail(f"{what} is not base64") from None
 
-
 def same(a, b):
     """JSON values equal, type for type (true is not 1, 1 is not 1.0)."""
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-
 
 def open_checkpoint(key, checkpoint):
     """Steps 1-3: the signed origin, tree size and root, once the note's signature verifies."""
@@ -92,7 +86,6 @@ def open_checkpoint(key, checkpoint):
          "checkpoint: the tree_size and root_hash shown are not the ones signed")
     return lines[0], tree_size, root
 
-
 def check_inclusion(leaf, fn, tree_size, proof, root):
     """Step 4: RFC 9162 section 2.1.3.2: `proof` leads from leaf number `fn` to `root`."""
     need(len(proof) <= 64, "the inclusion proof has more than 64 hashes")
@@ -109,7 +102,6 @@ def check_inclusion(leaf, fn, tree_size, proof, root):
     need(sn == 0, "the inclusion proof is too short")
     need(r == root, "the inclusion proof does not lead to the checkpoint's root")
 
-
 def decode_payload(payload):
     """Step 5: canonical bytes' fields (docs/ledger-format.md), and their time in µs."""
     reader = io.BytesIO(payload)
@@ -117,16 +109,12 @@ def decode_payload(payload):
     def take(n):
         need(len(chunk := reader.read(n)) == n, "canonical bytes: truncated")
         return chunk
-
     def num(n, signed=False):  # integers are big-endian
         return int.from_bytes(take(n), "big", signed=signed)
-
     def text(length_size):  # a length, then UTF-8
         return take(num(length_size)).decode("utf-8")
-
     def uuid_or_none(raw):  # 16 zero bytes: none
         return str(uuid.UUID(bytes=raw)) if any(raw) else None
-
     need(take(1) == b"\x01", "canonical bytes: unknown format")
     fields = {"id": str(uuid.UUID(bytes=take(16))), "stream": text(2), "version": num(8),
               "type": text(2), "schema_version": num(4)}
@@ -137,7 +125,6 @@ def decode_payload(payload):
     fields["data"] = json.loads(text(4))
     need(reader.read() == b"", "canonical bytes: trailing bytes")
     return fields, micros
-
 
 def check_event(entry, tree_size, root):
     """Steps 4 and 5 for one bundle entry: its fields, decoded from its canonical bytes."""
@@ -166,7 +153,6 @@ def check_event(entry, tree_size, root):
     need(nanos == micros * 1000, "the recorded_at shown is not the one the bytes hold")
     return dict(fields, position=position)
 
-
 def summarize(events):
     """Step 6: what the events say: an item's decision (but edit_diff), a range's decisions."""
     item = dict(item_id=None, queue=None, kind=None, submitted_by=None, ai_output=None,
@@ -192,7 +178,6 @@ def summarize(events):
     final = item["final_output"]
     item["edited"] = has_ai and final is not None and not same(item["ai_output"], final)
     return item, decisions
-
 
 def verify(bundle, key):
     """All six steps: the number of events, the tree size and the origin."""
@@ -222,7 +207,6 @@ def verify(bundle, key):
         need(same(summary.get("decisions"), decisions), "summary: decisions: not the events'")
     return len(events), tree_size, origin
 
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("bundle", help="the bundle (JSON) that `ledger audit export` wrote")
@@ -242,7 +226,6 @@ def main():
         print(f"WARNING: checked with the key the bundle carries ({key.strip()}); compare it "
               "with the key the ledger's operator published, or pass --key")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
