@@ -154,7 +154,7 @@ def check_event(entry, tree_size, root):
     return dict(fields, position=position)
 
 def summarize(events):
-    """Step 6: what the events say: an item's decision (but edit_diff), a range's decisions."""
+    """Step 6: what the events say: an item's decision, a range's decisions."""
     item = dict(item_id=None, queue=None, kind=None, submitted_by=None, ai_output=None,
                 outcome=None, decided_by=[], decided_at=None, final_output=None, withdrawn=False)
     decisions, has_ai = [], False  # has_ai: an `output` given, even null (as the ledger counts)
@@ -179,6 +179,29 @@ def summarize(events):
     item["edited"] = has_ai and final is not None and not same(item["ai_output"], final)
     return item, decisions
 
+def check_diff(diff, before, after):
+    """edit_diff (a unified diff of the outputs as JSON with 2-space indents and sorted keys),
+    applied to the AI's output, must give the final output: whatever made it, it tells true."""
+    pretty = lambda value: json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    old, new, out, at = pretty(before).split("\n"), pretty(after).split("\n"), [], 0
+    lines = diff.split("\n")
+    need(lines[:2] == ["--- ai_output", "+++ final_output"] and lines[-1] == "",
+         "summary: decision edit_diff: not a unified diff of ai_output and final_output")
+    for line in lines[2:-1]:
+        if line.startswith("@@ "):
+            start = int(re.match(r"@@ -(\d+)", line).group(1)) - 1
+            need(start >= at, "summary: decision edit_diff: hunks out of order")
+            out, at = out + old[at:start], start
+        elif line[:1] in (" ", "-"):
+            need(at < len(old) and old[at] == line[1:], "summary: decision edit_diff: does not "
+                 "apply to ai_output")
+            out, at = out + ([line[1:]] if line[0] == " " else []), at + 1
+        else:
+            need(line[:1] == "+", "summary: decision edit_diff: not a unified diff")
+            out.append(line[1:])
+    need(out + old[at:] == new, "summary: decision edit_diff: does not turn ai_output into "
+         "final_output")
+
 def verify(bundle, key):
     """All six steps: the number of events, the tree size and the origin."""
     need(bundle.get("format") == FORMAT, f"not a bundle of format {FORMAT}")
@@ -200,6 +223,8 @@ def verify(bundle, key):
         need(not wrong, f"summary: decision {', '.join(wrong)}: not what the events say")
         need(isinstance(diff, str) if item["edited"] else diff is None,
              "summary: decision edit_diff: not null exactly when the output was not edited")
+        if item["edited"]:
+            check_diff(diff, item["ai_output"], item["final_output"])
     else:
         need(summary.get("scope") == "range", f"summary: unknown scope {summary.get('scope')!r}")
         need(all(isinstance(summary.get(k), str) for k in ("from", "to")), "summary: no from/to")

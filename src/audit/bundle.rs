@@ -51,7 +51,7 @@ pub struct Bundle {
     pub how_to_verify: &'static str,
 }
 
-const HOW_TO_VERIFY: &str = "ledger audit verify-bundle FILE --key KEY, or python3 tools/verify_bundle.py FILE --key KEY (Python's hashlib and the cryptography package): checks the checkpoint's Ed25519 signature, each event's SHA-256 and inclusion proof, each shown field against the canonical bytes, and the summary against the events.";
+pub const HOW_TO_VERIFY: &str = "ledger audit verify-bundle FILE --key KEY, or python3 tools/verify_bundle.py FILE --key KEY (Python's hashlib and the cryptography package): checks the checkpoint's Ed25519 signature, each event's SHA-256 and inclusion proof, each shown field against the canonical bytes, and the summary against the events.";
 
 /// The decisions among `events` (from `ItemDecided` events), for a range's summary.
 fn decisions(events: &[RecordedEvent]) -> Vec<Value> {

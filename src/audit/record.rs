@@ -179,19 +179,23 @@ pub fn edit_diff(before: &Value, after: &Value) -> String {
         .to_string()
 }
 
-/// An item's decision record.
+/// An item's decision record: a compliance bundle of the item's events (the same format as
+/// `ledger audit export --item`, so the same verifiers check it), with the events newer than
+/// the latest checkpoint included without a proof (`inclusion_proof: null`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemRecord {
+    pub format: &'static str,
     pub item_id: uuid::Uuid,
-    pub summary: DecisionSummary,
-    /// The checkpoint the proofs lead to: the latest when the record was made.
-    pub checkpoint: Option<CheckpointView>,
+    pub summary: super::bundle::Summary,
     /// The key that verifies the checkpoint (compare it with the key you were given).
     pub verifier_key: String,
+    /// The checkpoint the proofs lead to: the latest when the record was made.
+    pub checkpoint: Option<CheckpointView>,
     pub events: Vec<ProvenEvent>,
     /// How many of the events the checkpoint covers (the others are newer than it; ask again
     /// after the next checkpoint).
     pub proven: usize,
+    pub how_to_verify: &'static str,
 }
 
 impl ItemRecord {
@@ -205,21 +209,24 @@ impl ItemRecord {
     ) -> ItemRecord {
         let latest = audit.latest();
         let tree_size = latest.map(|stored| stored.checkpoint.tree_size);
-        let summary = DecisionSummary::of(events);
+        let decision =
+            serde_json::to_value(DecisionSummary::of(events)).expect("a summary serializes");
         let events: Vec<ProvenEvent> = events
             .iter()
             .map(|event| ProvenEvent::new(event, &audit.tree, tree_size))
             .collect();
         ItemRecord {
+            format: super::bundle::FORMAT,
             item_id,
-            summary,
-            checkpoint: latest.map(CheckpointView::from),
+            summary: super::bundle::Summary::Item { decision },
             verifier_key: verifier_key.to_owned(),
+            checkpoint: latest.map(CheckpointView::from),
             proven: events
                 .iter()
                 .filter(|event| event.inclusion_proof.is_some())
                 .count(),
             events,
+            how_to_verify: super::bundle::HOW_TO_VERIFY,
         }
     }
 }

@@ -764,12 +764,17 @@ fn schemas() -> Vec<(&'static str, Value)> {
         (
             "ItemRecord",
             response_object(json!({
+                "format": {"type": "string", "enum": ["approval-ledger-bundle/1"]},
                 "item_id": uuid(),
-                "summary": reference("DecisionSummary"),
-                "checkpoint": nullable(reference("Checkpoint")),
+                "summary": response_object(json!({
+                    "scope": {"type": "string", "enum": ["item"]},
+                    "decision": reference("DecisionSummary"),
+                })),
                 "verifier_key": verifier_key(),
+                "checkpoint": nullable(reference("Checkpoint")),
                 "events": array(reference("ProvenEvent")),
                 "proven": count(),
+                "how_to_verify": {"type": "string"},
             })),
         ),
     ]

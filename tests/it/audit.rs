@@ -407,7 +407,8 @@ async fn an_items_record_has_its_events_decision_diff_and_proofs_under_the_lates
         .call("GET", &format!("/v1/items/{id}/record"), &app.agent, None)
         .await;
     assert_eq!(status, StatusCode::OK, "{record}");
-    let summary = &record["summary"];
+    let summary = &record["summary"]["decision"];
+    assert_eq!(record["summary"]["scope"], "item");
     assert_eq!(summary["outcome"], "edited_and_approved");
     assert_eq!(summary["decided_by"], json!(["rita"]));
     assert_eq!(
@@ -600,4 +601,222 @@ fn notes_verify_as_other_implementations_sign_them() {
     assert!(key.verifier().open(&signed.note).is_ok());
     let other = CheckpointKey::generate("example.org/log").unwrap();
     assert!(other.verifier().open(&signed.note).is_err());
+}
+
+/// Runs `tools/verify_bundle.py` (the stand-alone verifier: Python's hashlib and the
+/// `cryptography` package, none of the ledger's code) on `file`; its exit code and output.
+fn standalone_verify(file: &std::path::Path, key: Option<&str>) -> (i32, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/verify_bundle.py");
+    let mut command = std::process::Command::new(crate::support::python_venv());
+    command.arg(&script).arg(file);
+    if let Some(key) = key {
+        command.args(["--key", key]);
+    }
+    let output = command.output().expect("running tools/verify_bundle.py");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+fn ledger_cli(args: &[&str]) -> (i32, String) {
+    let output = std::process::Command::new(crate::support::ledger_binary())
+        .args(args)
+        .env("LEDGER_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_ledgers_code() {
+    use tokio::io::AsyncBufReadExt;
+    ledger::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.display().to_string();
+    // The ledger as the README runs it, signing a checkpoint at least every 200 ms.
+    let mut child = tokio::process::Command::new(crate::support::ledger_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_arg])
+        .args(["--checkpoint-interval", "200ms"])
+        .env("LEDGER_ADMIN_TOKEN", "admin-token")
+        .env("LEDGER_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next_line().await.unwrap().expect("the server starts");
+        if let Some(address) = line.strip_prefix("listening on ") {
+            break address.to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
+        let mut request = client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    let mut tokens = Vec::new();
+    for body in [
+        json!({"name": "drafter", "role": "agent"}),
+        json!({"name": "rita", "role": "reviewer", "queues": ["support"]}),
+        json!({"name": "olga", "role": "auditor"}),
+    ] {
+        let (status, text) = call(post.clone(), "/v1/principals", "admin-token", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        let added: Value = serde_json::from_str(&text).unwrap();
+        tokens.push(added["token"].as_str().unwrap().to_owned());
+    }
+    let (agent, rita, auditor) = (&tokens[0], &tokens[1], &tokens[2]);
+    let (status, text) = call(post.clone(), "/v1/items", agent, Some(reply_for_review())).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (action, body) in [
+        ("claim", json!({})),
+        (
+            "edit",
+            json!({"output": {"reply": "Dear Ms Jones, your refund was sent today."}}),
+        ),
+    ] {
+        let (status, text) = call(
+            post.clone(),
+            &format!("/v1/items/{id}/{action}"),
+            rita,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    // The record, once a checkpoint covers all its events (the server signs within 200 ms).
+    let record = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let (status, text) =
+                call(get.clone(), &format!("/v1/items/{id}/record"), agent, None).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            let record: Value = serde_json::from_str(&text).unwrap();
+            if record["proven"] == record["events"].as_array().unwrap().len() {
+                break text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a checkpoint covers the item's events");
+    let (status, note) = call(get.clone(), "/v1/audit/checkpoints/latest", auditor, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let latest: Value = serde_json::from_str(&note).unwrap();
+    let key = latest["verifier_key"].as_str().unwrap().to_owned();
+    // The key the auditor was given out of band is the one the operator prints.
+    let (code, printed) = ledger_cli(&["audit", "public-key", "--data-dir", &data_arg]);
+    assert_eq!(code, 0, "{printed}");
+    assert_eq!(printed.trim(), key);
+
+    // The record verifies with the stand-alone script and with the CLI.
+    let record_file = dir.path().join("record.json");
+    std::fs::write(&record_file, &record).unwrap();
+    let (code, out) = standalone_verify(&record_file, Some(&key));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: 4 events"), "{out}");
+    let record_arg = record_file.display().to_string();
+    let (code, out) = ledger_cli(&["audit", "verify-bundle", &record_arg, "--key", &key]);
+    assert_eq!(code, 0, "{out}");
+    // The saved checkpoint: the log still extends it.
+    let saved = dir.path().join("saved.note");
+    std::fs::write(&saved, latest["note"].as_str().unwrap()).unwrap();
+    let saved_arg = saved.display().to_string();
+    let (code, out) = ledger_cli(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        &data_arg,
+        "--trusted-checkpoint",
+        &saved_arg,
+    ]);
+    assert_eq!(code, 0, "{out}");
+
+    // A bundle exported beside the running server verifies with both, and fails with both once
+    // one byte of one event in it is changed.
+    let bundle_file = dir.path().join("bundle.json");
+    let bundle_arg = bundle_file.display().to_string();
+    let (code, out) = ledger_cli(&[
+        "audit",
+        "export",
+        "--data-dir",
+        &data_arg,
+        "--item",
+        &id,
+        "--out",
+        &bundle_arg,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = standalone_verify(&bundle_file, Some(&key));
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = standalone_verify(&bundle_file, None);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("WARNING: checked with the key the bundle carries"),
+        "{out}"
+    );
+    let (code, out) = ledger_cli(&["audit", "verify-bundle", &bundle_arg, "--key", &key]);
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(&bundle_file).unwrap();
+    let bundle: Value = serde_json::from_str(&text).unwrap();
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let canonical = bundle["events"][1]["canonical"].as_str().unwrap();
+    let mut bytes = engine.decode(canonical).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x01;
+    let altered = dir.path().join("altered.json");
+    std::fs::write(&altered, text.replace(canonical, &engine.encode(bytes))).unwrap();
+    let (code, out) = standalone_verify(&altered, Some(&key));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("NOT VERIFIED: event 1"), "{out}");
+    let (code, out) = ledger_cli(&[
+        "audit",
+        "verify-bundle",
+        &altered.display().to_string(),
+        "--key",
+        &key,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("NOT VERIFIED: event 1"), "{out}");
+    // And the shown data, changed to say something the bytes do not.
+    let shown = text.replacen("Dear Ms Jones", "Dear Mr Jones", 1);
+    assert_ne!(shown, text);
+    std::fs::write(&altered, shown).unwrap();
+    assert_eq!(standalone_verify(&altered, Some(&key)).0, 1);
+    assert_eq!(
+        ledger_cli(&[
+            "audit",
+            "verify-bundle",
+            &altered.display().to_string(),
+            "--key",
+            &key
+        ])
+        .0,
+        1
+    );
+    child.kill().await.unwrap();
 }

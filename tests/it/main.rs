@@ -3,6 +3,7 @@
 
 mod api;
 mod audit;
+mod audit_tamper;
 mod cli;
 mod commands;
 mod crash;

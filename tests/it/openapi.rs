@@ -508,7 +508,8 @@ async fn every_answer_of_a_review_session_is_documented_with_its_schema() {
         .unwrap()
         .expect("a checkpoint");
     let text: &[(&str, &str)] = &[("accept", "text/plain")];
-    let audit_steps: Vec<(&str, String, &str, &[(&str, &str)], u16)> = vec![
+    type AuditStep<'a> = (&'a str, String, &'a str, &'a [(&'a str, &'a str)], u16);
+    let audit_steps: Vec<AuditStep> = vec![
         (
             "/v1/audit/checkpoints",
             "/v1/audit/checkpoints?limit=5".into(),
