@@ -220,17 +220,7 @@ pub async fn run_http(
             .kill_on_drop(true)
             .spawn()
             .context("starting `ledger serve`")?;
-        let mut lines =
-            BufReader::new(server.stdout.take().context("the server's stdout")?).lines();
-        let address: SocketAddr = loop {
-            let line = lines
-                .next_line()
-                .await?
-                .context("the server exited before listening")?;
-            if let Some(url) = line.strip_prefix("listening on http://") {
-                break url.parse().context("the server's address")?;
-            }
-        };
+        let address = listening_address(&mut server).await?;
         children.push(server);
         addresses.push(address);
     }
@@ -355,18 +345,37 @@ async fn generate_load(
     Ok(latencies)
 }
 
+/// The address a `ledger serve` child prints once it listens; its standard output is drained
+/// from then on, so that it never blocks on a full pipe.
+pub(crate) async fn listening_address(
+    server: &mut tokio::process::Child,
+) -> anyhow::Result<SocketAddr> {
+    let mut lines = BufReader::new(server.stdout.take().context("the server's stdout")?).lines();
+    let address = loop {
+        let line = lines
+            .next_line()
+            .await?
+            .context("the server exited before listening")?;
+        if let Some(url) = line.strip_prefix("listening on http://") {
+            break url.parse().context("the server's address")?;
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(address)
+}
+
 /// One keep-alive HTTP/1.1 connection, written and parsed by hand (`httparse` for the status
 /// line and headers): the least a client can do per request, so that the load generator takes as
 /// little of the shared cores as it can. Its first version used hyper's client connection, which
 /// runs a second task per connection and cost ~13 µs of CPU per request against the server's ~42.
-struct Client {
+pub(crate) struct Client {
     stream: tokio::net::TcpStream,
     request: Vec<u8>,
     buffer: Vec<u8>,
 }
 
 impl Client {
-    async fn connect(address: SocketAddr) -> anyhow::Result<Client> {
+    pub(crate) async fn connect(address: SocketAddr) -> anyhow::Result<Client> {
         let stream = tokio::net::TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
         Ok(Client {
@@ -378,12 +387,32 @@ impl Client {
 
     /// POSTs an empty body; returns the status once the whole answer is read.
     async fn post(&mut self, path: &str, authorization: &str) -> anyhow::Result<u16> {
+        self.send("POST", path, authorization)
+            .await
+            .map(|(status, _)| status)
+    }
+
+    /// GETs `path`; the status and the body.
+    pub(crate) async fn get(
+        &mut self,
+        path: &str,
+        authorization: &str,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        self.send("GET", path, authorization).await
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        authorization: &str,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
         use std::io::Write;
         use tokio::io::AsyncWriteExt;
         self.request.clear();
         write!(
             self.request,
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\nContent-Length: 0\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\nContent-Length: 0\r\n\r\n"
         )?;
         self.stream.write_all(&self.request).await?;
         self.buffer.clear();
@@ -403,7 +432,7 @@ impl Client {
                     self.read_more().await?;
                 }
                 anyhow::ensure!(self.buffer.len() == end, "bytes after the answer");
-                return Ok(status);
+                return Ok((status, self.buffer[head_len..].to_vec()));
             }
             self.read_more().await?;
         }

@@ -24,6 +24,7 @@ pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod bench_http;
+pub mod bench_proofs;
 pub mod callback_policy;
 pub mod callbacks;
 pub mod clock;

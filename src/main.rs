@@ -320,6 +320,23 @@ enum BenchCommand {
         #[arg(long)]
         reviewers: usize,
     },
+    /// Merkle proofs: building the tree and proofs in the process, then inclusion proofs over
+    /// HTTP from a real server on a file log of this many events.
+    Proofs {
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Concurrent keep-alive clients asking for proofs.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds the clients run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Keep the log afterwards (its path is printed) instead of removing it.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Open, read and verify a log of this many events.
     Read {
         #[arg(long, default_value_t = 1_000_000)]
@@ -581,6 +598,16 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
                 BenchCommand::HttpFill { pending, reviewers } => {
                     ledger::bench_http::fill(&store, &cli.data_dir, pending, reviewers).await?
+                }
+                BenchCommand::Proofs {
+                    events,
+                    clients,
+                    seconds,
+                    runs,
+                    keep,
+                } => {
+                    ledger::bench_proofs::run_proofs(&parent, events, clients, seconds, runs, keep)
+                        .await?
                 }
                 BenchCommand::Read {
                     events,
