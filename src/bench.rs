@@ -89,6 +89,7 @@ pub async fn measure_append(
     appenders: usize,
     events: u64,
     event_bytes: usize,
+    follower: Follower,
 ) -> anyhow::Result<AppendFigures> {
     let scratch;
     let log: Arc<dyn EventLog> = match store {
@@ -114,6 +115,33 @@ pub async fn measure_append(
                 .collect()
         })
         .collect();
+    // With the tree: a subscriber folds every event into the audit read model, as a server's
+    // projector does, while the appenders run; the run ends once it has caught up too.
+    let head_before = log.head().await?;
+    let tree = (follower != Follower::None).then(|| {
+        let mut subscription = log.subscribe(0);
+        tokio::spawn(async move {
+            let mut audit = projections::audit::Audit::default();
+            let mut applied = 0u64;
+            let mut apply = |event: &projections::event::RecordedEvent| {
+                if follower == Follower::Tree {
+                    audit.apply(event);
+                }
+            };
+            loop {
+                let event = subscription.next().await?;
+                apply(&event);
+                applied += 1;
+                for event in subscription.drain_ready(1023) {
+                    apply(&event);
+                    applied += 1;
+                }
+                if applied >= head_before + total_events_of(appenders, per_appender) {
+                    return anyhow::Ok(applied);
+                }
+            }
+        })
+    });
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(appenders);
     for (appender, events) in prepared.into_iter().enumerate() {
@@ -138,6 +166,9 @@ pub async fn measure_append(
     for task in tasks {
         latencies.extend(task.await.context("appender task")??);
     }
+    if let Some(tree) = tree {
+        tree.await.context("tree task")??;
+    }
     let elapsed = started.elapsed();
     latencies.sort();
     let total = latencies.len() as u64;
@@ -148,6 +179,21 @@ pub async fn measure_append(
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
     })
+}
+
+/// What follows the log while a run appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follower {
+    /// Nothing.
+    None,
+    /// A subscription that reads every event and does nothing with it.
+    Subscriber,
+    /// A subscription folding every event into the Merkle tree (the audit read model).
+    Tree,
+}
+
+fn total_events_of(appenders: usize, per_appender: u64) -> u64 {
+    appenders as u64 * per_appender
 }
 
 fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
@@ -174,7 +220,19 @@ pub async fn run_append(
     min_events: u64,
     event_bytes: usize,
     runs: usize,
+    with_tree: bool,
 ) -> anyhow::Result<()> {
+    if with_tree {
+        return run_append_with_tree(
+            dir,
+            levels,
+            events_per_appender,
+            min_events,
+            event_bytes,
+            runs,
+        )
+        .await;
+    }
     let other: Option<Arc<dyn EventLog>> = match store {
         Store::File(_) => None,
         other => Some(crate::log::open(other, "bench").await?),
@@ -202,7 +260,10 @@ pub async fn run_append(
         let middle_of = async |store: Option<&Arc<dyn EventLog>>| -> anyhow::Result<AppendFigures> {
             let mut figures = Vec::new();
             for _ in 0..runs {
-                figures.push(measure_append(dir, store, appenders, events, event_bytes).await?);
+                figures.push(
+                    measure_append(dir, store, appenders, events, event_bytes, Follower::None)
+                        .await?,
+                );
             }
             figures.sort_by(|a, b| a.events_per_second.total_cmp(&b.events_per_second));
             Ok(figures.swap_remove(figures.len() / 2))
@@ -231,6 +292,56 @@ pub async fn run_append(
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// `ledger bench append --tree`: each level on the file log with nothing following it, with a
+/// subscriber that reads every event (as a server's projector does), and with that subscriber
+/// also maintaining the Merkle tree; runs interleaved, medians side by side. The tree's own cost
+/// is the last two compared.
+async fn run_append_with_tree(
+    dir: &Path,
+    levels: &[usize],
+    events_per_appender: u64,
+    min_events: u64,
+    event_bytes: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "durable appends on the file log, {event_bytes}-byte events, one event an append, median of {runs} interleaved runs; each run ends when the follower has caught up too\n"
+    );
+    println!(
+        "| appenders | events a run | alone, events/s | with a subscriber | with a subscriber maintaining the tree | tree / subscriber | p99 with the tree |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &appenders in levels {
+        let events = (appenders as u64 * events_per_appender).max(min_events);
+        let mut figures: [Vec<AppendFigures>; 3] = Default::default();
+        for _ in 0..runs {
+            for (index, follower) in [Follower::None, Follower::Subscriber, Follower::Tree]
+                .into_iter()
+                .enumerate()
+            {
+                figures[index].push(
+                    measure_append(dir, None, appenders, events, event_bytes, follower).await?,
+                );
+            }
+        }
+        let [alone, subscriber, tree] = figures.map(|mut figures| {
+            figures.sort_by(|a, b| a.events_per_second.total_cmp(&b.events_per_second));
+            figures.swap_remove(figures.len() / 2)
+        });
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.0} µs |",
+            appenders,
+            tree.events,
+            alone.events_per_second,
+            subscriber.events_per_second,
+            tree.events_per_second,
+            tree.events_per_second / subscriber.events_per_second,
+            tree.p99.as_secs_f64() * 1e6
+        );
     }
     Ok(())
 }

@@ -292,6 +292,9 @@ enum BenchCommand {
         /// Runs per level; the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Measure the file log without and with the Merkle tree maintained beside the appends.
+        #[arg(long)]
+        tree: bool,
     },
     /// Decisions per second over HTTP (claim + approve) with a large queue of pending items;
     /// with `--store`, on that store, which must be empty (a fresh database).
@@ -566,6 +569,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     min_events,
                     event_bytes,
                     runs,
+                    tree,
                 } => {
                     ledger::bench::run_append(
                         &parent,
@@ -575,6 +579,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         min_events,
                         event_bytes,
                         runs.max(1),
+                        tree,
                     )
                     .await?
                 }

@@ -17,7 +17,7 @@ use anyhow::Context;
 use foldhash::{HashMap, HashSet};
 use projections::audit::CHECKPOINTS_STREAM;
 use projections::event::{Hash, ZERO_HASH, decode_payload, sha256};
-use projections::merkle::MerkleTree;
+use projections::merkle::{MerkleTree, leaf_hash};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use uuid::Uuid;
@@ -133,6 +133,8 @@ pub fn verify_with_key(
         },
         tree: MerkleTree::new(),
         stored_checkpoints: Vec::new(),
+        pending_leaves: Vec::new(),
+        spare_leaves: Vec::new(),
         streams: HashMap::default(),
         // Sized for records of a typical size (~640 bytes), so that a large log rarely rehashes;
         // sizing for the smallest record would clear far more memory than is used.
@@ -192,6 +194,10 @@ struct Check {
     tree: MerkleTree,
     /// `(position, type, data)` of each event of the checkpoints stream, in order.
     stored_checkpoints: Vec<(u64, String, String)>,
+    /// The leaf hashes of the last chunk, not yet in `tree`.
+    pending_leaves: Vec<Hash>,
+    /// A vector to reuse for the next chunk's leaves.
+    spare_leaves: Vec<Hash>,
     streams: HashMap<String, (u64, Hash)>,
     ids: HashSet<Uuid>,
     next_position: u64,
@@ -278,18 +284,26 @@ impl Check {
     fn records(&mut self, bytes: &[u8], offset: u64, starts: &[usize]) -> anyhow::Result<bool> {
         let first_position = self.next_position;
         let chain_before = self.chain;
+        let mut leaves = std::mem::take(&mut self.spare_leaves);
+        leaves.clear();
+        leaves.resize(starts.len(), ZERO_HASH);
         let (structure, duplicates, hashes) = {
             let streams = &mut self.streams;
             let ids = &mut self.ids;
             let tree = &mut self.tree;
+            let previous_leaves = &self.pending_leaves;
             let stored_checkpoints = &mut self.stored_checkpoints;
+            let leaves = &mut leaves;
             std::thread::scope(|scope| {
-                let hashes = scope.spawn(|| first_bad_hash(bytes, starts, &chain_before));
+                // The hash workers also compute this chunk's leaf hashes; the tree takes the
+                // previous chunk's on the id checker's thread (a chunk behind, so that the
+                // subtree hashes, which need the leaves in order, overlap the hashing).
+                let hashes = scope.spawn(|| first_bad_hash(bytes, starts, &chain_before, leaves));
                 let duplicates = scope.spawn(|| {
                     let duplicate = first_duplicate_id(bytes, starts, ids);
-                    // The Merkle tree grows from the stored event hashes (the hash workers prove
-                    // each one is its payload's) on the id checker's thread, beside the others.
-                    grow_tree(tree, bytes, starts);
+                    for leaf in previous_leaves {
+                        tree.push_leaf(*leaf);
+                    }
                     duplicate
                 });
                 let structure =
@@ -306,6 +320,7 @@ impl Check {
             .into_iter()
             .flatten()
             .min_by_key(|(index, _)| *index);
+        self.spare_leaves = std::mem::replace(&mut self.pending_leaves, leaves);
         let Some((index, reason)) = first_bad else {
             self.report.events += starts.len() as u64;
             self.next_position += starts.len() as u64;
@@ -377,6 +392,9 @@ impl Check {
     fn finish(mut self, verifier: Option<&crate::audit::Verifier>) -> Report {
         let mut report = finish(self.report, &self.streams, self.chain);
         if report.damage.is_none() {
+            for leaf in &self.pending_leaves {
+                self.tree.push_leaf(*leaf);
+            }
             // A torn tail ends the log inside a chunk whose records all joined the tree.
             self.tree.truncate(report.events);
             report.merkle_root = hex::encode(self.tree.root());
@@ -464,16 +482,6 @@ fn finish(mut report: Report, streams: &HashMap<String, (u64, Hash)>, chain: Has
     report.streams = streams.len() as u64;
     report.head_chain_hash = hex::encode(chain);
     report
-}
-
-/// Appends the records' stored event hashes to the Merkle tree.
-fn grow_tree(tree: &mut MerkleTree, bytes: &[u8], offsets: &[usize]) {
-    for &offset in offsets {
-        let FrameAt::Frame(frame) = frame_at(&bytes[offset..]) else {
-            unreachable!("offsets hold whole frames");
-        };
-        tree.push_event(&frame.event_hash);
-    }
 }
 
 /// The chain hash stored in the frame at `offset`.
@@ -573,14 +581,21 @@ fn check_structure(
 
 /// The index (in `offsets`) and reason of the first record whose event hash or chain hash is
 /// wrong, computed on every core.
-fn first_bad_hash(bytes: &[u8], offsets: &[usize], chain_before: &Hash) -> Option<(usize, String)> {
-    let check = |index: usize| -> Option<String> {
+/// Also writes each record's Merkle leaf hash into `leaves` (one per offset).
+fn first_bad_hash(
+    bytes: &[u8],
+    offsets: &[usize],
+    chain_before: &Hash,
+    leaves: &mut [Hash],
+) -> Option<(usize, String)> {
+    let check = |index: usize, leaf: &mut Hash| -> Option<String> {
         let FrameAt::Frame(frame) = frame_at(&bytes[offsets[index]..]) else {
             unreachable!("offsets hold whole frames");
         };
         if sha256(frame.payload) != frame.event_hash {
             return Some("event hash does not match its payload (the record was altered)".into());
         }
+        *leaf = leaf_hash(&frame.event_hash);
         let previous = match index {
             0 => *chain_before,
             _ => chain_of(bytes, offsets[index - 1]),
@@ -596,12 +611,15 @@ fn first_bad_hash(bytes: &[u8], offsets: &[usize], chain_before: &Hash) -> Optio
         .clamp(1, 8);
     let chunk = offsets.len().div_ceil(threads).max(1024);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..offsets.len())
-            .step_by(chunk)
-            .map(|start| {
-                let end = (start + chunk).min(offsets.len());
+        let workers: Vec<_> = leaves
+            .chunks_mut(chunk)
+            .enumerate()
+            .map(|(number, leaves)| {
+                let start = number * chunk;
                 scope.spawn(move || {
-                    (start..end).find_map(|index| check(index).map(|reason| (index, reason)))
+                    leaves.iter_mut().enumerate().find_map(|(offset, leaf)| {
+                        check(start + offset, leaf).map(|reason| (start + offset, reason))
+                    })
                 })
             })
             .collect();

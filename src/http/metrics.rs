@@ -380,12 +380,20 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
     let mut out = String::with_capacity(4096);
     // Left out while the store does not answer (`/healthz` says so).
     let head = state.log.head().await.ok();
-    let (applied, items, depths) = {
+    let (applied, items, depths, audit) = {
         let models = state.projector.read();
         (
             models.applied,
             models.board.len(),
             models.board.depth_by_queue(),
+            (
+                models.audit.checkpoints().len(),
+                models
+                    .audit
+                    .latest()
+                    .map_or(0, |latest| latest.checkpoint.tree_size),
+                models.audit.uncovered(),
+            ),
         )
     };
     super::health::render_metrics(&state, &mut out);
@@ -411,6 +419,31 @@ pub async fn render(State(state): State<AppState>, request: Request) -> Response
             "ledger_projection_lag_events {}",
             head.saturating_sub(applied)
         );
+    }
+    let (checkpoints, checkpoint_size, uncovered) = audit;
+    for (name, kind, help, value) in [
+        (
+            "ledger_checkpoints_total",
+            "counter",
+            "Signed checkpoints stored in the log.",
+            checkpoints as u64,
+        ),
+        (
+            "ledger_checkpoint_tree_size",
+            "gauge",
+            "The tree size (events covered) of the latest checkpoint.",
+            checkpoint_size,
+        ),
+        (
+            "ledger_checkpoint_uncovered_events",
+            "gauge",
+            "Events applied that the latest checkpoint does not cover yet (0 when only checkpoints are newer).",
+            uncovered,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
     }
     let _ = writeln!(out, "# HELP ledger_items Review items, in any state.");
     let _ = writeln!(out, "# TYPE ledger_items gauge");

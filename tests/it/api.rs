@@ -1216,7 +1216,7 @@ pub fn receiver(failures: usize) -> (axum::Router, Calls) {
 }
 
 /// [`receiver`] over plain HTTP on 127.0.0.1; returns its URL.
-async fn spawn_receiver(failures: usize) -> (String, Calls) {
+pub async fn spawn_receiver(failures: usize) -> (String, Calls) {
     let (router, calls) = receiver(failures);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

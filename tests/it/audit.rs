@@ -820,3 +820,84 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
     );
     child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_new_checkpoint_is_published_signed_by_the_checkpoint_key() {
+    // A server with its background jobs: it signs within 100 ms of new events and POSTs each
+    // checkpoint to a receiver, which refuses the first attempt.
+    ledger::tls::install_crypto_provider();
+    let (url, calls) = crate::api::spawn_receiver(1).await;
+    let key = Arc::new(key());
+    let log: Arc<dyn EventLog> = Arc::new(ledger::log::MemoryLog::new());
+    let mut config = ledger::app::ServerConfig::new(
+        ledger::clock::Clock::System,
+        ledger::callbacks::CallbackKey::from_bytes([3; 32]),
+    );
+    config.admin_token = Some("admin-token".into());
+    config.background = Some(ledger::app::Background {
+        poll: std::time::Duration::from_millis(50),
+        ..ledger::app::Background::default()
+    });
+    config.checkpoint_key = Some(key.clone());
+    config.checkpoints = ledger::audit::checkpointer::CheckpointSettings {
+        every_events: 1_000,
+        interval: std::time::Duration::from_millis(100),
+        publish: vec![url.parse().unwrap()],
+    };
+    let built = ledger::app::build(config, log.clone()).await.unwrap();
+    let _keep = built.state;
+    let published = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let seen = calls.lock().unwrap().clone();
+            // The first attempt was refused; the second is the one to check.
+            if seen.len() >= 2 {
+                assert_eq!(seen[0].1, seen[1].1, "the retry sends the same checkpoint");
+                assert_eq!(seen[0].0["webhook-id"], seen[1].0["webhook-id"]);
+                return seen[1].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the checkpoint is published, again after a refusal");
+    let (headers, body) = published;
+    let note = String::from_utf8(body).unwrap();
+    // The body is the stored checkpoint's signed note.
+    let stored =
+        ledger::log::read_whole_stream(log.as_ref(), projections::audit::CHECKPOINTS_STREAM)
+            .await
+            .unwrap();
+    let checkpoint: projections::audit::CheckpointSigned =
+        serde_json::from_str(&stored[0].data).unwrap();
+    assert_eq!(note, checkpoint.note);
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(headers["webhook-id"], stored[0].id.to_string().as_str());
+    key.verifier().open(&note).unwrap();
+    // Standard Webhooks' asymmetric signature: Ed25519 over "{id}.{timestamp}.{body}", by the
+    // key whose verifier key the auditors hold.
+    let signature = headers["webhook-signature"].to_str().unwrap();
+    let signature = signature.strip_prefix("v1a,").expect("a v1a signature");
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let signature =
+        ed25519_dalek::Signature::from_slice(&engine.decode(signature).unwrap()).unwrap();
+    let public = engine
+        .decode(key.verifier().key().splitn(3, '+').nth(2).unwrap())
+        .unwrap();
+    let public = ed25519_dalek::VerifyingKey::from_bytes(public[1..].try_into().unwrap()).unwrap();
+    let message = format!(
+        "{}.{}.{note}",
+        headers["webhook-id"].to_str().unwrap(),
+        headers["webhook-timestamp"].to_str().unwrap()
+    );
+    use ed25519_dalek::Verifier;
+    public.verify(message.as_bytes(), &signature).unwrap();
+    assert!(
+        public
+            .verify(
+                message.replace("approvals", "approval").as_bytes(),
+                &signature
+            )
+            .is_err()
+    );
+}
