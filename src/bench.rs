@@ -212,6 +212,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// `ledger bench append`: prints a Markdown table, one row a level of concurrency. With a
 /// `store` other than the file log, each level is measured on the embedded file log and on the
 /// store in the same run, side by side.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_append(
     dir: &Path,
     store: &Store,
