@@ -17,7 +17,7 @@ use anyhow::Context;
 use foldhash::{HashMap, HashSet};
 use projections::audit::CHECKPOINTS_STREAM;
 use projections::event::{Hash, ZERO_HASH, decode_payload, sha256};
-use projections::merkle::{MerkleTree, leaf_hash};
+use projections::merkle::{LevelTree, MerkleTree, Tree, leaf_hash, node_hash};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use uuid::Uuid;
@@ -131,11 +131,13 @@ pub fn verify_with_key(
             checkpoint_damage: None,
             checkpoint_key: verifier.map(|verifier| verifier.key().to_owned()),
         },
-        tree: MerkleTree::new(),
+        leaves: Vec::with_capacity((total_bytes / 600) as usize),
         stored_checkpoints: Vec::new(),
-        pending_leaves: Vec::new(),
-        spare_leaves: Vec::new(),
-        streams: HashMap::default(),
+        // Sized for ~8 events a stream, so that a large log rarely rehashes the map.
+        streams: HashMap::with_capacity_and_hasher(
+            (total_bytes / 640 / 8) as usize,
+            Default::default(),
+        ),
         // Sized for records of a typical size (~640 bytes), so that a large log rarely rehashes;
         // sizing for the smallest record would clear far more memory than is used.
         ids: HashSet::with_capacity_and_hasher((total_bytes / 640) as usize, Default::default()),
@@ -189,15 +191,13 @@ struct SegmentInContext {
 /// The state of a verification in progress.
 struct Check {
     report: Report,
-    /// The Merkle tree of the records read so far (those of a chunk that turns out damaged
-    /// included: verification ends there, and the tree is used only when nothing is damaged).
-    tree: MerkleTree,
+    /// The Merkle leaf hashes of the records read so far, computed by the hash workers (those of
+    /// a chunk that turns out damaged included: verification ends there, and the tree is built
+    /// only when nothing is damaged). The tree's levels are built from them at the end, on every
+    /// core.
+    leaves: Vec<Hash>,
     /// `(position, type, data)` of each event of the checkpoints stream, in order.
     stored_checkpoints: Vec<(u64, String, String)>,
-    /// The leaf hashes of the last chunk, not yet in `tree`.
-    pending_leaves: Vec<Hash>,
-    /// A vector to reuse for the next chunk's leaves.
-    spare_leaves: Vec<Hash>,
     streams: HashMap<String, (u64, Hash)>,
     ids: HashSet<Uuid>,
     next_position: u64,
@@ -284,28 +284,17 @@ impl Check {
     fn records(&mut self, bytes: &[u8], offset: u64, starts: &[usize]) -> anyhow::Result<bool> {
         let first_position = self.next_position;
         let chain_before = self.chain;
-        let mut leaves = std::mem::take(&mut self.spare_leaves);
-        leaves.clear();
-        leaves.resize(starts.len(), ZERO_HASH);
+        let first_leaf = self.leaves.len();
+        self.leaves.resize(first_leaf + starts.len(), ZERO_HASH);
         let (structure, duplicates, hashes) = {
             let streams = &mut self.streams;
             let ids = &mut self.ids;
-            let tree = &mut self.tree;
-            let previous_leaves = &self.pending_leaves;
             let stored_checkpoints = &mut self.stored_checkpoints;
-            let leaves = &mut leaves;
+            let leaves = &mut self.leaves[first_leaf..];
             std::thread::scope(|scope| {
-                // The hash workers also compute this chunk's leaf hashes; the tree takes the
-                // previous chunk's on the id checker's thread (a chunk behind, so that the
-                // subtree hashes, which need the leaves in order, overlap the hashing).
+                // The hash workers also compute this chunk's Merkle leaf hashes.
                 let hashes = scope.spawn(|| first_bad_hash(bytes, starts, &chain_before, leaves));
-                let duplicates = scope.spawn(|| {
-                    let duplicate = first_duplicate_id(bytes, starts, ids);
-                    for leaf in previous_leaves {
-                        tree.push_leaf(*leaf);
-                    }
-                    duplicate
-                });
+                let duplicates = scope.spawn(|| first_duplicate_id(bytes, starts, ids));
                 let structure =
                     check_structure(bytes, starts, first_position, streams, stored_checkpoints);
                 (
@@ -320,7 +309,6 @@ impl Check {
             .into_iter()
             .flatten()
             .min_by_key(|(index, _)| *index);
-        self.spare_leaves = std::mem::replace(&mut self.pending_leaves, leaves);
         let Some((index, reason)) = first_bad else {
             self.report.events += starts.len() as u64;
             self.next_position += starts.len() as u64;
@@ -392,14 +380,13 @@ impl Check {
     fn finish(mut self, verifier: Option<&crate::audit::Verifier>) -> Report {
         let mut report = finish(self.report, &self.streams, self.chain);
         if report.damage.is_none() {
-            for leaf in &self.pending_leaves {
-                self.tree.push_leaf(*leaf);
-            }
-            // A torn tail ends the log inside a chunk whose records all joined the tree.
-            self.tree.truncate(report.events);
-            report.merkle_root = hex::encode(self.tree.root());
+            // A torn tail ends the log inside a chunk whose records all gave a leaf.
+            self.leaves.truncate(report.events as usize);
+            let tree = tree_of_leaves(std::mem::take(&mut self.leaves));
+            report.merkle_root =
+                hex::encode(tree.root_at(report.events).expect("the tree's own size"));
             match crate::audit::trusted::check_checkpoints(
-                &self.tree,
+                &tree,
                 &self.stored_checkpoints,
                 verifier,
             ) {
@@ -482,6 +469,33 @@ fn finish(mut report: Report, streams: &HashMap<String, (u64, Hash)>, chain: Has
     report.streams = streams.len() as u64;
     report.head_chain_hash = hex::encode(chain);
     report
+}
+
+/// The Merkle tree of `leaves`, level by level, each level's hashes computed on every core.
+fn tree_of_leaves(leaves: Vec<Hash>) -> LevelTree {
+    let threads = std::thread::available_parallelism()
+        .map(|count| count.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let mut levels = vec![leaves];
+    while levels.last().expect("a level").len() > 1 {
+        let below = levels.last().expect("a level");
+        let mut above = vec![ZERO_HASH; below.len() / 2];
+        // Pairs per thread, even so that each thread's pairs start at an even index below.
+        let per_thread = above.len().div_ceil(threads).max(4096);
+        std::thread::scope(|scope| {
+            for (number, out) in above.chunks_mut(per_thread).enumerate() {
+                let pairs = &below[number * per_thread * 2..];
+                scope.spawn(move || {
+                    for (index, hash) in out.iter_mut().enumerate() {
+                        *hash = node_hash(&pairs[2 * index], &pairs[2 * index + 1]);
+                    }
+                });
+            }
+        });
+        levels.push(above);
+    }
+    LevelTree::from_levels(levels).expect("each level holds the pairs of the one below")
 }
 
 /// The chain hash stored in the frame at `offset`.

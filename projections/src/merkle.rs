@@ -226,6 +226,100 @@ impl MerkleTree {
     }
 }
 
+/// What checking checkpoints needs of a tree: its size, roots of its prefixes, and consistency
+/// proofs between them.
+pub trait Tree {
+    /// The number of leaves.
+    fn size(&self) -> u64;
+    /// The root of the tree of the first `size` leaves.
+    fn root_at(&self, size: u64) -> Result<Hash, ProofError>;
+    /// The proof that the tree of `second` leaves extends the tree of `first`.
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError>;
+}
+
+impl Tree for MerkleTree {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
+        MerkleTree::root_at(self, size)
+    }
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
+        MerkleTree::consistency_proof(self, first, second)
+    }
+}
+
+/// A tree given level by level, for a whole log built at once (`ledger verify` computes each
+/// level's hashes on every core): level 0 holds the leaf hashes, level `k + 1` the hash of each
+/// complete pair of level `k`. Roots and proofs read it as they read a [`MerkleTree`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelTree {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl LevelTree {
+    /// The tree whose levels are `levels`; each must hold exactly the pairs of the one below.
+    pub fn from_levels(levels: Vec<Vec<Hash>>) -> Result<LevelTree, ProofError> {
+        for pair in levels.windows(2) {
+            if pair[1].len() != pair[0].len() / 2 {
+                return Err(ProofError::OutOfRange(
+                    "a level does not hold the pairs of the one below".into(),
+                ));
+            }
+        }
+        Ok(LevelTree { levels })
+    }
+
+    fn check(&self, size: u64) -> Result<(), ProofError> {
+        if size > Tree::size(self) {
+            return Err(ProofError::OutOfRange(format!(
+                "tree size {size} is beyond the tree ({} leaves)",
+                Tree::size(self)
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Tree for LevelTree {
+    fn size(&self) -> u64 {
+        self.levels.first().map_or(0, |leaves| leaves.len() as u64)
+    }
+    fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
+        self.check(size)?;
+        tlog::tree_hash(size, self)
+            .map(|hash| hash.0)
+            .map_err(|error| ProofError::OutOfRange(error.to_string()))
+    }
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
+        self.check(second)?;
+        if first == 0 || first > second {
+            return Err(ProofError::OutOfRange(format!(
+                "a consistency proof needs 0 < first <= second; got first {first}, second {second}"
+            )));
+        }
+        tlog::prove_tree(second, first, self)
+            .map(unwrap_hashes)
+            .map_err(|error| ProofError::OutOfRange(error.to_string()))
+    }
+}
+
+impl tlog::HashReader for LevelTree {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog::Hash>, tlog::Error> {
+        indexes
+            .iter()
+            .map(|&index| {
+                let (level, n) = tlog::split_stored_hash_index(index);
+                self.levels
+                    .get(usize::from(level))
+                    .and_then(|hashes| hashes.get(n as usize))
+                    .map(|hash| tlog::Hash(*hash))
+                    .ok_or(tlog::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+}
+
 impl tlog::HashReader for MerkleTree {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog::Hash>, tlog::Error> {
         indexes

@@ -438,3 +438,37 @@ fn a_truncated_tree_is_the_smaller_tree() {
 
 /// More leaves than one chunk of stored hashes holds.
 const CHUNK_TEST: usize = 40_001;
+
+#[test]
+fn a_tree_given_by_levels_answers_as_the_stored_tree() {
+    for count in [0usize, 1, 2, 3, 5, 8, 13, 64, 100, 257] {
+        let leaves = leaves(count);
+        let stored = tree_of(&leaves);
+        let mut levels = vec![leaves.clone()];
+        while levels.last().unwrap().len() > 1 {
+            let below = levels.last().unwrap();
+            let above = below
+                .chunks_exact(2)
+                .map(|pair| node_hash(&pair[0], &pair[1]))
+                .collect();
+            levels.push(above);
+        }
+        let by_levels = LevelTree::from_levels(levels).unwrap();
+        assert_eq!(Tree::size(&by_levels), count as u64);
+        for size in 0..=count as u64 {
+            assert_eq!(
+                Tree::root_at(&by_levels, size),
+                stored.root_at(size),
+                "{count} {size}"
+            );
+            for first in 1..=size {
+                assert_eq!(
+                    Tree::consistency_proof(&by_levels, first, size),
+                    stored.consistency_proof(first, size)
+                );
+            }
+        }
+        assert!(Tree::root_at(&by_levels, count as u64 + 1).is_err());
+    }
+    assert!(LevelTree::from_levels(vec![leaves(4), leaves(1)]).is_err());
+}

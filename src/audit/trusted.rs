@@ -121,7 +121,7 @@ impl std::fmt::Display for CheckpointDamage {
 /// log's first `tree_size` events, and its consistency with the one before (a proof checked step
 /// by step). Returns how many held, or the first that does not.
 pub fn check_checkpoints(
-    tree: &projections::merkle::MerkleTree,
+    tree: &impl projections::merkle::Tree,
     stored: &[(u64, String, String)],
     verifier: Option<&Verifier>,
 ) -> Result<usize, CheckpointDamage> {
