@@ -3,7 +3,7 @@
 //! refused with 4xx problems, decision records, and one checkpoint per tree size with several
 //! servers on one store.
 
-use crate::api::{App, reply_for_review, spawn_app_over, spawn_app_with};
+use crate::api::{App, reply_for_review, spawn_app_with};
 use ledger::audit::CheckpointKey;
 use ledger::audit::checkpointer::checkpoint_now;
 use ledger::log::{EventLog, ExpectedVersion};
