@@ -18,7 +18,10 @@
 //! - [`scheduler`]: lapsed claims and passed deadlines become events.
 //! - [`expiry_policy`]: the operator's expiry policies, by queue and kind (`--expiry-policy`).
 //! - [`clock`]: the time commands get: the system's, or one tests move.
-//! - [`bench`]: `ledger bench append` and `ledger bench read`; [`bench_http`]: `ledger bench http`.
+//! - [`bench`]: `ledger bench append` and `ledger bench read`; [`bench_http`]: `ledger bench http`;
+//!   [`bench_proofs`]: `ledger bench proofs`.
+//! - [`audit`]: checkpoints, proofs, decision records and compliance bundles (`ledger audit`).
+//! - [`demo`]: `ledger demo seed`, a realistic review history through the real domain.
 
 pub mod app;
 pub mod audit;
@@ -29,6 +32,7 @@ pub mod callback_policy;
 pub mod callbacks;
 pub mod clock;
 pub mod commands;
+pub mod demo;
 pub mod expiry_policy;
 pub mod http;
 pub mod inspect;

@@ -111,6 +111,12 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Demo data: a realistic review history (needs the log for writing: on a data directory, no
+    /// server may hold it).
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
     /// Checkpoints, proofs and compliance bundles (ADR 0013).
     Audit {
         #[command(subcommand)]
@@ -143,6 +149,28 @@ enum Command {
         appenders: usize,
         #[arg(long, default_value_t = 64 * 1024)]
         segment_size: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DemoCommand {
+    /// Write N simulated items through the real domain: several models with different true
+    /// override rates, reviewers of different speed and strictness, edits, rejections, change
+    /// requests, escalations, expiries and four-eyes approvals over weeks; the last 5% stay open.
+    /// Prints a JSON report: the tokens of the demo principals it created and each slice's true
+    /// override rate.
+    Seed {
+        #[arg(long, default_value_t = 1000)]
+        items: usize,
+        /// The same seed writes the same history.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Weeks of history, ending now (or at `--until`).
+        #[arg(long, default_value_t = 6)]
+        weeks: i64,
+        /// When the history ends (RFC 3339); with it, a seed writes exactly the same history.
+        #[arg(long)]
+        until: Option<String>,
     },
 }
 
@@ -423,6 +451,33 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Some(dir) => verify(dir.to_owned(), json, verifier.as_ref()),
                 None => verify_store(&store, json, verifier.as_ref()).await,
             };
+        }
+        Command::Demo {
+            command:
+                DemoCommand::Seed {
+                    items,
+                    seed,
+                    weeks,
+                    until,
+                },
+        } => {
+            anyhow::ensure!(weeks >= 1, "--weeks must be at least 1");
+            let until = match until {
+                Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+                    .with_context(|| format!("--until {text:?} is not an RFC 3339 time"))?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            let log = ledger::log::open(&store, "ledger demo seed").await?;
+            let started = std::time::Instant::now();
+            let report = ledger::demo::seed(log, items, seed, weeks, until).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            eprintln!(
+                "wrote {} items ({} events) in {:.1} s",
+                report.items,
+                report.events,
+                started.elapsed().as_secs_f64()
+            );
         }
         Command::Audit { command } => {
             let ok = match command {

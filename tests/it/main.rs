@@ -7,6 +7,7 @@ mod audit_tamper;
 mod cli;
 mod commands;
 mod crash;
+mod demo;
 mod format;
 mod hardening_callbacks;
 mod hardening_expiry;
