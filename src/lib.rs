@@ -21,8 +21,10 @@
 //! - [`bench`]: `ledger bench append` and `ledger bench read`; [`bench_http`]: `ledger bench http`;
 //!   [`bench_proofs`]: `ledger bench proofs`.
 //! - [`audit`]: checkpoints, proofs, decision records and compliance bundles (`ledger audit`).
+//! - [`analytics`]: override rates by slice, shared by `ledger analytics report` and the API.
 //! - [`demo`]: `ledger demo seed`, a realistic review history through the real domain.
 
+pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod bench;

@@ -111,6 +111,11 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Override rates and other measures of how humans review the AI.
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
     /// Demo data: a realistic review history (needs the log for writing: on a data directory, no
     /// server may hold it).
     Demo {
@@ -150,6 +155,32 @@ enum Command {
         #[arg(long, default_value_t = 64 * 1024)]
         segment_size: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalyticsCommand {
+    /// Override rates ((edited + rejected) / decided) by slice, with 95% Wilson intervals: the
+    /// same numbers as `GET /v1/analytics/override-rates`.
+    Report {
+        /// Comma-separated dimensions: model, model_version, kind, queue, reviewer, day, week.
+        #[arg(long, default_value = "model,kind")]
+        by: String,
+        /// Only items decided at or after this time (RFC 3339, or a date).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only items decided before this time.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -451,6 +482,33 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Some(dir) => verify(dir.to_owned(), json, verifier.as_ref()),
                 None => verify_store(&store, json, verifier.as_ref()).await,
             };
+        }
+        Command::Analytics {
+            command:
+                AnalyticsCommand::Report {
+                    by,
+                    since,
+                    until,
+                    format,
+                },
+        } => {
+            let query = ledger::analytics::OverrideQuery::parse(
+                Some(&by),
+                since.as_deref(),
+                until.as_deref(),
+            )
+            .map_err(|error| anyhow::anyhow!(error))?;
+            let log = ledger::log::open_read_only(&store).await?;
+            let models = ledger::projector::rebuild(log.as_ref()).await?;
+            let rows = query.rows(&models.board);
+            match format {
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&query.answer(&rows, models.applied))?
+                ),
+                ReportFormat::Csv => print!("{}", query.render(&rows, true)),
+                ReportFormat::Table => print!("{}", query.render(&rows, false)),
+            }
         }
         Command::Demo {
             command:

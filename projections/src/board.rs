@@ -675,6 +675,11 @@ impl ReviewBoard {
             .and_then(|item| item.state.event_count.checked_sub(1))
     }
 
+    /// Every item's state, in id order.
+    pub fn items(&self) -> impl Iterator<Item = &ItemState> {
+        self.items.values().map(|item| &*item.state)
+    }
+
     /// How many items the board holds.
     pub fn len(&self) -> usize {
         self.items.len()

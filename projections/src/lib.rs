@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`event`]: the event envelope, its canonical byte form and SHA-256 hash.
 //! - [`item`]: the review domain for one item: commands, events, `decide` and `evolve`.
+//! - [`analytics`]: override rates by slice with Wilson intervals, from items' states.
 //! - [`audit`]: the Merkle tree over the log and the signed checkpoints stored in it.
 //! - [`board`]: the review board: every item's state, the ordered queues, workloads, deadlines.
 //! - [`delivery`]: decisions owed to callback URLs, and the attempts to deliver them.
@@ -15,6 +16,7 @@
 //! Nothing here does I/O, reads a clock, draws randomness or awaits: time and ids come in as
 //! arguments. The test `core_is_pure` in the integration suite checks the dependency graph.
 
+pub mod analytics;
 pub mod audit;
 pub mod board;
 pub mod delivery;

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`problem`]: problem+json errors and the JSON extractor.
+//! - [`analytics`]: override rates by slice.
 //! - [`audit`]: signed checkpoints, inclusion and consistency proofs, decision records.
 //! - [`auth`]: bearer tokens to principals, and role checks.
 //! - [`items`]: submit, read, decide, wait for a decision; the queue.
@@ -14,6 +15,7 @@
 //! - [`openapi`]: `/openapi.json`, the OpenAPI 3.1 document.
 //! - [`server`]: connections: the accept loop, its cap and timeouts.
 
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod feed;
@@ -199,6 +201,10 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/items/{id}/{action}", post(items::act)),
         ("/v1/queue", get(items::queue)),
         ("/v1/events", get(feed::events)),
+        (
+            "/v1/analytics/override-rates",
+            get(analytics::override_rates),
+        ),
         ("/v1/audit/checkpoints", get(audit::checkpoints)),
         (
             "/v1/audit/checkpoints/latest",

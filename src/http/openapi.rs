@@ -461,6 +461,33 @@ pub fn operations() -> Vec<Operation> {
         },
         Operation {
             method: "get",
+            path: "/v1/analytics/override-rates",
+            operation_id: "getOverrideRates",
+            summary: "How often humans override the AI: (edited + rejected) / decided by slice, with 95% Wilson intervals",
+            access: Access::Bearer("auditor, admin"),
+            parameters: vec![
+                query(
+                    "by",
+                    "Comma-separated dimensions to group by: model, model_version, kind, queue, reviewer, day, week",
+                    json!({"type": "string"}),
+                ),
+                query(
+                    "since",
+                    "Only items decided at or after this time (RFC 3339, or a date)",
+                    json!({"type": "string"}),
+                ),
+                query(
+                    "until",
+                    "Only items decided before this time (RFC 3339, or a date)",
+                    json!({"type": "string"}),
+                ),
+            ],
+            request: None,
+            answers: vec![json_answer(200, "the override rates", "OverrideRates")],
+            problems: &[400, 401, 403, 422, 503],
+        },
+        Operation {
+            method: "get",
             path: "/v1/audit/checkpoints",
             operation_id: "listCheckpoints",
             summary: "Signed checkpoints of the log's Merkle tree, oldest first, a page at a time",
@@ -730,6 +757,27 @@ fn schemas() -> Vec<(&'static str, Value)> {
         ),
         ("ExpiryAction", expiry_action()),
         ("Checkpoint", checkpoint()),
+        (
+            "OverrideRates",
+            response_object(json!({
+                "by": array(json!({"type": "string"})),
+                "since": nullable(timestamp()),
+                "until": nullable(timestamp()),
+                "rows": array(json!({
+                    "type": "object",
+                    "description": "one slice: its value for each dimension of `by` (named by the dimension), then its counts and rates",
+                    "required": ["decided", "approved", "edited", "rejected", "overridden", "override_rate", "override_rate_low", "override_rate_high", "expired"],
+                    "properties": {
+                        "decided": count(), "approved": count(), "edited": count(), "rejected": count(),
+                        "overridden": count(), "expired": count(),
+                        "override_rate": {"type": "number"},
+                        "override_rate_low": {"type": "number"},
+                        "override_rate_high": {"type": "number"},
+                    },
+                })),
+                "as_of_position": count(),
+            })),
+        ),
         (
             "CheckpointPage",
             response_object(json!({
@@ -1332,6 +1380,8 @@ fn tag(path: &str) -> &'static str {
         "items"
     } else if path.starts_with("/v1/principals") {
         "principals"
+    } else if path.starts_with("/v1/analytics") {
+        "analytics"
     } else if path.starts_with("/v1/audit") || path.ends_with("/record") {
         "audit"
     } else if path.starts_with("/v1/events") {

@@ -1,6 +1,7 @@
 //! The integration suite: one binary (see Cargo.toml's `autotests = false`), one module a concern.
 //! Everything runs against real files on disk, real child processes and a real socket.
 
+mod analytics;
 mod api;
 mod audit;
 mod audit_tamper;

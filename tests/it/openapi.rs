@@ -574,6 +574,27 @@ async fn every_answer_of_a_review_session_is_documented_with_its_schema() {
             422,
         ),
         ("/v1/items/{id}/record", item("/record"), agent, none, 200),
+        (
+            "/v1/analytics/override-rates",
+            "/v1/analytics/override-rates?by=model,kind".into(),
+            auditor,
+            none,
+            200,
+        ),
+        (
+            "/v1/analytics/override-rates",
+            "/v1/analytics/override-rates?by=colour".into(),
+            auditor,
+            none,
+            422,
+        ),
+        (
+            "/v1/analytics/override-rates",
+            "/v1/analytics/override-rates".into(),
+            rita,
+            none,
+            403,
+        ),
         ("/v1/items/{id}/record", item("/record"), rita, none, 403),
     ];
     for (pattern, path, token, headers, expected) in audit_steps {
