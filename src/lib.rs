@@ -22,6 +22,7 @@
 //!   [`bench_proofs`]: `ledger bench proofs`.
 //! - [`audit`]: checkpoints, proofs, decision records and compliance bundles (`ledger audit`).
 //! - [`analytics`]: override rates by slice, shared by `ledger analytics report` and the API.
+//! - [`dataset`]: the review dataset export, a JSON line per decided item.
 //! - [`demo`]: `ledger demo seed`, a realistic review history through the real domain.
 
 pub mod analytics;
@@ -34,6 +35,7 @@ pub mod callback_policy;
 pub mod callbacks;
 pub mod clock;
 pub mod commands;
+pub mod dataset;
 pub mod demo;
 pub mod expiry_policy;
 pub mod http;

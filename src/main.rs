@@ -111,6 +111,11 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Data for other tools: the review dataset.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Override rates and other measures of how humans review the AI.
     Analytics {
         #[command(subcommand)]
@@ -154,6 +159,23 @@ enum Command {
         appenders: usize,
         #[arg(long, default_value_t = 64 * 1024)]
         segment_size: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// One JSON line per decided item (JSON Lines): context, the AI's output, the human's final
+    /// output, the decision, the reason and the reviewers' notes; an edit also as a preference
+    /// pair (the human's version chosen over the AI's), for evaluating or fine-tuning models.
+    Dataset {
+        /// The file to write.
+        out: PathBuf,
+        /// Only items decided at or after this time (RFC 3339, or a date).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only items decided before this time.
+        #[arg(long)]
+        until: Option<String>,
     },
 }
 
@@ -482,6 +504,30 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Some(dir) => verify(dir.to_owned(), json, verifier.as_ref()),
                 None => verify_store(&store, json, verifier.as_ref()).await,
             };
+        }
+        Command::Export {
+            command: ExportCommand::Dataset { out, since, until },
+        } => {
+            // The window is parsed as the analytics parse it.
+            let window =
+                ledger::analytics::OverrideQuery::parse(None, since.as_deref(), until.as_deref())
+                    .map_err(|error| anyhow::anyhow!(error))?;
+            let log = ledger::log::open_read_only(&store).await?;
+            let models = ledger::projector::rebuild(log.as_ref()).await?;
+            let file = std::fs::File::create(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            let mut written = 0u64;
+            for item in models.board.items() {
+                if let Some(record) = ledger::dataset::record(item, window.since, window.until) {
+                    serde_json::to_writer(&mut writer, &record)?;
+                    std::io::Write::write_all(&mut writer, b"\n")?;
+                    written += 1;
+                }
+            }
+            std::io::Write::flush(&mut writer)
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote {written} decided items to {}", out.display());
         }
         Command::Analytics {
             command:

@@ -8,6 +8,7 @@ mod audit_tamper;
 mod cli;
 mod commands;
 mod crash;
+mod dataset;
 mod demo;
 mod format;
 mod hardening_callbacks;
