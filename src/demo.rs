@@ -171,7 +171,7 @@ pub async fn seed(
             let queues = queues.iter().map(|queue| queue.to_string()).collect();
             (*name, Role::Reviewer, queues)
         }))
-        .chain([("analyst-demo", Role::Auditor, Vec::new())]);
+        .chain([("anna", Role::Analyst, Vec::new())]);
     for (name, role, queues) in principals {
         if projector.read().principals.get(name).is_some() {
             continue;

@@ -321,7 +321,7 @@ enum PrincipalCommand {
     Add {
         #[arg(long)]
         name: String,
-        /// agent, reviewer, auditor or admin.
+        /// agent, reviewer, auditor, admin or analyst.
         #[arg(long)]
         role: String,
         /// Queues a reviewer may work, comma-separated.
@@ -655,7 +655,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     )
                     .map_err(|_| {
                         anyhow::anyhow!(
-                            "unknown role {role:?}: use agent, reviewer, auditor or admin"
+                            "unknown role {role:?}: use agent, reviewer, auditor, admin or analyst"
                         )
                     })?;
                     let token = ledger::principals::new_token();

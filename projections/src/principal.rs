@@ -71,10 +71,18 @@ pub enum Role {
     Auditor,
     /// Manages principals. Reviews nothing, so that granting review rights is always explicit.
     Admin,
+    /// Reads analytics (rates and measures over many items); reads no item and changes nothing.
+    Analyst,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Agent, Role::Reviewer, Role::Auditor, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Agent,
+        Role::Reviewer,
+        Role::Auditor,
+        Role::Admin,
+        Role::Analyst,
+    ];
 
     /// The name used in JSON and on the command line, e.g. "reviewer".
     pub fn as_str(self) -> &'static str {
@@ -83,6 +91,7 @@ impl Role {
             Role::Reviewer => "reviewer",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
+            Role::Analyst => "analyst",
         }
     }
 }

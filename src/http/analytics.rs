@@ -25,7 +25,10 @@ pub async fn override_rates(
     caller: Caller,
     ApiQuery(params): ApiQuery<OverrideParams>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Auditor, Role::Admin], "read analytics")?;
+    caller.require(
+        &[Role::Analyst, Role::Auditor, Role::Admin],
+        "read analytics",
+    )?;
     let query = OverrideQuery::parse(
         params.by.as_deref(),
         params.since.as_deref(),

@@ -244,7 +244,7 @@ pub async fn item_record(
         Role::Auditor | Role::Admin => {}
         Role::Agent if submitted_by == caller.name() => {}
         Role::Agent => return Err(not_found()),
-        Role::Reviewer => {
+        Role::Reviewer | Role::Analyst => {
             return Err(ApiError::forbidden(
                 "decision records are for auditors, admins and the item's own agent",
             ));

@@ -164,6 +164,9 @@ async fn visible_item_as_of(
                 item.queue
             )));
         }
+        Role::Analyst => {
+            return Err(ApiError::forbidden("analysts read analytics, not items"));
+        }
     }
     Ok(item.clone())
 }

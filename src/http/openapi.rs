@@ -464,7 +464,7 @@ pub fn operations() -> Vec<Operation> {
             path: "/v1/analytics/override-rates",
             operation_id: "getOverrideRates",
             summary: "How often humans override the AI: (edited + rejected) / decided by slice, with 95% Wilson intervals",
-            access: Access::Bearer("auditor, admin"),
+            access: Access::Bearer("analyst, auditor, admin"),
             parameters: vec![
                 query(
                     "by",
@@ -693,7 +693,7 @@ const OUTCOMES: &[&str] = &[
     "rejected_on_expiry",
 ];
 const RISKS: &[&str] = &["low", "normal", "high"];
-const ROLES: &[&str] = &["agent", "reviewer", "auditor", "admin"];
+const ROLES: &[&str] = &["agent", "reviewer", "auditor", "admin", "analyst"];
 
 /// The named schemas of `components.schemas`.
 fn schemas() -> Vec<(&'static str, Value)> {

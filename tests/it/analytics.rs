@@ -142,4 +142,24 @@ async fn the_cli_and_the_http_endpoint_give_the_same_numbers() {
         .call("GET", "/v1/analytics/override-rates", &app.rita, None)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // An analyst reads analytics, and no item.
+    let analyst = app
+        .add_principal(serde_json::json!({"name": "ana", "role": "analyst"}))
+        .await;
+    let (status, rates) = app
+        .call(
+            "GET",
+            "/v1/analytics/override-rates?by=kind",
+            &analyst,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rates}");
+    let id = ledger::demo::item_id(5, 0);
+    let (status, _) = app
+        .call("GET", &format!("/v1/items/{id}"), &analyst, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.call("GET", "/v1/queue", &analyst, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
