@@ -63,6 +63,43 @@ impl OverrideQuery {
         })
     }
 
+    /// The calibration of each slice, as JSON: `{"by", "buckets", "slices": [{<keys>, "decided",
+    /// "expected_calibration_error", "buckets": [...]}], "as_of_position"}`.
+    pub fn calibration(
+        &self,
+        board: &ReviewBoard,
+        buckets: usize,
+        as_of_position: u64,
+    ) -> serde_json::Value {
+        let slices: Vec<serde_json::Value> = projections::analytics::calibration_by(
+            board.items(),
+            &self.by,
+            buckets,
+            self.since,
+            self.until,
+        )
+        .into_iter()
+        .map(|(keys, calibration)| {
+            let mut object = serde_json::Map::new();
+            for (dimension, key) in self.by.iter().zip(keys) {
+                object.insert(dimension.name().to_owned(), key.into());
+            }
+            if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&calibration) {
+                object.extend(fields);
+            }
+            serde_json::Value::Object(object)
+        })
+        .collect();
+        serde_json::json!({
+            "by": self.by.iter().map(|dimension| dimension.name()).collect::<Vec<_>>(),
+            "since": self.since,
+            "until": self.until,
+            "buckets": buckets.clamp(1, 100),
+            "slices": slices,
+            "as_of_position": as_of_position,
+        })
+    }
+
     /// The rows as a terminal table or CSV.
     pub fn render(&self, rows: &[OverrideRow], csv: bool) -> String {
         let mut header: Vec<String> = self

@@ -196,6 +196,20 @@ enum AnalyticsCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
     },
+    /// Override rate by the AI's stated confidence bucket, and the expected calibration error,
+    /// per slice (JSON): the same numbers as `GET /v1/analytics/calibration`.
+    Calibration {
+        /// Comma-separated dimensions (none: the whole ledger).
+        #[arg(long, default_value = "")]
+        by: String,
+        /// Equal-width confidence buckets.
+        #[arg(long, default_value_t = 10)]
+        buckets: usize,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -555,6 +569,26 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 ReportFormat::Csv => print!("{}", query.render(&rows, true)),
                 ReportFormat::Table => print!("{}", query.render(&rows, false)),
             }
+        }
+        Command::Analytics {
+            command:
+                AnalyticsCommand::Calibration {
+                    by,
+                    buckets,
+                    since,
+                    until,
+                },
+        } => {
+            let query = ledger::analytics::OverrideQuery::parse(
+                Some(&by),
+                since.as_deref(),
+                until.as_deref(),
+            )
+            .map_err(|error| anyhow::anyhow!(error))?;
+            let log = ledger::log::open_read_only(&store).await?;
+            let models = ledger::projector::rebuild(log.as_ref()).await?;
+            let answer = query.calibration(&models.board, buckets, models.applied);
+            println!("{}", serde_json::to_string_pretty(&answer)?);
         }
         Command::Demo {
             command:

@@ -111,6 +111,25 @@ pub struct OverrideRow {
     pub expired: u64,
 }
 
+/// The slice of `item` (decided at `at`, by `reviewer` when slicing by reviewer) along `by`.
+fn keys_of(item: &ItemState, by: &[Dimension], reviewer: &str, at: DateTime<Utc>) -> Vec<String> {
+    by.iter()
+        .map(|dimension| match dimension {
+            Dimension::Model => item.model.name.to_string(),
+            Dimension::ModelVersion => item.model.version.to_string(),
+            Dimension::Kind => item.kind.to_string(),
+            Dimension::Queue => item.queue.to_string(),
+            Dimension::Reviewer => reviewer.to_owned(),
+            Dimension::Day => at.date_naive().to_string(),
+            Dimension::Week => {
+                let monday = at.date_naive()
+                    - Duration::days(i64::from(at.weekday().num_days_from_monday()));
+                monday.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Override rates of the items decided in `[since, until)`, grouped by `by`, rows in the order
 /// of their keys.
 pub fn override_rates<'a>(
@@ -144,22 +163,7 @@ pub fn override_rates<'a>(
             vec![String::new()]
         };
         for reviewer in reviewers {
-            let keys = by
-                .iter()
-                .map(|dimension| match dimension {
-                    Dimension::Model => item.model.name.to_string(),
-                    Dimension::ModelVersion => item.model.version.to_string(),
-                    Dimension::Kind => item.kind.to_string(),
-                    Dimension::Queue => item.queue.to_string(),
-                    Dimension::Reviewer => reviewer.clone(),
-                    Dimension::Day => at.date_naive().to_string(),
-                    Dimension::Week => {
-                        let monday = at.date_naive()
-                            - Duration::days(i64::from(at.weekday().num_days_from_monday()));
-                        monday.to_string()
-                    }
-                })
-                .collect();
+            let keys = keys_of(item, by, &reviewer, at);
             let counts = slices.entry(keys).or_default();
             match decision.outcome {
                 Outcome::Approved => counts.approved += 1,
@@ -195,6 +199,131 @@ pub fn override_rates<'a>(
         .collect()
 }
 
+/// One confidence bucket of a calibration: items decided by humans whose stated confidence was
+/// in `[low, high)` (the last bucket includes 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationBucket {
+    pub confidence_low: f64,
+    pub confidence_high: f64,
+    pub decided: u64,
+    /// The mean confidence the AI stated in the bucket.
+    pub mean_confidence: f64,
+    /// The share the humans let through unchanged (approved as is): the AI's measured accuracy.
+    pub accuracy: f64,
+    pub override_rate: f64,
+    pub override_rate_low: f64,
+    pub override_rate_high: f64,
+}
+
+/// How well the AI's stated confidence predicts that humans accept its output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibration {
+    /// Items decided by humans with a stated confidence.
+    pub decided: u64,
+    /// The expected calibration error: the mean over items of |accuracy − mean confidence| of
+    /// their bucket (0 is perfectly calibrated).
+    pub expected_calibration_error: f64,
+    pub buckets: Vec<CalibrationBucket>,
+}
+
+/// The calibration of the items decided by humans in `[since, until)` that stated a confidence,
+/// in `buckets` equal-width buckets of confidence.
+pub fn calibration<'a>(
+    items: impl Iterator<Item = &'a ItemState>,
+    buckets: usize,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Calibration {
+    let buckets = buckets.clamp(1, 100);
+    // (decided, overridden, sum of confidence) per bucket.
+    let mut counts = vec![(0u64, 0u64, 0f64); buckets];
+    for item in items {
+        let (Some(decision), Some(confidence)) = (&item.decision, item.confidence) else {
+            continue;
+        };
+        let at = decision.decided_at;
+        if since.is_some_and(|since| at < since) || until.is_some_and(|until| at >= until) {
+            continue;
+        }
+        let overridden = match decision.outcome {
+            Outcome::Approved => false,
+            Outcome::EditedAndApproved | Outcome::Rejected => true,
+            Outcome::ApprovedOnExpiry | Outcome::RejectedOnExpiry => continue,
+        };
+        let confidence = confidence.clamp(0.0, 1.0);
+        let bucket = ((confidence * buckets as f64) as usize).min(buckets - 1);
+        let entry = &mut counts[bucket];
+        entry.0 += 1;
+        entry.1 += u64::from(overridden);
+        entry.2 += confidence;
+    }
+    let decided: u64 = counts.iter().map(|(decided, ..)| decided).sum();
+    let mut error = 0.0;
+    let buckets = counts
+        .into_iter()
+        .enumerate()
+        .map(|(index, (n, overridden, confidence_sum))| {
+            let (low, high) = wilson(overridden, n, Z_95);
+            let override_rate = if n == 0 {
+                0.0
+            } else {
+                overridden as f64 / n as f64
+            };
+            let mean_confidence = if n == 0 {
+                0.0
+            } else {
+                confidence_sum / n as f64
+            };
+            let accuracy = if n == 0 { 0.0 } else { 1.0 - override_rate };
+            if decided > 0 {
+                error += n as f64 / decided as f64 * (accuracy - mean_confidence).abs();
+            }
+            CalibrationBucket {
+                confidence_low: index as f64 / buckets as f64,
+                confidence_high: (index + 1) as f64 / buckets as f64,
+                decided: n,
+                mean_confidence,
+                accuracy,
+                override_rate,
+                override_rate_low: low,
+                override_rate_high: high,
+            }
+        })
+        .collect();
+    Calibration {
+        decided,
+        expected_calibration_error: error,
+        buckets,
+    }
+}
+
+/// The calibration of each slice along `by` (a slice by reviewer takes the items' first
+/// decider), slices in the order of their keys.
+pub fn calibration_by<'a>(
+    items: impl Iterator<Item = &'a ItemState>,
+    by: &[Dimension],
+    buckets: usize,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Vec<(Vec<String>, Calibration)> {
+    let mut slices: BTreeMap<Vec<String>, Vec<&'a ItemState>> = BTreeMap::new();
+    for item in items {
+        let Some(decision) = &item.decision else {
+            continue;
+        };
+        let reviewer = decision.decided_by.first().map_or("(none)", String::as_str);
+        slices
+            .entry(keys_of(item, by, reviewer, decision.decided_at))
+            .or_default()
+            .push(item);
+    }
+    slices
+        .into_iter()
+        .map(|(keys, items)| (keys, calibration(items.into_iter(), buckets, since, until)))
+        .filter(|(_, calibration)| calibration.decided > 0)
+        .collect()
+}
+
 /// A row as JSON: the slice's keys by dimension name, then the counts and rates.
 pub fn row_json(by: &[Dimension], row: &OverrideRow) -> serde_json::Value {
     let mut object = serde_json::Map::new();
@@ -225,6 +354,46 @@ mod tests {
         assert_eq!(wilson(0, 0, Z_95), (0.0, 1.0));
         let (low, high) = wilson(10, 10, Z_95);
         assert!(high == 1.0 && (low - 0.7225).abs() < 5e-4);
+    }
+
+    #[test]
+    fn calibration_of_a_perfectly_and_a_badly_calibrated_ai() {
+        use crate::item::{Decision, ItemState};
+        let decided = |confidence: f64, overridden: bool| {
+            let mut item = ItemState {
+                confidence: Some(confidence),
+                ..ItemState::default()
+            };
+            item.decision = Some(Box::new(Decision {
+                outcome: if overridden {
+                    Outcome::Rejected
+                } else {
+                    Outcome::Approved
+                },
+                decided_by: vec!["rita".into()],
+                revision: 1,
+                output_hash: Default::default(),
+                final_output: None,
+                decided_at: DateTime::UNIX_EPOCH,
+            }));
+            item
+        };
+        // Said 0.75, right three times in four; said 0.25, right once in four: calibrated.
+        let calibrated: Vec<ItemState> =
+            [(0.75, false), (0.75, false), (0.75, false), (0.75, true)]
+                .into_iter()
+                .chain([(0.25, true), (0.25, true), (0.25, true), (0.25, false)])
+                .map(|(confidence, overridden)| decided(confidence, overridden))
+                .collect();
+        let result = calibration(calibrated.iter(), 4, None, None);
+        assert_eq!(result.decided, 8);
+        assert!(result.expected_calibration_error.abs() < 1e-12);
+        assert_eq!(result.buckets[3].decided, 4);
+        assert_eq!(result.buckets[3].override_rate, 0.25);
+        // Said 0.95 and was overridden every other time: off by 0.45.
+        let overconfident: Vec<ItemState> = (0..10).map(|n| decided(0.95, n % 2 == 0)).collect();
+        let result = calibration(overconfident.iter(), 10, None, None);
+        assert!((result.expected_calibration_error - 0.45).abs() < 1e-9);
     }
 
     #[test]

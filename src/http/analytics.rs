@@ -42,3 +42,37 @@ pub async fn override_rates(
     };
     Ok(axum::Json(query.answer(&rows, applied)).into_response())
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationParams {
+    by: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    /// Equal-width confidence buckets (default 10, at most 100).
+    buckets: Option<usize>,
+}
+
+/// `GET /v1/analytics/calibration?by=&buckets=&since=&until=`: override rate by the AI's stated
+/// confidence, and the expected calibration error, per slice.
+pub async fn calibration(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<CalibrationParams>,
+) -> Result<Response, ApiError> {
+    caller.require(
+        &[Role::Analyst, Role::Auditor, Role::Admin],
+        "read analytics",
+    )?;
+    let query = OverrideQuery::parse(
+        params.by.as_deref(),
+        params.since.as_deref(),
+        params.until.as_deref(),
+    )
+    .map_err(|detail| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-query", detail))?;
+    state.caught_up().await?;
+    let models = state.projector.read();
+    let answer = query.calibration(&models.board, params.buckets.unwrap_or(10), models.applied);
+    drop(models);
+    Ok(axum::Json(answer).into_response())
+}

@@ -205,6 +205,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/v1/analytics/override-rates",
             get(analytics::override_rates),
         ),
+        ("/v1/analytics/calibration", get(analytics::calibration)),
         ("/v1/audit/checkpoints", get(audit::checkpoints)),
         (
             "/v1/audit/checkpoints/latest",

@@ -488,6 +488,38 @@ pub fn operations() -> Vec<Operation> {
         },
         Operation {
             method: "get",
+            path: "/v1/analytics/calibration",
+            operation_id: "getCalibration",
+            summary: "How well the AI's stated confidence predicts acceptance: override rate by confidence bucket and the expected calibration error, per slice",
+            access: Access::Bearer("analyst, auditor, admin"),
+            parameters: vec![
+                query(
+                    "by",
+                    "Comma-separated dimensions to group by: model, model_version, kind, queue, reviewer, day, week",
+                    json!({"type": "string"}),
+                ),
+                query(
+                    "buckets",
+                    "Equal-width confidence buckets (default 10; values outside 1–100 are cut to that range)",
+                    count(),
+                ),
+                query(
+                    "since",
+                    "Only items decided at or after this time",
+                    json!({"type": "string"}),
+                ),
+                query(
+                    "until",
+                    "Only items decided before this time",
+                    json!({"type": "string"}),
+                ),
+            ],
+            request: None,
+            answers: vec![json_answer(200, "the calibration", "Calibration")],
+            problems: &[400, 401, 403, 422, 503],
+        },
+        Operation {
+            method: "get",
             path: "/v1/audit/checkpoints",
             operation_id: "listCheckpoints",
             summary: "Signed checkpoints of the log's Merkle tree, oldest first, a page at a time",
@@ -757,6 +789,26 @@ fn schemas() -> Vec<(&'static str, Value)> {
         ),
         ("ExpiryAction", expiry_action()),
         ("Checkpoint", checkpoint()),
+        (
+            "Calibration",
+            response_object(json!({
+                "by": array(json!({"type": "string"})),
+                "since": nullable(timestamp()),
+                "until": nullable(timestamp()),
+                "buckets": count(),
+                "slices": array(json!({
+                    "type": "object",
+                    "description": "one slice: its value for each dimension of `by`, its decided items, the expected calibration error and its buckets",
+                    "required": ["decided", "expected_calibration_error", "buckets"],
+                    "properties": {
+                        "decided": count(),
+                        "expected_calibration_error": {"type": "number"},
+                        "buckets": array(json!({"type": "object", "required": ["confidence_low", "confidence_high", "decided", "mean_confidence", "accuracy", "override_rate", "override_rate_low", "override_rate_high"]})),
+                    },
+                })),
+                "as_of_position": count(),
+            })),
+        ),
         (
             "OverrideRates",
             response_object(json!({

@@ -119,6 +119,47 @@ async fn the_cli_and_the_http_endpoint_give_the_same_numbers() {
         assert!(!served["rows"].as_array().unwrap().is_empty());
         assert_eq!(printed["by"], served["by"]);
     }
+    // Calibration: the same from both, and the demo's AI states lower confidence when wrong.
+    let (status, served) = app
+        .call(
+            "GET",
+            "/v1/analytics/calibration?by=model&buckets=5",
+            &app.auditor,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{served}");
+    let output = std::process::Command::new(crate::support::ledger_binary())
+        .args(["--data-dir", &dir.path().display().to_string()])
+        .args([
+            "analytics",
+            "calibration",
+            "--by",
+            "model",
+            "--buckets",
+            "5",
+        ])
+        .env("LEDGER_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["slices"], served["slices"]);
+    for slice in served["slices"].as_array().unwrap() {
+        let buckets = slice["buckets"].as_array().unwrap();
+        assert_eq!(buckets.len(), 5);
+        let decided: u64 = buckets
+            .iter()
+            .map(|bucket| bucket["decided"].as_u64().unwrap())
+            .sum();
+        assert_eq!(decided, slice["decided"].as_u64().unwrap());
+        let ece = slice["expected_calibration_error"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&ece));
+    }
     // Bad queries are 422; other roles may not read analytics.
     let (status, _) = app
         .call(

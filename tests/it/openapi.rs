@@ -595,6 +595,13 @@ async fn every_answer_of_a_review_session_is_documented_with_its_schema() {
             none,
             403,
         ),
+        (
+            "/v1/analytics/calibration",
+            "/v1/analytics/calibration?by=kind&buckets=4".into(),
+            auditor,
+            none,
+            200,
+        ),
         ("/v1/items/{id}/record", item("/record"), rita, none, 403),
     ];
     for (pattern, path, token, headers, expected) in audit_steps {
