@@ -196,10 +196,13 @@ pub async fn export(
                 let page = log.read_all(position, 8192).await?;
                 let Some(last) = page.last() else { break };
                 position = last.position + 1;
-                events.extend(
-                    page.into_iter()
-                        .filter(|event| event.recorded_at >= from && event.recorded_at < to),
-                );
+                // Checkpoints are how the bundle is proven, not what it audits (and the latest
+                // one cannot be covered by itself): left out; the bundle carries its checkpoint.
+                events.extend(page.into_iter().filter(|event| {
+                    event.recorded_at >= from
+                        && event.recorded_at < to
+                        && event.stream != projections::audit::CHECKPOINTS_STREAM
+                }));
             }
             let format = |time: chrono::DateTime<chrono::Utc>| {
                 time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)

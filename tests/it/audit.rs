@@ -802,6 +802,30 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
     ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("NOT VERIFIED: event 1"), "{out}");
+    // A range bundle: every event recorded in the window, with the decisions among them.
+    let range_file = dir.path().join("range.json");
+    let range_arg = range_file.display().to_string();
+    let (code, out) = ledger_cli(&[
+        "audit",
+        "export",
+        "--data-dir",
+        &data_arg,
+        "--from",
+        "2000-01-01T00:00:00Z",
+        "--to",
+        "2100-01-01T00:00:00Z",
+        "--out",
+        &range_arg,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let range: Value =
+        serde_json::from_str(&std::fs::read_to_string(&range_file).unwrap()).unwrap();
+    assert_eq!(range["summary"]["scope"], "range");
+    assert_eq!(range["summary"]["decisions"].as_array().unwrap().len(), 1);
+    let (code, out) = standalone_verify(&range_file, Some(&key));
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = ledger_cli(&["audit", "verify-bundle", &range_arg, "--key", &key]);
+    assert_eq!(code, 0, "{out}");
     // And the shown data, changed to say something the bytes do not.
     let shown = text.replacen("Dear Ms Jones", "Dear Mr Jones", 1);
     assert_ne!(shown, text);
