@@ -347,6 +347,36 @@ async fn run_append_with_tree(
     Ok(())
 }
 
+/// Writes a file log of about `events` events of `event_bytes` into `dir` (256 writers, eight
+/// events an append, each append a stream of its own); the number of events stored.
+pub(crate) async fn fill(dir: &Path, events: u64, event_bytes: usize) -> anyhow::Result<u64> {
+    let log = Arc::new(FileLog::open(dir, FileLogOptions::default(), "bench")?);
+    let writers = 256u64;
+    let per_writer = events.div_ceil(writers * 8);
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for sequence in 0..per_writer {
+                let batch: Vec<NewEvent> = (0..8)
+                    .map(|offset| sample_event(event_bytes, sequence * 8 + offset))
+                    .collect();
+                log.append(
+                    &format!("item-{writer}-{sequence}"),
+                    ExpectedVersion::NoStream,
+                    batch,
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await.context("writer task")??;
+    }
+    Ok(log.head().await?)
+}
+
 /// `ledger bench read`: writes a log of `events` events, then measures opening it, reading it
 /// through the log's API (decode and hash check per event, one thread), and `verify` (every hash
 /// and link, on every core).
@@ -359,37 +389,7 @@ pub async fn run_read(
 ) -> anyhow::Result<()> {
     let mut scratch = Scratch::new(dir, "read")?;
     scratch.keep(keep);
-    {
-        let log = Arc::new(FileLog::open(
-            &scratch.0,
-            FileLogOptions::default(),
-            "bench",
-        )?);
-        let writers = 256u64;
-        // Eight events an append, so the log holds about `events` events.
-        let per_writer = events.div_ceil(writers * 8);
-        let mut tasks = Vec::new();
-        for writer in 0..writers {
-            let log = log.clone();
-            tasks.push(tokio::spawn(async move {
-                for sequence in 0..per_writer {
-                    let batch: Vec<NewEvent> = (0..8)
-                        .map(|offset| sample_event(event_bytes, sequence * 8 + offset))
-                        .collect();
-                    log.append(
-                        &format!("item-{writer}-{sequence}"),
-                        ExpectedVersion::NoStream,
-                        batch,
-                    )
-                    .await?;
-                }
-                anyhow::Ok(())
-            }));
-        }
-        for task in tasks {
-            task.await.context("writer task")??;
-        }
-    }
+    fill(&scratch.0, events, event_bytes).await?;
     let bytes: u64 = crate::log::segment::list_segments(&scratch.0)?
         .iter()
         .map(|(_, path)| std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0))

@@ -4,15 +4,13 @@
 //! tree on start and signs a checkpoint), and keep-alive clients asking for inclusion proofs of
 //! random positions.
 
-use crate::bench::{Scratch, sample_event};
+use crate::bench::Scratch;
 use crate::bench_http::Client;
-use crate::log::{EventLog, ExpectedVersion, FileLog, FileLogOptions};
 use anyhow::Context;
-use projections::event::{NewEvent, sha256};
+use projections::event::sha256;
 use projections::merkle::MerkleTree;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A small, fast pseudo-random sequence (xorshift64*): positions to ask for, the same each run.
@@ -81,36 +79,6 @@ fn in_process(events: u64, runs: usize) {
     );
 }
 
-/// Writes a log of about `events` events of `event_bytes` into `dir`: 256 writers, 8 events
-/// an append.
-async fn fill(dir: &Path, events: u64, event_bytes: usize) -> anyhow::Result<u64> {
-    let log = Arc::new(FileLog::open(dir, FileLogOptions::default(), "bench")?);
-    let writers = 256u64;
-    let per_writer = events.div_ceil(writers * 8);
-    let mut tasks = Vec::new();
-    for writer in 0..writers {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            for sequence in 0..per_writer {
-                let batch: Vec<NewEvent> = (0..8)
-                    .map(|offset| sample_event(event_bytes, sequence * 8 + offset))
-                    .collect();
-                log.append(
-                    &format!("filler-{writer}-{sequence}"),
-                    ExpectedVersion::NoStream,
-                    batch,
-                )
-                .await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await.context("writer task")??;
-    }
-    Ok(log.head().await?)
-}
-
 /// `ledger bench proofs`.
 pub async fn run_proofs(
     parent: &Path,
@@ -126,7 +94,7 @@ pub async fn run_proofs(
     let mut scratch = Scratch::new(parent, "proofs")?;
     scratch.keep(keep);
     let started = Instant::now();
-    let stored = fill(scratch.path(), events, 200).await?;
+    let stored = crate::bench::fill(scratch.path(), events, 200).await?;
     eprintln!(
         "wrote {stored} events in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -522,12 +522,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Export {
             command: ExportCommand::Dataset { out, since, until },
         } => {
-            // The window is parsed as the analytics parse it.
-            let window =
-                ledger::analytics::OverrideQuery::parse(None, since.as_deref(), until.as_deref())
-                    .map_err(|error| anyhow::anyhow!(error))?;
-            let log = ledger::log::open_read_only(&store).await?;
-            let models = ledger::projector::rebuild(log.as_ref()).await?;
+            let (window, models) =
+                analytics_models(&store, None, since.as_deref(), until.as_deref()).await?;
             let file = std::fs::File::create(&out)
                 .with_context(|| format!("creating {}", out.display()))?;
             let mut writer = std::io::BufWriter::new(file);
@@ -552,14 +548,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     format,
                 },
         } => {
-            let query = ledger::analytics::OverrideQuery::parse(
-                Some(&by),
-                since.as_deref(),
-                until.as_deref(),
-            )
-            .map_err(|error| anyhow::anyhow!(error))?;
-            let log = ledger::log::open_read_only(&store).await?;
-            let models = ledger::projector::rebuild(log.as_ref()).await?;
+            let (query, models) =
+                analytics_models(&store, Some(&by), since.as_deref(), until.as_deref()).await?;
             let rows = query.rows(&models.board);
             match format {
                 ReportFormat::Json => println!(
@@ -579,14 +569,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     until,
                 },
         } => {
-            let query = ledger::analytics::OverrideQuery::parse(
-                Some(&by),
-                since.as_deref(),
-                until.as_deref(),
-            )
-            .map_err(|error| anyhow::anyhow!(error))?;
-            let log = ledger::log::open_read_only(&store).await?;
-            let models = ledger::projector::rebuild(log.as_ref()).await?;
+            let (query, models) =
+                analytics_models(&store, Some(&by), since.as_deref(), until.as_deref()).await?;
             let answer = query.calibration(&models.board, buckets, models.applied);
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
@@ -940,27 +924,16 @@ async fn verify_store(
                 report.events,
                 report.streams,
                 store.describe(),
-                report.merkle_root
+                report.tree.merkle_root
             ),
             Some(damage) => println!(
                 "DAMAGED at {damage}\n{} events before it verified",
                 report.events
             ),
         }
-        print_checkpoints(
-            report.damage.is_none(),
-            report.checkpoints,
-            report.checkpoint_damage.as_ref(),
-            report.checkpoint_key.as_deref(),
-        );
+        print_checkpoints(report.damage.is_none(), &report.tree);
     }
-    Ok(
-        if report.damage.is_some() || report.checkpoint_damage.is_some() {
-            std::process::ExitCode::from(1)
-        } else {
-            std::process::ExitCode::SUCCESS
-        },
-    )
+    Ok(verdict(report.damage.is_some(), &report.tree))
 }
 
 /// The connection limits, fitted to the open-file limit (raised to its hard limit first), and
@@ -1034,26 +1007,48 @@ fn network_settings(
 }
 
 /// What `verify` says of the stored checkpoints.
-fn print_checkpoints(
-    events_ok: bool,
-    checkpoints: u64,
-    damage: Option<&ledger::audit::trusted::CheckpointDamage>,
-    key: Option<&str>,
-) {
+fn print_checkpoints(events_ok: bool, tree: &ledger::verify::TreeFindings) {
     if !events_ok {
         return;
     }
-    match damage {
+    match &tree.checkpoint_damage {
         Some(damage) => println!("CHECKPOINT DAMAGED: {damage}"),
         None => println!(
-            "ok: {checkpoints} checkpoints: each one's root is the recomputed tree's at its size, and each extends the one before"
+            "ok: {} checkpoints: each one's root is the recomputed tree's at its size, and each extends the one before",
+            tree.checkpoints
         ),
     }
-    match key {
+    match &tree.checkpoint_key {
         Some(key) => println!("checkpoint signatures checked with {key}"),
         None => println!(
             "WARNING: checkpoint signatures NOT checked (no key: pass --key, the verifier key you trust)"
         ),
+    }
+}
+
+/// An analytics query (`by` and a window, parsed as the API parses them) and the read models
+/// rebuilt from the log to answer it.
+async fn analytics_models(
+    store: &ledger::log::Store,
+    by: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> anyhow::Result<(
+    ledger::analytics::OverrideQuery,
+    ledger::projector::ReadModels,
+)> {
+    let query = ledger::analytics::OverrideQuery::parse(by, since, until)
+        .map_err(|error| anyhow::anyhow!(error))?;
+    let log = ledger::log::open_read_only(store).await?;
+    Ok((query, ledger::projector::rebuild(log.as_ref()).await?))
+}
+
+/// `verify`'s exit code: 1 when an event or a checkpoint is damaged.
+fn verdict(events_damaged: bool, tree: &ledger::verify::TreeFindings) -> std::process::ExitCode {
+    if events_damaged || tree.checkpoint_damage.is_some() {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
     }
 }
 
@@ -1088,7 +1083,7 @@ fn verify(
                 report.streams,
                 report.segments,
                 report.head_chain_hash,
-                report.merkle_root
+                report.tree.merkle_root
             ),
             Some(damage) => println!(
                 "DAMAGED at {damage}\n{} events before it verified",
@@ -1100,18 +1095,7 @@ fn verify(
                 "note: incomplete record at the tail ({tail}): a write in progress or interrupted by a crash; never acknowledged"
             );
         }
-        print_checkpoints(
-            report.damage.is_none(),
-            report.checkpoints,
-            report.checkpoint_damage.as_ref(),
-            report.checkpoint_key.as_deref(),
-        );
+        print_checkpoints(report.damage.is_none(), &report.tree);
     }
-    Ok(
-        if report.damage.is_some() || report.checkpoint_damage.is_some() {
-            std::process::ExitCode::from(1)
-        } else {
-            std::process::ExitCode::SUCCESS
-        },
-    )
+    Ok(verdict(report.damage.is_some(), &report.tree))
 }

@@ -17,7 +17,7 @@ use anyhow::Context;
 use foldhash::{HashMap, HashSet};
 use projections::audit::CHECKPOINTS_STREAM;
 use projections::event::{Hash, ZERO_HASH, decode_payload, sha256};
-use projections::merkle::{LevelTree, MerkleTree, Tree, leaf_hash, node_hash};
+use projections::merkle::{LevelTree, Tree, leaf_hash, node_hash};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use uuid::Uuid;
@@ -63,6 +63,15 @@ pub struct Report {
     /// never acknowledged, and cut by the next writer to open the log). Not damage.
     pub incomplete_tail: Option<String>,
     pub damage: Option<Damage>,
+    /// The Merkle tree and the stored checkpoints (left unchecked when events are damaged).
+    #[serde(flatten)]
+    pub tree: TreeFindings,
+}
+
+/// What the Merkle tree recomputed from a log shows: its root, and the stored checkpoints
+/// checked against it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TreeFindings {
     /// The Merkle root of the verified events (RFC 6962; leaf i is event i), recomputed.
     pub merkle_root: String,
     /// Stored checkpoints that held: signature (when a key was given), fields, root against the
@@ -72,6 +81,35 @@ pub struct Report {
     pub checkpoint_damage: Option<crate::audit::trusted::CheckpointDamage>,
     /// The verifier key the checkpoints' signatures were checked with; `None`: not checked.
     pub checkpoint_key: Option<String>,
+}
+
+impl TreeFindings {
+    /// Nothing checked yet (what a damaged log reports).
+    fn unchecked(verifier: Option<&crate::audit::Verifier>) -> TreeFindings {
+        TreeFindings {
+            merkle_root: String::new(),
+            checkpoints: 0,
+            checkpoint_damage: None,
+            checkpoint_key: verifier.map(|verifier| verifier.key().to_owned()),
+        }
+    }
+
+    /// The tree of `leaves` (built on every core), and each stored checkpoint (`(position,
+    /// type, data)` of the checkpoints stream's events) checked against it.
+    fn of(
+        leaves: Vec<Hash>,
+        stored_checkpoints: &[(u64, String, String)],
+        verifier: Option<&crate::audit::Verifier>,
+    ) -> TreeFindings {
+        let mut findings = TreeFindings::unchecked(verifier);
+        let tree = tree_of_leaves(leaves);
+        findings.merkle_root = hex::encode(tree.root_at(tree.size()).expect("the tree's own size"));
+        match crate::audit::trusted::check_checkpoints(&tree, stored_checkpoints, verifier) {
+            Ok(count) => findings.checkpoints = count as u64,
+            Err(damage) => findings.checkpoint_damage = Some(damage),
+        }
+        findings
+    }
 }
 
 /// What the reader thread hands over, in file order.
@@ -126,10 +164,7 @@ pub fn verify_with_key(
             head_chain_hash: hex::encode(ZERO_HASH),
             incomplete_tail: None,
             damage: None,
-            merkle_root: String::new(),
-            checkpoints: 0,
-            checkpoint_damage: None,
-            checkpoint_key: verifier.map(|verifier| verifier.key().to_owned()),
+            tree: TreeFindings::unchecked(verifier),
         },
         leaves: Vec::with_capacity((total_bytes / 600) as usize),
         stored_checkpoints: Vec::new(),
@@ -382,17 +417,11 @@ impl Check {
         if report.damage.is_none() {
             // A torn tail ends the log inside a chunk whose records all gave a leaf.
             self.leaves.truncate(report.events as usize);
-            let tree = tree_of_leaves(std::mem::take(&mut self.leaves));
-            report.merkle_root =
-                hex::encode(tree.root_at(report.events).expect("the tree's own size"));
-            match crate::audit::trusted::check_checkpoints(
-                &tree,
+            report.tree = TreeFindings::of(
+                std::mem::take(&mut self.leaves),
                 &self.stored_checkpoints,
                 verifier,
-            ) {
-                Ok(count) => report.checkpoints = count as u64,
-                Err(damage) => report.checkpoint_damage = Some(damage),
-            }
+            );
         }
         report
     }
@@ -652,12 +681,9 @@ pub struct StoreReport {
     pub events: u64,
     pub streams: u64,
     pub damage: Option<StoreDamage>,
-    /// As in [`Report`]: the recomputed Merkle root, the checkpoints that held, the first that
-    /// did not, and the key their signatures were checked with.
-    pub merkle_root: String,
-    pub checkpoints: u64,
-    pub checkpoint_damage: Option<crate::audit::trusted::CheckpointDamage>,
-    pub checkpoint_key: Option<String>,
+    /// As in [`Report`].
+    #[serde(flatten)]
+    pub tree: TreeFindings,
 }
 
 /// The first event that does not verify.
@@ -693,16 +719,13 @@ pub async fn verify_log_with_key(
     verifier: Option<&crate::audit::Verifier>,
 ) -> anyhow::Result<StoreReport> {
     use crate::log::stamp::{StreamTip, check_links};
-    let mut tree = MerkleTree::new();
+    let mut leaves = Vec::new();
     let mut stored_checkpoints = Vec::new();
     let mut report = StoreReport {
         events: 0,
         streams: 0,
         damage: None,
-        merkle_root: String::new(),
-        checkpoints: 0,
-        checkpoint_damage: None,
-        checkpoint_key: verifier.map(|verifier| verifier.key().to_owned()),
+        tree: TreeFindings::unchecked(verifier),
     };
     let mut tips: HashMap<String, StreamTip> = HashMap::default();
     let mut ids: HashSet<Uuid> = HashSet::default();
@@ -757,7 +780,7 @@ pub async fn verify_log_with_key(
                 report.damage = Some(damage(reason));
                 return Ok(report);
             }
-            tree.push_event(&event.hash);
+            leaves.push(leaf_hash(&event.hash));
             if event.stream == CHECKPOINTS_STREAM {
                 stored_checkpoints.push((position, event.event_type.clone(), event.data.clone()));
             }
@@ -785,10 +808,6 @@ pub async fn verify_log_with_key(
         });
         return Ok(report);
     }
-    report.merkle_root = hex::encode(tree.root());
-    match crate::audit::trusted::check_checkpoints(&tree, &stored_checkpoints, verifier) {
-        Ok(count) => report.checkpoints = count as u64,
-        Err(damage) => report.checkpoint_damage = Some(damage),
-    }
+    report.tree = TreeFindings::of(leaves, &stored_checkpoints, verifier);
     Ok(report)
 }

@@ -140,23 +140,6 @@ impl MerkleTree {
         debug_assert_eq!(self.stored, tlog::stored_hash_count(self.size));
     }
 
-    /// Cuts the tree back to its first `size` leaves (the stored hashes of a smaller tree are a
-    /// prefix of a larger one's).
-    pub fn truncate(&mut self, size: u64) {
-        if size >= self.size {
-            return;
-        }
-        let stored = tlog::stored_hash_count(size);
-        let chunks = (stored as usize).div_ceil(CHUNK);
-        self.chunks.truncate(chunks);
-        if let Some(last) = self.chunks.last_mut() {
-            let kept = stored as usize - (chunks - 1) * CHUNK;
-            last.truncate(kept);
-        }
-        self.stored = stored;
-        self.size = size;
-    }
-
     fn store(&mut self, hash: Hash) {
         if self.chunks.last().is_none_or(|chunk| chunk.len() == CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));

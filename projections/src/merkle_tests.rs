@@ -423,23 +423,6 @@ fn stored_hashes_are_those_of_go_tlog() {
 }
 
 #[test]
-fn a_truncated_tree_is_the_smaller_tree() {
-    let leaves = leaves(CHUNK_TEST);
-    let whole = tree_of(&leaves);
-    for size in [0, 1, 2, 3, 7, 8, 100, 32_767, 32_768, 32_769, 40_000] {
-        let mut cut = whole.clone();
-        cut.truncate(size);
-        let smaller = tree_of(&leaves[..size as usize]);
-        assert!(cut == smaller, "size {size}");
-        cut.push_leaf(leaves[size as usize]);
-        assert_eq!(cut.root(), whole.root_at(size + 1).unwrap());
-    }
-}
-
-/// More leaves than one chunk of stored hashes holds.
-const CHUNK_TEST: usize = 40_001;
-
-#[test]
 fn a_tree_given_by_levels_answers_as_the_stored_tree() {
     for count in [0usize, 1, 2, 3, 5, 8, 13, 64, 100, 257] {
         let leaves = leaves(count);

@@ -49,18 +49,24 @@ pub fn checkpoint_event_id(origin: &str, tree_size: u64) -> Uuid {
     )
 }
 
-/// The checkpoint the job would sign now (when it is due), and the stream version it expects.
-fn due(
-    projector: &Projector,
-    settings: &CheckpointSettings,
-    since_last: Duration,
-) -> Option<(u64, [u8; 32], Option<u64>)> {
+/// What the next checkpoint would sign: the tree as the read models hold it, the stream version
+/// its append expects, and how many events it would newly cover.
+struct Unsigned {
+    tree_size: u64,
+    root: [u8; 32],
+    version: Option<u64>,
+    uncovered: u64,
+}
+
+fn unsigned(projector: &Projector) -> Unsigned {
     let models = projector.read();
     let audit = &models.audit;
-    let uncovered = audit.uncovered();
-    let is_due = uncovered >= settings.every_events.max(1)
-        || (uncovered > 0 && since_last >= settings.interval);
-    is_due.then(|| (audit.tree.size(), audit.root(), audit.stream_version()))
+    Unsigned {
+        tree_size: audit.tree.size(),
+        root: audit.root(),
+        version: audit.stream_version(),
+        uncovered: audit.uncovered(),
+    }
 }
 
 /// Signs and appends a checkpoint of the tree as the read models hold it now, if events are not
@@ -71,23 +77,20 @@ pub async fn checkpoint_now(
     key: &CheckpointKey,
 ) -> anyhow::Result<Option<(Uuid, CheckpointSigned)>> {
     projector.caught_up_with(log).await?;
-    let (tree_size, root, version) = {
-        let models = projector.read();
-        if models.audit.uncovered() == 0 {
-            return Ok(None);
-        }
-        (
-            models.audit.tree.size(),
-            models.audit.root(),
-            models.audit.stream_version(),
-        )
-    };
-    append(log, key, tree_size, &root, version).await
+    let next = unsigned(projector);
+    if next.uncovered == 0 {
+        return Ok(None);
+    }
+    append(log, key, "system", next.tree_size, &next.root, next.version).await
 }
 
-async fn append(
+/// Signs the checkpoint of the tree of `tree_size` events with root `root` and appends it as
+/// `actor`, if the checkpoints stream is still at `version`; `None` when it moved on (another
+/// server's checkpoint came first) or this checkpoint is stored already.
+pub async fn append(
     log: &dyn EventLog,
     key: &CheckpointKey,
+    actor: &str,
     tree_size: u64,
     root: &[u8; 32],
     version: Option<u64>,
@@ -99,7 +102,7 @@ async fn append(
         event_type: CHECKPOINT_SIGNED.to_owned(),
         schema_version: 1,
         data: serde_json::value::to_raw_value(&checkpoint)?,
-        actor: "system".to_owned(),
+        actor: actor.to_owned(),
         causation_id: None,
         correlation_id: None,
     };
@@ -137,13 +140,22 @@ pub async fn run(
         if !projector.is_following() {
             return;
         }
-        let Some((tree_size, root, version)) = due(&projector, &settings, last.elapsed()) else {
-            continue;
-        };
-        if !lease.hold(log.as_ref()).await {
+        let next = unsigned(&projector);
+        let due = next.uncovered >= settings.every_events.max(1)
+            || (next.uncovered > 0 && last.elapsed() >= settings.interval);
+        if !due || !lease.hold(log.as_ref()).await {
             continue;
         }
-        match append(log.as_ref(), &key, tree_size, &root, version).await {
+        match append(
+            log.as_ref(),
+            &key,
+            "system",
+            next.tree_size,
+            &next.root,
+            next.version,
+        )
+        .await
+        {
             Ok(Some((id, checkpoint))) => {
                 last = Instant::now();
                 for url in &settings.publish {

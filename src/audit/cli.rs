@@ -69,28 +69,19 @@ pub async fn checkpoint_now(store: &Store, options: &KeyOptions) -> anyhow::Resu
         }
         return Ok(());
     }
-    let checkpoint = key.sign(audit.tree.size(), &audit.root())?;
-    let id = super::checkpointer::checkpoint_event_id(key.name(), audit.tree.size());
-    let event = projections::event::NewEvent {
-        id,
-        event_type: projections::audit::CHECKPOINT_SIGNED.to_owned(),
-        schema_version: 1,
-        data: serde_json::value::to_raw_value(&checkpoint)?,
-        actor: "cli".to_owned(),
-        causation_id: None,
-        correlation_id: None,
-    };
-    let expected = audit.stream_version().map_or(
-        crate::log::ExpectedVersion::NoStream,
-        crate::log::ExpectedVersion::Exact,
-    );
-    log.append(
-        projections::audit::CHECKPOINTS_STREAM,
-        expected,
-        vec![event],
+    let Some((_, checkpoint)) = super::checkpointer::append(
+        log.as_ref(),
+        &key,
+        "cli",
+        audit.tree.size(),
+        &audit.root(),
+        audit.stream_version(),
     )
     .await
-    .context("appending the checkpoint")?;
+    .context("appending the checkpoint")?
+    else {
+        anyhow::bail!("another checkpoint was stored meanwhile: run the command again");
+    };
     print!("{}", checkpoint.note);
     Ok(())
 }

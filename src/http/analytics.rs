@@ -19,23 +19,33 @@ pub struct OverrideParams {
     until: Option<String>,
 }
 
+/// The query of an analytics request, once the caller may ask it and the read models hold every
+/// write acknowledged before it.
+async fn analytics_query(
+    state: &AppState,
+    caller: &Caller,
+    by: &Option<String>,
+    since: &Option<String>,
+    until: &Option<String>,
+) -> Result<OverrideQuery, ApiError> {
+    caller.require(
+        &[Role::Analyst, Role::Auditor, Role::Admin],
+        "read analytics",
+    )?;
+    let query = OverrideQuery::parse(by.as_deref(), since.as_deref(), until.as_deref()).map_err(
+        |detail| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-query", detail),
+    )?;
+    state.caught_up().await?;
+    Ok(query)
+}
+
 /// `GET /v1/analytics/override-rates?by=model,kind&since=&until=`.
 pub async fn override_rates(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<OverrideParams>,
 ) -> Result<Response, ApiError> {
-    caller.require(
-        &[Role::Analyst, Role::Auditor, Role::Admin],
-        "read analytics",
-    )?;
-    let query = OverrideQuery::parse(
-        params.by.as_deref(),
-        params.since.as_deref(),
-        params.until.as_deref(),
-    )
-    .map_err(|detail| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-query", detail))?;
-    state.caught_up().await?;
+    let query = analytics_query(&state, &caller, &params.by, &params.since, &params.until).await?;
     let (rows, applied) = {
         let models = state.projector.read();
         (query.rows(&models.board), models.applied)
@@ -60,17 +70,7 @@ pub async fn calibration(
     caller: Caller,
     ApiQuery(params): ApiQuery<CalibrationParams>,
 ) -> Result<Response, ApiError> {
-    caller.require(
-        &[Role::Analyst, Role::Auditor, Role::Admin],
-        "read analytics",
-    )?;
-    let query = OverrideQuery::parse(
-        params.by.as_deref(),
-        params.since.as_deref(),
-        params.until.as_deref(),
-    )
-    .map_err(|detail| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-query", detail))?;
-    state.caught_up().await?;
+    let query = analytics_query(&state, &caller, &params.by, &params.since, &params.until).await?;
     let models = state.projector.read();
     let answer = query.calibration(&models.board, params.buckets.unwrap_or(10), models.applied);
     drop(models);

@@ -465,23 +465,7 @@ pub fn operations() -> Vec<Operation> {
             operation_id: "getOverrideRates",
             summary: "How often humans override the AI: (edited + rejected) / decided by slice, with 95% Wilson intervals",
             access: Access::Bearer("analyst, auditor, admin"),
-            parameters: vec![
-                query(
-                    "by",
-                    "Comma-separated dimensions to group by: model, model_version, kind, queue, reviewer, day, week",
-                    json!({"type": "string"}),
-                ),
-                query(
-                    "since",
-                    "Only items decided at or after this time (RFC 3339, or a date)",
-                    json!({"type": "string"}),
-                ),
-                query(
-                    "until",
-                    "Only items decided before this time (RFC 3339, or a date)",
-                    json!({"type": "string"}),
-                ),
-            ],
+            parameters: slice_parameters(),
             request: None,
             answers: vec![json_answer(200, "the override rates", "OverrideRates")],
             problems: &[400, 401, 403, 422, 503],
@@ -492,28 +476,15 @@ pub fn operations() -> Vec<Operation> {
             operation_id: "getCalibration",
             summary: "How well the AI's stated confidence predicts acceptance: override rate by confidence bucket and the expected calibration error, per slice",
             access: Access::Bearer("analyst, auditor, admin"),
-            parameters: vec![
-                query(
-                    "by",
-                    "Comma-separated dimensions to group by: model, model_version, kind, queue, reviewer, day, week",
-                    json!({"type": "string"}),
-                ),
-                query(
+            parameters: {
+                let mut parameters = slice_parameters();
+                parameters.push(query(
                     "buckets",
                     "Equal-width confidence buckets (default 10; values outside 1–100 are cut to that range)",
                     count(),
-                ),
-                query(
-                    "since",
-                    "Only items decided at or after this time",
-                    json!({"type": "string"}),
-                ),
-                query(
-                    "until",
-                    "Only items decided before this time",
-                    json!({"type": "string"}),
-                ),
-            ],
+                ));
+                parameters
+            },
             request: None,
             answers: vec![json_answer(200, "the calibration", "Calibration")],
             problems: &[400, 401, 403, 422, 503],
@@ -876,6 +847,27 @@ fn schemas() -> Vec<(&'static str, Value)> {
                 "proven": count(),
                 "how_to_verify": {"type": "string"},
             })),
+        ),
+    ]
+}
+
+/// The parameters every analytics operation takes: its grouping and its window.
+fn slice_parameters() -> Vec<Parameter> {
+    vec![
+        query(
+            "by",
+            "Comma-separated dimensions to group by: model, model_version, kind, queue, reviewer, day, week",
+            json!({"type": "string"}),
+        ),
+        query(
+            "since",
+            "Only items decided at or after this time (RFC 3339, or a date)",
+            json!({"type": "string"}),
+        ),
+        query(
+            "until",
+            "Only items decided before this time (RFC 3339, or a date)",
+            json!({"type": "string"}),
         ),
     ]
 }

@@ -104,17 +104,7 @@ async fn the_cli_and_the_http_endpoint_give_the_same_numbers() {
         if let Some(date) = since.strip_prefix("&since=") {
             args.extend(["--since".to_owned(), date.to_owned()]);
         }
-        let output = std::process::Command::new(crate::support::ledger_binary())
-            .args(&args)
-            .env("LEDGER_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let printed: Value = serde_json::from_slice(&crate::support::ledger_stdout(&args)).unwrap();
         assert_eq!(printed["rows"], served["rows"], "by {by:?}");
         assert!(!served["rows"].as_array().unwrap().is_empty());
         assert_eq!(printed["by"], served["by"]);
@@ -129,25 +119,18 @@ async fn the_cli_and_the_http_endpoint_give_the_same_numbers() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{served}");
-    let output = std::process::Command::new(crate::support::ledger_binary())
-        .args(["--data-dir", &dir.path().display().to_string()])
-        .args([
-            "analytics",
-            "calibration",
-            "--by",
-            "model",
-            "--buckets",
-            "5",
-        ])
-        .env("LEDGER_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let data_dir = dir.path().display().to_string();
+    let printed: Value = serde_json::from_slice(&crate::support::ledger_stdout([
+        "--data-dir",
+        &data_dir,
+        "analytics",
+        "calibration",
+        "--by",
+        "model",
+        "--buckets",
+        "5",
+    ]))
+    .unwrap();
     assert_eq!(printed["slices"], served["slices"]);
     for slice in served["slices"].as_array().unwrap() {
         let buckets = slice["buckets"].as_array().unwrap();

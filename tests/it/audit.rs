@@ -550,8 +550,8 @@ async fn two_servers_race_to_sign(first: Arc<dyn EventLog>, second: Arc<dyn Even
         .await
         .unwrap();
     assert_eq!(report.damage, None);
-    assert_eq!(report.checkpoint_damage, None);
-    assert_eq!(report.checkpoints, stored.len() as u64);
+    assert_eq!(report.tree.checkpoint_damage, None);
+    assert_eq!(report.tree.checkpoints, stored.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -613,19 +613,6 @@ fn standalone_verify(file: &std::path::Path, key: Option<&str>) -> (i32, String)
         command.args(["--key", key]);
     }
     let output = command.output().expect("running tools/verify_bundle.py");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr),
-    )
-}
-
-fn ledger_cli(args: &[&str]) -> (i32, String) {
-    let output = std::process::Command::new(crate::support::ledger_binary())
-        .args(args)
-        .env("LEDGER_LOG", "warn")
-        .output()
-        .unwrap();
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned()
@@ -728,7 +715,8 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
     let latest: Value = serde_json::from_str(&note).unwrap();
     let key = latest["verifier_key"].as_str().unwrap().to_owned();
     // The key the auditor was given out of band is the one the operator prints.
-    let (code, printed) = ledger_cli(&["audit", "public-key", "--data-dir", &data_arg]);
+    let (code, printed) =
+        crate::support::run_ledger(["audit", "public-key", "--data-dir", &data_arg]);
     assert_eq!(code, 0, "{printed}");
     assert_eq!(printed.trim(), key);
 
@@ -739,13 +727,14 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok: 4 events"), "{out}");
     let record_arg = record_file.display().to_string();
-    let (code, out) = ledger_cli(&["audit", "verify-bundle", &record_arg, "--key", &key]);
+    let (code, out) =
+        crate::support::run_ledger(["audit", "verify-bundle", &record_arg, "--key", &key]);
     assert_eq!(code, 0, "{out}");
     // The saved checkpoint: the log still extends it.
     let saved = dir.path().join("saved.note");
     std::fs::write(&saved, latest["note"].as_str().unwrap()).unwrap();
     let saved_arg = saved.display().to_string();
-    let (code, out) = ledger_cli(&[
+    let (code, out) = crate::support::run_ledger([
         "audit",
         "verify",
         "--data-dir",
@@ -759,7 +748,7 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
     // one byte of one event in it is changed.
     let bundle_file = dir.path().join("bundle.json");
     let bundle_arg = bundle_file.display().to_string();
-    let (code, out) = ledger_cli(&[
+    let (code, out) = crate::support::run_ledger([
         "audit",
         "export",
         "--data-dir",
@@ -778,7 +767,8 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
         out.contains("WARNING: checked with the key the bundle carries"),
         "{out}"
     );
-    let (code, out) = ledger_cli(&["audit", "verify-bundle", &bundle_arg, "--key", &key]);
+    let (code, out) =
+        crate::support::run_ledger(["audit", "verify-bundle", &bundle_arg, "--key", &key]);
     assert_eq!(code, 0, "{out}");
     let text = std::fs::read_to_string(&bundle_file).unwrap();
     let bundle: Value = serde_json::from_str(&text).unwrap();
@@ -793,7 +783,7 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
     let (code, out) = standalone_verify(&altered, Some(&key));
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("NOT VERIFIED: event 1"), "{out}");
-    let (code, out) = ledger_cli(&[
+    let (code, out) = crate::support::run_ledger([
         "audit",
         "verify-bundle",
         &altered.display().to_string(),
@@ -805,7 +795,7 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
     // A range bundle: every event recorded in the window, with the decisions among them.
     let range_file = dir.path().join("range.json");
     let range_arg = range_file.display().to_string();
-    let (code, out) = ledger_cli(&[
+    let (code, out) = crate::support::run_ledger([
         "audit",
         "export",
         "--data-dir",
@@ -824,7 +814,8 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
     assert_eq!(range["summary"]["decisions"].as_array().unwrap().len(), 1);
     let (code, out) = standalone_verify(&range_file, Some(&key));
     assert_eq!(code, 0, "{out}");
-    let (code, out) = ledger_cli(&["audit", "verify-bundle", &range_arg, "--key", &key]);
+    let (code, out) =
+        crate::support::run_ledger(["audit", "verify-bundle", &range_arg, "--key", &key]);
     assert_eq!(code, 0, "{out}");
     // And the shown data, changed to say something the bytes do not.
     let shown = text.replacen("Dear Ms Jones", "Dear Mr Jones", 1);
@@ -832,7 +823,7 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
     std::fs::write(&altered, shown).unwrap();
     assert_eq!(standalone_verify(&altered, Some(&key)).0, 1);
     assert_eq!(
-        ledger_cli(&[
+        crate::support::run_ledger([
             "audit",
             "verify-bundle",
             &altered.display().to_string(),

@@ -6,13 +6,12 @@
 //! with forged signatures. Each is detected and named.
 
 use crate::postgres::TestPostgres;
-use crate::support::{ledger_binary, read_all_of};
+use crate::support::read_all_of;
 use ledger::audit::CheckpointKey;
 use ledger::audit::checkpointer::checkpoint_now;
 use ledger::log::{EventLog, ExpectedVersion, FileLog, FileLogOptions};
 use projections::event::{NewEvent, RecordedEvent};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 const ORIGIN: &str = "tamper.test/log";
@@ -122,17 +121,11 @@ fn rewrite(
 }
 
 fn ledger(args: &[&str], dir: &Path) -> (i32, String) {
-    let output = Command::new(ledger_binary())
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("LEDGER_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr),
+    let dir = dir.as_os_str();
+    crate::support::run_ledger(
+        args.iter()
+            .map(std::ffi::OsStr::new)
+            .chain([std::ffi::OsStr::new("--data-dir"), dir]),
     )
 }
 
@@ -377,8 +370,8 @@ async fn tampered_rows_in_postgresql_are_caught() {
     };
     let report = verify().await;
     assert_eq!(report.damage, None);
-    assert_eq!(report.checkpoint_damage, None);
-    assert_eq!(report.checkpoints, 3);
+    assert_eq!(report.tree.checkpoint_damage, None);
+    assert_eq!(report.tree.checkpoints, 3);
 
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -414,6 +407,7 @@ async fn tampered_rows_in_postgresql_are_caught() {
     let report = verify().await;
     assert_eq!(report.damage, None, "every hash and link holds");
     let damage = report
+        .tree
         .checkpoint_damage
         .expect("the forged checkpoint is named");
     assert_eq!(damage.position, last.position);
@@ -425,7 +419,7 @@ async fn tampered_rows_in_postgresql_are_caught() {
         )
         .await
         .unwrap();
-    assert_eq!(verify().await.checkpoint_damage, None);
+    assert_eq!(verify().await.tree.checkpoint_damage, None);
 
     // An event's data edited: its hash no longer matches, at its position.
     client

@@ -26,22 +26,13 @@ async fn the_dataset_has_every_decided_item_once_with_both_outputs_of_each_edit(
             .collect()
     };
     let out = dir.path().join("dataset.jsonl");
-    let output = std::process::Command::new(crate::support::ledger_binary())
-        .args([
-            "--data-dir",
-            &dir.path().display().to_string(),
-            "export",
-            "dataset",
-        ])
-        .arg(&out)
-        .env("LEDGER_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    crate::support::ledger_stdout([
+        std::ffi::OsStr::new("--data-dir"),
+        dir.path().as_os_str(),
+        std::ffi::OsStr::new("export"),
+        std::ffi::OsStr::new("dataset"),
+        out.as_os_str(),
+    ]);
     let text = std::fs::read_to_string(&out).unwrap();
     let records: Vec<Value> = text
         .lines()

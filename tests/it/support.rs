@@ -119,3 +119,35 @@ pub async fn read_all_of(log: &dyn EventLog) -> Vec<projections::event::Recorded
         events.extend(batch);
     }
 }
+
+/// Runs the `ledger` binary with `args` (its log at warn level only); its exit code, and its
+/// standard output followed by its standard error.
+pub fn run_ledger<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> (i32, String) {
+    let output = ledger_command(args);
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+/// Runs the `ledger` binary with `args`, which must succeed; its standard output.
+pub fn ledger_stdout<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Vec<u8> {
+    let output = ledger_command(args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+fn ledger_command<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> std::process::Output {
+    std::process::Command::new(ledger_binary())
+        .args(args)
+        .env("LEDGER_LOG", "warn")
+        .output()
+        .expect("running the ledger binary")
+}
