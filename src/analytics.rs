@@ -1,18 +1,145 @@
-//! Analytics the server and the CLI share: override rates by slice (`projections::analytics`),
-//! with the query parsed once and the answer shaped once, so that `ledger analytics report` and
-//! `GET /v1/analytics/override-rates` give the same numbers.
+//! Analytics the server and the CLI share: every measure of `projections::analytics`, computed
+//! from item rows (from the server's review board, or from one streaming pass over the log), with
+//! the query parsed once and the answer shaped once, so that `ledger analytics report` and
+//! `GET /v1/analytics/…` give the same numbers.
 
 use chrono::{DateTime, Utc};
-use projections::analytics::{Dimension, OverrideRow, override_rates, row_json};
+use projections::analytics::measures::{
+    agreement, drift, edit_magnitudes, rejection_reasons, review_times,
+};
+use projections::analytics::rows::EventRow;
+use projections::analytics::{
+    Dimension, ItemRow, OverrideRow, RowFold, calibration_by, override_rates, row_json,
+};
 use projections::board::ReviewBoard;
+use projections::item::ItemEvent;
+use serde_json::{Value, json};
 
-/// What is asked: grouping and window.
-#[derive(Debug, Clone, Default)]
+use crate::commands::item_of_stream;
+use crate::log::{EventLog, LogError};
+
+/// One measure, as named in the CLI (`--metric`) and the API's paths (`/v1/analytics/<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Metric {
+    OverrideRates,
+    EditMagnitude,
+    ReviewTimes,
+    RejectionReasons,
+    Agreement,
+    Drift,
+    Calibration,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 7] = [
+        Metric::OverrideRates,
+        Metric::EditMagnitude,
+        Metric::ReviewTimes,
+        Metric::RejectionReasons,
+        Metric::Agreement,
+        Metric::Drift,
+        Metric::Calibration,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::OverrideRates => "override-rates",
+            Metric::EditMagnitude => "edit-magnitude",
+            Metric::ReviewTimes => "review-times",
+            Metric::RejectionReasons => "rejection-reasons",
+            Metric::Agreement => "agreement",
+            Metric::Drift => "drift",
+            Metric::Calibration => "calibration",
+        }
+    }
+
+    /// The columns of a row after the slice's keys, in the order a table shows them.
+    fn columns(self) -> &'static [&'static str] {
+        match self {
+            Metric::OverrideRates => &[
+                "decided",
+                "approved",
+                "edited",
+                "rejected",
+                "override_rate",
+                "override_rate_low",
+                "override_rate_high",
+                "expired",
+                "auto_approved",
+            ],
+            Metric::EditMagnitude => &[
+                "decided",
+                "edited",
+                "edit_magnitude_mean",
+                "edit_magnitude_p50",
+                "edit_magnitude_p90",
+                "edit_magnitude_max",
+            ],
+            Metric::ReviewTimes => &[
+                "decided",
+                "claimed",
+                "time_to_claim_p50_s",
+                "time_to_claim_p90_s",
+                "time_to_claim_p99_s",
+                "time_to_decision_p50_s",
+                "time_to_decision_p90_s",
+                "time_to_decision_p99_s",
+            ],
+            Metric::RejectionReasons => {
+                &["reason", "rejections", "share", "share_low", "share_high"]
+            }
+            Metric::Agreement => &[
+                "items",
+                "ratings",
+                "observed_agreement",
+                "expected_agreement",
+                "kappa",
+            ],
+            Metric::Drift => &[
+                "baseline_decided",
+                "baseline_override_rate",
+                "latest_decided",
+                "latest_override_rate",
+                "latest_override_rate_low",
+                "latest_override_rate_high",
+                "z",
+                "p_value",
+                "drifted",
+            ],
+            Metric::Calibration => &["decided", "expected_calibration_error"],
+        }
+    }
+}
+
+/// What is asked: grouping, window, and the parameters of some measures.
+#[derive(Debug, Clone)]
 pub struct OverrideQuery {
     pub by: Vec<Dimension>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Calibration: equal-width confidence buckets.
+    pub buckets: usize,
+    /// Drift: the latest window's length in days.
+    pub window_days: u32,
+    /// Drift: the decided items each side needs for a slice to be tested.
+    pub minimum_sample: u64,
 }
+
+impl Default for OverrideQuery {
+    fn default() -> Self {
+        OverrideQuery {
+            by: Vec::new(),
+            since: None,
+            until: None,
+            buckets: 10,
+            window_days: 7,
+            minimum_sample: 20,
+        }
+    }
+}
+
+/// The drift test's significance level (before the Bonferroni correction).
+pub const DRIFT_SIGNIFICANCE: f64 = 0.05;
 
 impl OverrideQuery {
     /// A query from its textual parts (`by` a comma-separated list, times RFC 3339 or a date).
@@ -38,6 +165,7 @@ impl OverrideQuery {
             by: Dimension::parse_list(by.unwrap_or(""))?,
             since: time(since, "since")?,
             until: time(until, "until")?,
+            ..OverrideQuery::default()
         };
         if let (Some(since), Some(until)) = (query.since, query.until)
             && since >= until
@@ -47,94 +175,169 @@ impl OverrideQuery {
         Ok(query)
     }
 
-    /// The rows of `board`.
-    pub fn rows(&self, board: &ReviewBoard) -> Vec<OverrideRow> {
-        override_rates(board.items(), &self.by, self.since, self.until)
+    /// Sets the drift test's window and minimum sample, refusing nonsense.
+    pub fn with_drift(
+        mut self,
+        window_days: Option<u32>,
+        minimum: Option<u64>,
+    ) -> Result<Self, String> {
+        if let Some(days) = window_days {
+            if !(1..=366).contains(&days) {
+                return Err("window_days must be between 1 and 366".into());
+            }
+            self.window_days = days;
+        }
+        if let Some(minimum) = minimum {
+            if minimum == 0 {
+                return Err("min_sample must be at least 1".into());
+            }
+            self.minimum_sample = minimum;
+        }
+        Ok(self)
     }
 
-    /// The answer as JSON: `{"by", "rows", "as_of_position"}`.
-    pub fn answer(&self, rows: &[OverrideRow], as_of_position: u64) -> serde_json::Value {
-        serde_json::json!({
-            "by": self.by.iter().map(|dimension| dimension.name()).collect::<Vec<_>>(),
-            "since": self.since,
-            "until": self.until,
-            "rows": rows.iter().map(|row| row_json(&self.by, row)).collect::<Vec<_>>(),
-            "as_of_position": as_of_position,
-        })
+    /// The override-rate rows of `rows`.
+    pub fn override_rows(&self, rows: &[ItemRow]) -> Vec<OverrideRow> {
+        override_rates(rows.iter(), &self.by, self.since, self.until)
     }
 
-    /// The calibration of each slice, as JSON: `{"by", "buckets", "slices": [{<keys>, "decided",
-    /// "expected_calibration_error", "buckets": [...]}], "as_of_position"}`.
-    pub fn calibration(
+    /// `metric` over `rows` as JSON: `{"metric", "by", "since", "until", "rows": [{<keys>, …}],
+    /// "as_of_position"}`, with the drift test's and the calibration's parameters where they apply.
+    /// Refuses a grouping the metric cannot take.
+    pub fn answer(
         &self,
-        board: &ReviewBoard,
-        buckets: usize,
+        metric: Metric,
+        rows: &[ItemRow],
         as_of_position: u64,
-    ) -> serde_json::Value {
-        let slices: Vec<serde_json::Value> = projections::analytics::calibration_by(
-            board.items(),
-            &self.by,
-            buckets,
-            self.since,
-            self.until,
-        )
-        .into_iter()
-        .map(|(keys, calibration)| {
-            let mut object = serde_json::Map::new();
-            for (dimension, key) in self.by.iter().zip(keys) {
-                object.insert(dimension.name().to_owned(), key.into());
+    ) -> Result<Value, String> {
+        let by = &self.by;
+        let (since, until) = (self.since, self.until);
+        let mut extra = serde_json::Map::new();
+        let answer_rows: Vec<Value> = match metric {
+            Metric::OverrideRates => override_rates(rows.iter(), by, since, until)
+                .iter()
+                .map(|row| row_json(by, &row.keys, row))
+                .collect(),
+            Metric::EditMagnitude => edit_magnitudes(rows.iter(), by, since, until)
+                .iter()
+                .map(|row| row_json(by, &row.keys, row))
+                .collect(),
+            Metric::ReviewTimes => review_times(rows.iter(), by, since, until)
+                .iter()
+                .map(|row| row_json(by, &row.keys, row))
+                .collect(),
+            Metric::RejectionReasons => rejection_reasons(rows.iter(), by, since, until)
+                .iter()
+                .map(|row| row_json(by, &row.keys, row))
+                .collect(),
+            Metric::Agreement => {
+                if by.contains(&Dimension::Reviewer) {
+                    return Err(
+                        "agreement is between reviewers: it cannot be sliced by reviewer".into(),
+                    );
+                }
+                agreement(rows.iter(), by, since, until)
+                    .iter()
+                    .map(|row| row_json(by, &row.keys, row))
+                    .collect()
             }
-            if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&calibration) {
-                object.extend(fields);
+            Metric::Drift => {
+                if by
+                    .iter()
+                    .any(|dimension| matches!(dimension, Dimension::Day | Dimension::Week))
+                {
+                    return Err(
+                        "drift compares time windows: it cannot be sliced by day or week".into(),
+                    );
+                }
+                let found = drift(
+                    rows.iter(),
+                    by,
+                    since,
+                    until,
+                    chrono::Duration::days(i64::from(self.window_days)),
+                    self.minimum_sample,
+                    DRIFT_SIGNIFICANCE,
+                );
+                if let Ok(Value::Object(fields)) = serde_json::to_value(&found) {
+                    extra.extend(fields);
+                }
+                extra.insert("window_days".into(), self.window_days.into());
+                found
+                    .rows
+                    .iter()
+                    .map(|row| row_json(by, &row.keys, row))
+                    .collect()
             }
-            serde_json::Value::Object(object)
-        })
-        .collect();
-        serde_json::json!({
-            "by": self.by.iter().map(|dimension| dimension.name()).collect::<Vec<_>>(),
-            "since": self.since,
-            "until": self.until,
-            "buckets": buckets.clamp(1, 100),
-            "slices": slices,
-            "as_of_position": as_of_position,
-        })
+            Metric::Calibration => {
+                let buckets = self.buckets.clamp(1, 100);
+                extra.insert("buckets".into(), buckets.into());
+                calibration_by(rows.iter(), by, buckets, since, until)
+                    .into_iter()
+                    .map(|(keys, calibration)| row_json(by, &keys, &calibration))
+                    .collect()
+            }
+        };
+        let mut answer = serde_json::Map::new();
+        answer.insert("metric".into(), metric.name().into());
+        answer.insert(
+            "by".into(),
+            json!(
+                by.iter()
+                    .map(|dimension| dimension.name())
+                    .collect::<Vec<_>>()
+            ),
+        );
+        answer.insert("since".into(), json!(since));
+        answer.insert("until".into(), json!(until));
+        answer.extend(extra);
+        if metric == Metric::Calibration {
+            // Each row is one slice's calibration.
+            answer.insert("slices".into(), Value::Array(answer_rows));
+        } else {
+            answer.insert("rows".into(), Value::Array(answer_rows));
+        }
+        answer.insert("as_of_position".into(), as_of_position.into());
+        Ok(Value::Object(answer))
     }
 
-    /// The rows as a terminal table or CSV.
-    pub fn render(&self, rows: &[OverrideRow], csv: bool) -> String {
+    /// An answer's rows as a terminal table or CSV: the slice's keys, then the metric's columns.
+    pub fn render(&self, metric: Metric, answer: &Value, csv: bool) -> String {
         let mut header: Vec<String> = self
             .by
             .iter()
             .map(|dimension| dimension.name().to_owned())
             .collect();
-        header.extend(
-            [
-                "decided",
-                "approved",
-                "edited",
-                "rejected",
-                "override_rate",
-                "95% low",
-                "95% high",
-                "expired",
-            ]
-            .map(str::to_owned),
-        );
+        header.extend(metric.columns().iter().map(|column| (*column).to_owned()));
+        let rows = answer
+            .get(if metric == Metric::Calibration {
+                "slices"
+            } else {
+                "rows"
+            })
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let lines: Vec<Vec<String>> = rows
             .iter()
             .map(|row| {
-                let mut line = row.keys.clone();
-                line.extend([
-                    row.decided.to_string(),
-                    row.approved.to_string(),
-                    row.edited.to_string(),
-                    row.rejected.to_string(),
-                    format!("{:.4}", row.override_rate),
-                    format!("{:.4}", row.override_rate_low),
-                    format!("{:.4}", row.override_rate_high),
-                    row.expired.to_string(),
-                ]);
-                line
+                header
+                    .iter()
+                    .map(|column| match row.get(column) {
+                        None | Some(Value::Null) => {
+                            if csv {
+                                String::new()
+                            } else {
+                                "-".into()
+                            }
+                        }
+                        Some(Value::String(text)) => text.clone(),
+                        Some(Value::Number(number)) if number.is_f64() => {
+                            format!("{:.4}", number.as_f64().unwrap_or(f64::NAN))
+                        }
+                        Some(other) => other.to_string(),
+                    })
+                    .collect()
             })
             .collect();
         if csv {
@@ -165,15 +368,16 @@ impl OverrideQuery {
                     .unwrap_or(0)
             })
             .collect();
-        let numeric = self.by.len();
+        // Keys and the one text column (a rejection's reason) to the left, numbers to the right.
+        let left = |column: usize| column < self.by.len() || header[column] == "reason";
         let format_line = |line: &Vec<String>| {
             line.iter()
                 .enumerate()
                 .map(|(column, field)| {
-                    if column >= numeric {
-                        format!("{field:>width$}", width = widths[column])
-                    } else {
+                    if left(column) {
                         format!("{field:<width$}", width = widths[column])
+                    } else {
+                        format!("{field:>width$}", width = widths[column])
                     }
                 })
                 .collect::<Vec<_>>()
@@ -194,4 +398,59 @@ impl OverrideQuery {
         }
         out
     }
+}
+
+/// The rows of every submitted item on the review board.
+pub fn rows_of_board(board: &ReviewBoard) -> Vec<ItemRow> {
+    board
+        .items()
+        .filter(|item| item.is_submitted())
+        .map(ItemRow::of)
+        .collect()
+}
+
+/// The rows of every item of the log, in one streaming pass that keeps only unfinished items'
+/// states; `on_event` sees every event's row (for the events table) and `progress` the position
+/// reached. Returns the rows and the position read up to.
+pub async fn rows_of_log(
+    log: &dyn EventLog,
+    mut on_event: impl FnMut(EventRow),
+    mut progress: impl FnMut(u64),
+) -> Result<(Vec<ItemRow>, u64), LogError> {
+    let mut fold = RowFold::default();
+    let head = log.head().await?;
+    let mut next = 0;
+    while next < head {
+        let events = log.read_all(next, 8192).await?;
+        let Some(last) = events.last() else {
+            break;
+        };
+        next = last.position + 1;
+        for event in &events {
+            let item_id = item_of_stream(&event.stream);
+            let decoded = item_id.and_then(|id| {
+                ItemEvent::from_type_and_json(&event.event_type, &event.data)
+                    .ok()
+                    .map(|decoded| (id, decoded))
+            });
+            let (at, slice) = match &decoded {
+                Some((id, item_event)) => (item_event.occurred_at(), fold.apply(*id, item_event)),
+                None => (event.recorded_at, None),
+            };
+            let (queue, kind) =
+                slice.map_or((None, None), |(queue, kind)| (Some(queue), Some(kind)));
+            on_event(EventRow {
+                position: event.position,
+                stream: event.stream.clone(),
+                item_id,
+                event_type: event.event_type.clone(),
+                actor: event.actor.clone(),
+                at,
+                queue,
+                kind,
+            });
+        }
+        progress(next);
+    }
+    Ok((fold.finish(), next))
 }

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub checkpoint_key: Option<Arc<CheckpointKey>>,
     /// When checkpoints are signed and where they are published (with the background jobs).
     pub checkpoints: CheckpointSettings,
+    /// The review policies, and how often slices' accuracy is measured (with the background jobs).
+    pub review_policies: Arc<crate::review_policy::ReviewPolicies>,
 }
 
 impl ServerConfig {
@@ -54,6 +56,7 @@ impl ServerConfig {
             background: Some(Background::default()),
             checkpoint_key: None,
             checkpoints: CheckpointSettings::default(),
+            review_policies: Arc::default(),
         }
     }
 }
@@ -123,6 +126,13 @@ pub async fn build(config: ServerConfig, log: Arc<dyn EventLog>) -> anyhow::Resu
             background.poll,
             Lease::new("callbacks", &background.holder, background.lease_ttl),
         ));
+        tokio::spawn(crate::review_policy::run(
+            log.clone(),
+            projector.clone(),
+            config.clock.clone(),
+            config.review_policies.clone(),
+            Lease::new("accuracy", &background.holder, background.lease_ttl),
+        ));
         if let Some(key) = &config.checkpoint_key {
             tokio::spawn(crate::audit::checkpointer::run(
                 log.clone(),
@@ -138,6 +148,7 @@ pub async fn build(config: ServerConfig, log: Arc<dyn EventLog>) -> anyhow::Resu
         .with_callback_key(config.callback_key)
         .with_callback_policy(policy)
         .with_expiry_policy(config.expiry_policies)
+        .with_review_policies(config.review_policies)
         .with_metrics_access(config.metrics_access);
     if let Some(key) = &config.checkpoint_key {
         state = state.with_checkpoint_verifier(key.verifier().clone());

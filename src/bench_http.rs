@@ -75,6 +75,7 @@ fn submission(item_id: Uuid, number: usize) -> Submission {
         required_approvals: 1,
         callback_url: None,
         expiry_policy: ExpiryPolicy::built_in().into(),
+        auto_approval: None,
     }
 }
 

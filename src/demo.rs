@@ -60,9 +60,22 @@ const REASONS: [&str; 6] = [
     "hallucinated reference",
 ];
 
-/// The true override rate of a slice: what the simulation draws each decision from.
-pub fn true_override_rate(model: usize, kind: usize) -> f64 {
+/// How often an item needs two approvals (four eyes).
+const FOUR_EYES: f64 = 0.08;
+
+/// How often the second reviewer of a four-eyes item rejects an output the first approved.
+const SECOND_OPINION_REJECTS: f64 = 0.1;
+
+/// How often the AI's output is wrong in a slice: what the simulation draws each item from.
+fn error_rate(model: usize, kind: usize) -> f64 {
     (MODELS[model].2 * KINDS[kind].2).min(0.9)
+}
+
+/// The true override rate of a slice: wrong outputs are always edited or rejected, and a right
+/// one is overridden only by a dissenting second reviewer of a four-eyes item.
+pub fn true_override_rate(model: usize, kind: usize) -> f64 {
+    let wrong = error_rate(model, kind);
+    wrong + (1.0 - wrong) * FOUR_EYES * SECOND_OPINION_REJECTS
 }
 
 /// One slice's truth, as printed.
@@ -244,7 +257,7 @@ async fn simulate(
     let kind = rng.random_range(0..KINDS.len());
     let (kind_name, queue, _) = KINDS[kind];
     let agent = AGENTS[kind % AGENTS.len()];
-    let wrong = rng.random_bool(true_override_rate(model, kind));
+    let wrong = rng.random_bool(error_rate(model, kind));
     let confidence = if wrong {
         rng.random_range(0.35..0.85)
     } else {
@@ -264,7 +277,7 @@ async fn simulate(
             Duration::days(5)
         };
     let output = output_of(kind_name, &mut rng, item);
-    let required = if rng.random_bool(0.08) { 2 } else { 1 };
+    let required = if rng.random_bool(FOUR_EYES) { 2 } else { 1 };
     let mut time = submitted;
     let run = |actor: &str, at: DateTime<Utc>, command: Command| {
         let context = CommandContext::new(actor, at);
@@ -298,6 +311,7 @@ async fn simulate(
             required_approvals: required,
             callback_url: None,
             expiry_policy: policy.clone(),
+            auto_approval: None,
         }),
     )
     .await?;
@@ -435,14 +449,20 @@ async fn simulate(
             time += minutes(&mut rng, REVIEWERS[second].2);
             run(REVIEWERS[second].0, time, Command::Claim { lease }).await?;
             time += Duration::minutes(rng.random_range(1..8));
-            run(
-                REVIEWERS[second].0,
-                time,
+            // An output the first approved as is, the second may still reject (reviewers do not
+            // always agree: what the agreement measure sees).
+            let dissents = !wrong && rng.random_bool(SECOND_OPINION_REJECTS);
+            let command = if dissents {
+                Command::Reject {
+                    reason: "second reviewer disagrees".into(),
+                    seen_output_hash: None,
+                }
+            } else {
                 Command::Approve {
                     seen_output_hash: None,
-                },
-            )
-            .await?;
+                }
+            };
+            run(REVIEWERS[second].0, time, command).await?;
         }
     }
     Ok(())

@@ -21,7 +21,9 @@
 //! - [`bench`]: `ledger bench append` and `ledger bench read`; [`bench_http`]: `ledger bench http`;
 //!   [`bench_proofs`]: `ledger bench proofs`.
 //! - [`audit`]: checkpoints, proofs, decision records and compliance bundles (`ledger audit`).
-//! - [`analytics`]: override rates by slice, shared by `ledger analytics report` and the API.
+//! - [`analytics`]: override rates and the other measures by slice, shared by `ledger analytics
+//!   report` and the API, from item rows (the board's, or one streaming pass over the log).
+//! - [`review_policy`]: the feedback loop: accuracy measurements, review policies, auto-approval.
 //! - [`dataset`]: the review dataset export, a JSON line per decided item.
 //! - [`demo`]: `ledger demo seed`, a realistic review history through the real domain.
 
@@ -44,6 +46,7 @@ pub mod lease;
 pub mod log;
 pub mod principals;
 pub mod projector;
+pub mod review_policy;
 pub mod scheduler;
 pub mod tls;
 pub mod verify;

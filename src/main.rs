@@ -89,6 +89,11 @@ enum Command {
         /// item expires rejected, never approved, with a 5-minute minimum review window.
         #[arg(long, env = "LEDGER_EXPIRY_POLICY")]
         expiry_policy: Option<PathBuf>,
+        /// A JSON file of review policies by kind (the feedback loop): a slice measured accurate
+        /// enough is only sampled for review, the rest approved automatically with the evidence
+        /// recorded. Without it every item is reviewed (slices are still measured).
+        #[arg(long, env = "LEDGER_REVIEW_POLICY")]
+        review_policy: Option<PathBuf>,
         /// How long this server's hold on the background jobs (timers, callback deliveries)
         /// lasts unrenewed: with several servers on one store, another takes them over within
         /// this after a server dies. Renewed every second.
@@ -177,13 +182,32 @@ enum ExportCommand {
         #[arg(long)]
         until: Option<String>,
     },
+    /// The analytics tables as Parquet files in OUT_DIR: items.parquet, events.parquet and
+    /// verdicts.parquet (docs/analytics-tables.md), from one streaming pass over the log. Needs a
+    /// build with `--features parquet` (polars is not linked into the server).
+    Parquet {
+        /// The directory to write to (created if missing).
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum AnalyticsCommand {
-    /// Override rates ((edited + rejected) / decided) by slice, with 95% Wilson intervals: the
-    /// same numbers as `GET /v1/analytics/override-rates`.
+    /// Measures every (model, version, kind)'s override rate over the last `--window-days` and
+    /// appends an `AccuracyMeasured` event for each slice whose counts changed: what a running
+    /// server's job does (`POST /v1/analytics/accuracy` asks it now), for a data directory no
+    /// server runs on.
+    Publish {
+        #[arg(long, default_value_t = 30)]
+        window_days: u32,
+    },
+    /// A measure of the decisions by slice, from one streaming pass over the log: by default the
+    /// override rates ((edited + rejected) / decided) with 95% Wilson intervals. The same numbers
+    /// as `GET /v1/analytics/<metric>`.
     Report {
+        /// What to measure.
+        #[arg(long, value_enum, default_value = "override-rates")]
+        metric: ledger::analytics::Metric,
         /// Comma-separated dimensions: model, model_version, kind, queue, reviewer, day, week.
         #[arg(long, default_value = "model,kind")]
         by: String,
@@ -195,6 +219,15 @@ enum AnalyticsCommand {
         until: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
+        /// Calibration: equal-width confidence buckets.
+        #[arg(long, default_value_t = 10)]
+        buckets: usize,
+        /// Drift: the latest window's length in days.
+        #[arg(long)]
+        window_days: Option<u32>,
+        /// Drift: decided items each side needs for a slice to be tested.
+        #[arg(long)]
+        min_sample: Option<u64>,
     },
     /// Override rate by the AI's stated confidence bucket, and the expected calibration error,
     /// per slice (JSON): the same numbers as `GET /v1/analytics/calibration`.
@@ -486,6 +519,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             callback_concurrency,
             callback_concurrency_per_host,
             expiry_policy,
+            review_policy,
             lease_ttl,
             network,
             checkpoints,
@@ -505,7 +539,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 callback_ca_file.as_deref(),
                 &callback_allow,
                 callback_limits,
-                expiry_policy.as_deref(),
+                (expiry_policy.as_deref(), review_policy.as_deref()),
                 network,
                 &key_options,
                 checkpoints,
@@ -542,23 +576,57 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Analytics {
             command:
                 AnalyticsCommand::Report {
+                    metric,
                     by,
                     since,
                     until,
                     format,
+                    buckets,
+                    window_days,
+                    min_sample,
                 },
         } => {
-            let (query, models) =
-                analytics_models(&store, Some(&by), since.as_deref(), until.as_deref()).await?;
-            let rows = query.rows(&models.board);
+            let mut query = ledger::analytics::OverrideQuery::parse(
+                Some(&by),
+                since.as_deref(),
+                until.as_deref(),
+            )
+            .and_then(|query| query.with_drift(window_days, min_sample))
+            .map_err(|error| anyhow::anyhow!(error))?;
+            query.buckets = buckets;
+            let (rows, position) = analytics_rows(&store).await?;
+            let answer = query
+                .answer(metric, &rows, position)
+                .map_err(|error| anyhow::anyhow!(error))?;
             match format {
-                ReportFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&query.answer(&rows, models.applied))?
-                ),
-                ReportFormat::Csv => print!("{}", query.render(&rows, true)),
-                ReportFormat::Table => print!("{}", query.render(&rows, false)),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+                ReportFormat::Csv => print!("{}", query.render(metric, &answer, true)),
+                ReportFormat::Table => print!("{}", query.render(metric, &answer, false)),
             }
+        }
+        Command::Export {
+            command: ExportCommand::Parquet { out_dir },
+        } => export_parquet(&store, &out_dir).await?,
+        Command::Analytics {
+            command: AnalyticsCommand::Publish { window_days },
+        } => {
+            anyhow::ensure!(
+                (1..=3660).contains(&window_days),
+                "--window-days must be between 1 and 3660"
+            );
+            let log = ledger::log::open(&store, "ledger analytics publish").await?;
+            let models = ledger::projector::rebuild(log.as_ref()).await?;
+            let appended = ledger::review_policy::publish(
+                log.as_ref(),
+                &ledger::analytics::rows_of_board(&models.board),
+                &models.accuracy,
+                chrono::Duration::days(i64::from(window_days)),
+                chrono::Utc::now(),
+                "cli",
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&appended)?);
+            eprintln!("appended {} AccuracyMeasured events", appended.len());
         }
         Command::Analytics {
             command:
@@ -569,9 +637,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     until,
                 },
         } => {
-            let (query, models) =
-                analytics_models(&store, Some(&by), since.as_deref(), until.as_deref()).await?;
-            let answer = query.calibration(&models.board, buckets, models.applied);
+            let mut query = ledger::analytics::OverrideQuery::parse(
+                Some(&by),
+                since.as_deref(),
+                until.as_deref(),
+            )
+            .map_err(|error| anyhow::anyhow!(error))?;
+            query.buckets = buckets;
+            let (rows, position) = analytics_rows(&store).await?;
+            let answer = query
+                .answer(ledger::analytics::Metric::Calibration, &rows, position)
+                .map_err(|error| anyhow::anyhow!(error))?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
         Command::Demo {
@@ -813,7 +889,7 @@ async fn serve(
     callback_ca_file: Option<&std::path::Path>,
     callback_allow: &[String],
     callback_limits: ledger::callbacks::DeliveryLimits,
-    expiry_policy: Option<&std::path::Path>,
+    (expiry_policy, review_policy): (Option<&std::path::Path>, Option<&std::path::Path>),
     network: NetworkOptions,
     key_options: &ledger::audit::cli::KeyOptions,
     checkpoints: CheckpointOptions,
@@ -830,6 +906,10 @@ async fn serve(
     let expiry_policies = Arc::new(match expiry_policy {
         Some(path) => ledger::expiry_policy::ExpiryPolicies::read_file(path)?,
         None => ledger::expiry_policy::ExpiryPolicies::default(),
+    });
+    let review_policies = Arc::new(match review_policy {
+        Some(path) => ledger::review_policy::ReviewPolicies::read_file(path)?,
+        None => ledger::review_policy::ReviewPolicies::default(),
     });
     let default_policy = expiry_policies.default_policy();
     tracing::info!(
@@ -860,6 +940,7 @@ async fn serve(
         limits: callback_limits,
     };
     config.expiry_policies = expiry_policies;
+    config.review_policies = review_policies;
     config.metrics_access = metrics_access;
     config.admin_token = std::env::var("LEDGER_ADMIN_TOKEN").ok();
     config.background = Some(ledger::app::Background {
@@ -1041,6 +1122,72 @@ async fn analytics_models(
         .map_err(|error| anyhow::anyhow!(error))?;
     let log = ledger::log::open_read_only(store).await?;
     Ok((query, ledger::projector::rebuild(log.as_ref()).await?))
+}
+
+/// Every item's analytics row, from one streaming pass over the log (read-only: a server may be
+/// running on it), and the position read up to.
+async fn analytics_rows(
+    store: &ledger::log::Store,
+) -> anyhow::Result<(Vec<projections::analytics::ItemRow>, u64)> {
+    let log = ledger::log::open_read_only(store).await?;
+    Ok(ledger::analytics::rows_of_log(log.as_ref(), |_| {}, |_| {}).await?)
+}
+
+/// `ledger export parquet`: the three tables, the events written a row group at a time as the
+/// log is read, with a progress bar on a terminal.
+#[cfg(feature = "parquet")]
+async fn export_parquet(
+    store: &ledger::log::Store,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let log = ledger::log::open_read_only(store).await?;
+    let head = log.head().await?;
+    let bar = indicatif::ProgressBar::new(head);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} {eta}")
+            .expect("a valid template"),
+    );
+    let started = std::time::Instant::now();
+    let mut events = ledger_tables::EventsWriter::create(&out_dir.join("events.parquet"))?;
+    let mut failed = None;
+    let (rows, _) = ledger::analytics::rows_of_log(
+        log.as_ref(),
+        |row| {
+            if failed.is_none()
+                && let Err(error) = events.push(row)
+            {
+                failed = Some(error);
+            }
+        },
+        |position| bar.set_position(position),
+    )
+    .await?;
+    if let Some(error) = failed {
+        return Err(error.into());
+    }
+    let written = events.finish()?;
+    bar.finish_and_clear();
+    let mut items = ledger_tables::items_frame(&rows)?;
+    ledger_tables::write_parquet(&out_dir.join("items.parquet"), &mut items)?;
+    let mut verdicts = ledger_tables::verdicts_frame(&rows)?;
+    ledger_tables::write_parquet(&out_dir.join("verdicts.parquet"), &mut verdicts)?;
+    eprintln!(
+        "wrote {} items, {written} events and {} verdicts to {} in {:.1} s",
+        items.height(),
+        verdicts.height(),
+        out_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "parquet"))]
+async fn export_parquet(_: &ledger::log::Store, _: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this ledger was built without Parquet (polars is kept out of the server's build): \
+         rebuild with `cargo build --release --features parquet`"
+    )
 }
 
 /// `verify`'s exit code: 1 when an event or a checkpoint is damaged.

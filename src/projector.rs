@@ -27,6 +27,8 @@ pub struct ReadModels {
     pub deliveries: Deliveries,
     /// The Merkle tree over every event, and the signed checkpoints.
     pub audit: Audit,
+    /// The latest accuracy measurement of each slice (the review policies read it).
+    pub accuracy: projections::analytics::accuracy::Accuracy,
     /// The number of log events applied (the next position to apply).
     pub applied: u64,
 }
@@ -54,6 +56,10 @@ impl ReadModels {
         } else if event.stream.starts_with("callback-") {
             decode(event, DeliveryEvent::from_type_and_data)
                 .map(|delivery_event| self.deliveries.apply(&delivery_event))
+        } else if event.stream == projections::analytics::accuracy::ACCURACY_STREAM {
+            self.accuracy
+                .apply(event)
+                .map_err(|error| error.to_string())
         } else if event.stream == PRINCIPALS_STREAM {
             decode(event, PrincipalEvent::from_type_and_data)
                 .map(|principal_event| self.principals.apply(&principal_event))

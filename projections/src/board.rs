@@ -357,7 +357,8 @@ impl StatusClass {
             | ItemStatus::EditedAndApproved
             | ItemStatus::Rejected
             | ItemStatus::ApprovedOnExpiry
-            | ItemStatus::RejectedOnExpiry => Some(StatusClass::Decided),
+            | ItemStatus::RejectedOnExpiry
+            | ItemStatus::AutoApproved => Some(StatusClass::Decided),
             ItemStatus::Withdrawn => Some(StatusClass::Withdrawn),
         }
     }
@@ -915,7 +916,8 @@ impl ReviewBoard {
             | ItemEvent::ClaimExpired(_)
             | ItemEvent::OutputRevised(_)
             | ItemEvent::ItemWithdrawn(_)
-            | ItemEvent::ItemExpired(_) => {}
+            | ItemEvent::ItemExpired(_)
+            | ItemEvent::ItemAutoApproved(_) => {}
         }
     }
 

@@ -41,6 +41,7 @@ fn item(number: u128) -> Uuid {
 /// Priority 0, no deadline, one approval, under a policy with no minimum review window, in [`QUEUE`] as a [`KIND`].
 fn submission(item_id: Uuid) -> Submission {
     Submission {
+        auto_approval: None,
         item_id,
         queue: QUEUE.to_owned(),
         kind: KIND.to_owned(),

@@ -181,6 +181,9 @@ pub enum Outcome {
     ApprovedOnExpiry,
     /// The deadline passed and the configured default (or the safety rule for outputs with changes requested) rejected it.
     RejectedOnExpiry,
+    /// A review policy approved it at submission, on a measurement of its slice's override rate
+    /// (the `ItemAutoApproved` event before the decision names both).
+    AutoApproved,
 }
 
 impl Outcome {
@@ -188,7 +191,10 @@ impl Outcome {
     pub fn is_approval(self) -> bool {
         matches!(
             self,
-            Outcome::Approved | Outcome::EditedAndApproved | Outcome::ApprovedOnExpiry
+            Outcome::Approved
+                | Outcome::EditedAndApproved
+                | Outcome::ApprovedOnExpiry
+                | Outcome::AutoApproved
         )
     }
 
@@ -214,6 +220,8 @@ pub enum ItemStatus {
     Rejected,
     ApprovedOnExpiry,
     RejectedOnExpiry,
+    /// Approved at submission by a review policy.
+    AutoApproved,
     /// The submitter withdrew it before a decision.
     Withdrawn,
 }
@@ -225,6 +233,7 @@ impl From<Outcome> for ItemStatus {
             Outcome::EditedAndApproved => ItemStatus::EditedAndApproved,
             Outcome::Rejected => ItemStatus::Rejected,
             Outcome::ApprovedOnExpiry => ItemStatus::ApprovedOnExpiry,
+            Outcome::AutoApproved => ItemStatus::AutoApproved,
             Outcome::RejectedOnExpiry => ItemStatus::RejectedOnExpiry,
         }
     }
@@ -392,6 +401,23 @@ pub struct Submission {
     /// Not part of the submission's fingerprint: the queue and kind, which are, resolve it.
     #[serde(skip)]
     pub expiry_policy: Arc<ExpiryPolicy>,
+    /// The review policy's evidence, when the shell found the item's slice under sampling and did
+    /// not draw this item for review: the item is then approved at once, unless it is high-risk
+    /// (those are always reviewed). Not recorded as part of the submission, nor its fingerprint.
+    #[serde(skip)]
+    pub auto_approval: Option<Arc<AutoApproval>>,
+}
+
+/// Why a review policy may approve an item without review (see [`ItemAutoApproved`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoApproval {
+    pub policy: String,
+    pub measurement_id: Uuid,
+    pub override_rate: f64,
+    pub override_rate_high: f64,
+    pub sample: u64,
+    pub target: f64,
+    pub sampling_rate: f64,
 }
 
 /// What an actor asks the item to do. `seen_output_hash`, where present, is the [`output_hash`] of the content the reviewer was shown;
@@ -788,6 +814,28 @@ pub struct ItemExpired {
     pub at: DateTime<Utc>,
 }
 
+/// A review policy approved the item at submission without human review: its slice (model,
+/// version, kind) was measured accurate enough (`AccuracyMeasured` event `measurement_id`: the
+/// upper bound of the override rate's 95% interval below the policy's target, on enough decided
+/// items), the item was not drawn for the sample still reviewed, and it is not high-risk.
+/// Followed by `ItemDecided` with the outcome `auto_approved`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemAutoApproved {
+    pub policy: String,
+    pub measurement_id: Uuid,
+    /// The measured override rate and the upper bound of its 95% interval.
+    pub override_rate: f64,
+    pub override_rate_high: f64,
+    /// The human-decided items it was measured on.
+    pub sample: u64,
+    /// The policy's target override rate.
+    pub target: f64,
+    /// The share of the slice's items still reviewed.
+    pub sampling_rate: f64,
+    #[serde(with = "crate::time::rfc3339")]
+    pub at: DateTime<Utc>,
+}
+
 /// The item was decided, once and for all. Emitted together with the event that completed it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemDecided {
@@ -909,6 +957,7 @@ item_events!(
     CommentAdded,
     ItemWithdrawn,
     ItemExpired,
+    ItemAutoApproved,
     ItemDecided,
 );
 
@@ -934,6 +983,7 @@ impl ItemEvent {
             ItemEvent::CommentAdded(event) => event.at,
             ItemEvent::ItemWithdrawn(event) => event.at,
             ItemEvent::ItemExpired(event) => event.at,
+            ItemEvent::ItemAutoApproved(event) => event.at,
             ItemEvent::ItemDecided(event) => event.decided_at,
         }
     }
@@ -1116,6 +1166,9 @@ pub struct ItemState {
     pub callback_url: Option<Box<str>>,
     /// The last claim taken and not yet released or expired; it may have lapsed, see [`ItemState::live_claim`].
     pub claim: Option<Box<Claim>>,
+    /// When the item was first claimed (for the time to first claim).
+    #[serde(default, with = "crate::time::rfc3339_option")]
+    pub first_claimed_at: Option<DateTime<Utc>>,
     /// The distinct approvals of the current content, in order; approvals of earlier content are not here.
     pub approvals: ThinVec<Approval>,
     pub change_requests: ThinVec<ChangeRequest>,
@@ -1208,6 +1261,7 @@ impl ItemState {
                 self.callback_url = submitted.callback_url.as_deref().map(Box::from);
             }
             ItemEvent::ItemClaimed(claimed) => {
+                self.first_claimed_at.get_or_insert(claimed.claimed_at);
                 self.claim = Some(Box::new(Claim {
                     reviewer: claimed.reviewer.as_str().into(),
                     claimed_at: claimed.claimed_at,
@@ -1316,6 +1370,8 @@ impl ItemState {
                     self.claim = None;
                 }
             }
+            // The evidence stays in the item's history; the decision that follows closes it.
+            ItemEvent::ItemAutoApproved(_) => {}
             ItemEvent::ItemDecided(decided) => {
                 self.status = ItemStatus::from(decided.outcome);
                 self.claim = None;
@@ -1417,7 +1473,7 @@ fn submit(
         return Err(DomainError::AlreadySubmitted);
     }
     validate_submission(submission, context.now)?;
-    Ok(vec![ItemEvent::ItemSubmitted(ItemSubmitted {
+    let submitted = ItemEvent::ItemSubmitted(ItemSubmitted {
         item_id: submission.item_id,
         queue: submission.queue.clone(),
         kind: submission.kind.clone(),
@@ -1437,7 +1493,35 @@ fn submit(
         submitted_by: context.actor.clone(),
         submitted_at: context.now,
         request_fingerprint: Some(submission_fingerprint(submission)),
-    })])
+    });
+    let Some(evidence) = submission
+        .auto_approval
+        .as_deref()
+        .filter(|_| submission.risk != Risk::High)
+    else {
+        return Ok(vec![submitted]);
+    };
+    Ok(vec![
+        submitted,
+        ItemEvent::ItemAutoApproved(ItemAutoApproved {
+            policy: evidence.policy.clone(),
+            measurement_id: evidence.measurement_id,
+            override_rate: evidence.override_rate,
+            override_rate_high: evidence.override_rate_high,
+            sample: evidence.sample,
+            target: evidence.target,
+            sampling_rate: evidence.sampling_rate,
+            at: context.now,
+        }),
+        ItemEvent::ItemDecided(ItemDecided {
+            outcome: Outcome::AutoApproved,
+            decided_by: Vec::new(),
+            revision: 1,
+            output_hash: output_hash(&submission.output),
+            final_output: Some(submission.output.clone()),
+            decided_at: context.now,
+        }),
+    ])
 }
 
 fn claim(

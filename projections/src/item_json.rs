@@ -17,10 +17,10 @@
 
 use crate::item::{
     Approval, ChangeRequest, ChangesRequested, Claim, ClaimExpired, ClaimReleased, Comment,
-    CommentAdded, Decision, Edit, Escalation, Expiry, ExpiryAction, ItemClaimed, ItemDecided,
-    ItemEscalated, ItemExpired, ItemState, ItemStatus, ItemSubmitted, ItemWithdrawn, ModelIdentity,
-    Outcome, OutputApproved, OutputEdited, OutputHash, OutputRejected, OutputRevised, Rejection,
-    Revision, Risk, Withdrawal,
+    CommentAdded, Decision, Edit, Escalation, Expiry, ExpiryAction, ItemAutoApproved, ItemClaimed,
+    ItemDecided, ItemEscalated, ItemExpired, ItemState, ItemStatus, ItemSubmitted, ItemWithdrawn,
+    ModelIdentity, Outcome, OutputApproved, OutputEdited, OutputHash, OutputRejected,
+    OutputRevised, Rejection, Revision, Risk, Withdrawal,
 };
 use crate::json::JsonText;
 use chrono::{DateTime, Utc};
@@ -84,6 +84,7 @@ write_fields!(ItemState {
     required_approvals: integer,
     callback_url: optional_str,
     claim: optional_object,
+    first_claimed_at: optional_time,
     approvals: objects,
     change_requests: objects,
     escalations: objects,
@@ -268,6 +269,16 @@ write_fields!(ItemExpired {
     applied_action: object,
     at: time,
 });
+write_fields!(ItemAutoApproved {
+    policy: str,
+    measurement_id: uuid,
+    override_rate: serde,
+    override_rate_high: serde,
+    sample: integer,
+    target: serde,
+    sampling_rate: serde,
+    at: time,
+});
 write_fields!(ItemDecided {
     outcome: outcome,
     decided_by: strs,
@@ -365,6 +376,7 @@ impl Json<'_> {
             ItemStatus::Rejected => b"rejected",
             ItemStatus::ApprovedOnExpiry => b"approved_on_expiry",
             ItemStatus::RejectedOnExpiry => b"rejected_on_expiry",
+            ItemStatus::AutoApproved => b"auto_approved",
             ItemStatus::Withdrawn => b"withdrawn",
         });
     }
@@ -384,6 +396,7 @@ impl Json<'_> {
             Outcome::Rejected => b"rejected",
             Outcome::ApprovedOnExpiry => b"approved_on_expiry",
             Outcome::RejectedOnExpiry => b"rejected_on_expiry",
+            Outcome::AutoApproved => b"auto_approved",
         });
     }
 

@@ -112,6 +112,7 @@ fn stale_hash() -> OutputHash {
 /// Due at minute 120, one approval, under the built-in expiry policy.
 fn submission() -> Submission {
     Submission {
+        auto_approval: None,
         item_id: item_id(),
         queue: QUEUE.to_owned(),
         kind: "customer-reply".to_owned(),
@@ -2117,6 +2118,16 @@ fn one_event_of_every_type() -> Vec<ItemEvent> {
         comment_added(CAROL, "looked at it", 11),
         withdrawn(Some("cancelled"), 12),
         expired(&policy(to_supervisors(), false), to_supervisors(), 13),
+        ItemEvent::ItemAutoApproved(ItemAutoApproved {
+            policy: "customer-replies".into(),
+            measurement_id: Uuid::from_u128(7),
+            override_rate: 0.0125,
+            override_rate_high: 0.041,
+            sample: 400,
+            target: 0.05,
+            sampling_rate: 0.1,
+            at: minute(14),
+        }),
         decided(
             Outcome::EditedAndApproved,
             &[BOB, ALICE],
@@ -2688,6 +2699,7 @@ fn the_hand_written_json_of_a_full_state_is_serde_jsons() {
             claimed_at: at,
             expires_at: far,
         })),
+        first_claimed_at: Some(at),
         approvals: thin_vec![Approval {
             reviewer: "r1".into(),
             at,
@@ -2915,6 +2927,16 @@ fn the_hand_written_json_of_every_event_with_escapes_is_serde_jsons() {
             applied_action: ExpiryAction::Approve,
             at: far,
         }),
+        ItemEvent::ItemAutoApproved(ItemAutoApproved {
+            policy: tricky.clone(),
+            measurement_id: Uuid::from_u128(u128::MAX),
+            override_rate: 0.1 + 0.2,
+            override_rate_high: 1e-300,
+            sample: u64::MAX,
+            target: 0.05,
+            sampling_rate: 1.0,
+            at,
+        }),
         ItemEvent::ItemDecided(ItemDecided {
             outcome: Outcome::EditedAndApproved,
             decided_by: vec![tricky.clone(), "r2".into()],
@@ -3076,4 +3098,58 @@ fn a_lease_must_be_more_than_zero_and_at_most_a_day() {
             .result;
         assert!(result.is_ok(), "{lease}: {result:?}");
     }
+}
+
+fn auto_approval() -> Arc<AutoApproval> {
+    Arc::new(AutoApproval {
+        policy: "customer-reply".into(),
+        measurement_id: Uuid::from_u128(42),
+        override_rate: 0.01,
+        override_rate_high: 0.03,
+        sample: 500,
+        target: 0.05,
+        sampling_rate: 0.2,
+    })
+}
+
+#[test]
+fn a_submission_with_a_review_policys_evidence_is_approved_at_once_naming_it() {
+    let submission = submission_with(|s| s.auto_approval = Some(auto_approval()));
+    let state = given(vec![])
+        .when(Command::Submit(submission.clone()), SUBMITTER, minute(0))
+        .then(vec![
+            submitted_from(&submission),
+            ItemEvent::ItemAutoApproved(ItemAutoApproved {
+                policy: "customer-reply".into(),
+                measurement_id: Uuid::from_u128(42),
+                override_rate: 0.01,
+                override_rate_high: 0.03,
+                sample: 500,
+                target: 0.05,
+                sampling_rate: 0.2,
+                at: minute(0),
+            }),
+            ItemEvent::ItemDecided(ItemDecided {
+                outcome: Outcome::AutoApproved,
+                decided_by: vec![],
+                revision: 1,
+                output_hash: original_hash(),
+                final_output: Some(original_output()),
+                decided_at: minute(0),
+            }),
+        ]);
+    assert_eq!(state.status, ItemStatus::AutoApproved);
+    assert!(state.is_closed());
+}
+
+#[test]
+fn a_high_risk_item_is_never_approved_automatically() {
+    let submission = submission_with(|s| {
+        s.auto_approval = Some(auto_approval());
+        s.risk = Risk::High;
+    });
+    let state = given(vec![])
+        .when(Command::Submit(submission.clone()), SUBMITTER, minute(0))
+        .then(vec![submitted_from(&submission)]);
+    assert_eq!(state.status, ItemStatus::Pending);
 }

@@ -248,7 +248,7 @@ pub async fn submit(
         .expiry_policies
         .resolve(&request.queue, &request.kind)
         .clone();
-    let submission = Submission {
+    let mut submission = Submission {
         item_id,
         queue: request.queue,
         kind: request.kind,
@@ -265,12 +265,20 @@ pub async fn submit(
         required_approvals: request.required_approvals,
         callback_url: request.callback_url,
         expiry_policy,
+        auto_approval: None,
     };
     // A retry with the same key (the item id derives from it): the first result, not a second
     // item. Without a key the id is new, so the board cannot hold it.
     state.caught_up().await?;
     if idempotency_key.is_some() && state.projector.read().board.item(item_id).is_some() {
         return retried_submission(&state, &caller, item_id, &submission).await;
+    }
+    // The feedback loop: a slice measured accurate enough is only sampled for review.
+    let route = state
+        .review_policies
+        .route(&state.projector.read().accuracy, &submission);
+    if let crate::review_policy::Route::AutoApprove(evidence) = route {
+        submission.auto_approval = Some(evidence);
     }
     let mut response = run(
         &state,

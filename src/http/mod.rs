@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`problem`]: problem+json errors and the JSON extractor.
-//! - [`analytics`]: override rates by slice.
+//! - [`analytics`]: override rates and the other measures of the decisions, by slice.
 //! - [`audit`]: signed checkpoints, inclusion and consistency proofs, decision records.
 //! - [`auth`]: bearer tokens to principals, and role checks.
 //! - [`items`]: submit, read, decide, wait for a decision; the queue.
@@ -65,6 +65,8 @@ pub struct Shared {
     pub metrics_access: metrics::MetricsAccess,
     /// The key that verifies this ledger's checkpoints (named in records and checkpoint pages).
     pub checkpoint_verifier: Option<crate::audit::Verifier>,
+    /// The review policies: which new items are approved without review (the feedback loop).
+    pub review_policies: Arc<crate::review_policy::ReviewPolicies>,
 }
 
 impl std::ops::Deref for AppState {
@@ -93,6 +95,7 @@ impl AppState {
             feed: feed::FeedSettings::default(),
             metrics_access: metrics::MetricsAccess::principals_only(),
             checkpoint_verifier: None,
+            review_policies: Arc::default(),
         }))
     }
 
@@ -133,6 +136,17 @@ impl AppState {
         Arc::get_mut(&mut self.0)
             .expect("the callback policy is set before the state is shared")
             .callback_policy = policy;
+        self
+    }
+
+    /// Sets the review policies (none otherwise); only while building the state.
+    pub fn with_review_policies(
+        mut self,
+        policies: Arc<crate::review_policy::ReviewPolicies>,
+    ) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("the review policies are set before the state is shared")
+            .review_policies = policies;
         self
     }
 
@@ -206,6 +220,21 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             get(analytics::override_rates),
         ),
         ("/v1/analytics/calibration", get(analytics::calibration)),
+        (
+            "/v1/analytics/edit-magnitude",
+            get(analytics::edit_magnitude),
+        ),
+        ("/v1/analytics/review-times", get(analytics::review_times)),
+        (
+            "/v1/analytics/rejection-reasons",
+            get(analytics::rejection_reasons),
+        ),
+        ("/v1/analytics/agreement", get(analytics::agreement)),
+        ("/v1/analytics/drift", get(analytics::drift)),
+        (
+            "/v1/analytics/accuracy",
+            get(analytics::accuracy).post(analytics::measure_accuracy),
+        ),
         ("/v1/audit/checkpoints", get(audit::checkpoints)),
         (
             "/v1/audit/checkpoints/latest",

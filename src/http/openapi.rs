@@ -163,7 +163,7 @@ pub fn operations() -> Vec<Operation> {
             problems: ACT,
         };
     let decided = "the item after the command";
-    vec![
+    let mut operations = vec![
         Operation {
             method: "get",
             path: "/healthz",
@@ -666,7 +666,9 @@ pub fn operations() -> Vec<Operation> {
             )],
             problems: &[400, 401, 403, 404],
         },
-    ]
+    ];
+    operations.extend(measure_operations());
+    operations
 }
 
 /// The statuses of `GET /v1/queue?status=`.
@@ -763,6 +765,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
         (
             "Calibration",
             response_object(json!({
+                "metric": {"type": "string", "enum": ["calibration"]},
                 "by": array(json!({"type": "string"})),
                 "since": nullable(timestamp()),
                 "until": nullable(timestamp()),
@@ -783,16 +786,17 @@ fn schemas() -> Vec<(&'static str, Value)> {
         (
             "OverrideRates",
             response_object(json!({
+                "metric": {"type": "string", "enum": ["override-rates"]},
                 "by": array(json!({"type": "string"})),
                 "since": nullable(timestamp()),
                 "until": nullable(timestamp()),
                 "rows": array(json!({
                     "type": "object",
                     "description": "one slice: its value for each dimension of `by` (named by the dimension), then its counts and rates",
-                    "required": ["decided", "approved", "edited", "rejected", "overridden", "override_rate", "override_rate_low", "override_rate_high", "expired"],
+                    "required": ["decided", "approved", "edited", "rejected", "overridden", "override_rate", "override_rate_low", "override_rate_high", "expired", "auto_approved"],
                     "properties": {
                         "decided": count(), "approved": count(), "edited": count(), "rejected": count(),
-                        "overridden": count(), "expired": count(),
+                        "overridden": count(), "expired": count(), "auto_approved": count(),
                         "override_rate": {"type": "number"},
                         "override_rate_low": {"type": "number"},
                         "override_rate_high": {"type": "number"},
@@ -800,6 +804,36 @@ fn schemas() -> Vec<(&'static str, Value)> {
                 })),
                 "as_of_position": count(),
             })),
+        ),
+        ("AnalyticsRows", analytics_rows(&[])),
+        (
+            "Accuracy",
+            json!({
+                "type": "object",
+                "required": ["slices", "as_of_position"],
+                "properties": {
+                    "slices": array(json!({
+                        "type": "object",
+                        "required": ["model", "model_version", "kind", "decided", "overridden", "override_rate", "override_rate_low", "override_rate_high", "window_since", "window_until", "measured_at", "measurement_id", "policy", "sampling"],
+                    })),
+                    "appended": array(json!({"type": "object"})),
+                    "as_of_position": count(),
+                },
+                "additionalProperties": false,
+            }),
+        ),
+        (
+            "Drift",
+            analytics_rows(&[
+                ("test", json!({"type": "string"})),
+                ("baseline_since", nullable(timestamp())),
+                ("window_since", timestamp()),
+                ("window_until", timestamp()),
+                ("window_days", count()),
+                ("significance", json!({"type": "number"})),
+                ("minimum_sample", count()),
+                ("slices_tested", count()),
+            ]),
         ),
         (
             "CheckpointPage",
@@ -849,6 +883,88 @@ fn schemas() -> Vec<(&'static str, Value)> {
             })),
         ),
     ]
+}
+
+/// The answer of an analytics measure: `{"metric", "by", "since", "until", "rows", "as_of_position"}`
+/// and the measure's own fields.
+fn analytics_rows(fields: &[(&str, Value)]) -> Value {
+    let mut properties = json!({
+        "metric": {"type": "string"},
+        "by": array(json!({"type": "string"})),
+        "since": nullable(timestamp()),
+        "until": nullable(timestamp()),
+        "rows": array(json!({
+            "type": "object",
+            "description": "one slice: its value for each dimension of `by` (named by the dimension), then the measure's fields",
+        })),
+        "as_of_position": count(),
+    });
+    for (name, schema) in fields {
+        properties[*name] = schema.clone();
+    }
+    response_object(properties)
+}
+
+/// The other measures' operations: (path, operation id, summary, answer schema, extra parameters).
+fn measure_operations() -> Vec<Operation> {
+    let drift_parameters = || {
+        let mut parameters = slice_parameters();
+        parameters.push(query(
+            "window_days",
+            "The latest window's length in days (1–366, default 7)",
+            count(),
+        ));
+        parameters.push(query(
+            "min_sample",
+            "Decided items each side needs for a slice to be tested (default 20)",
+            count(),
+        ));
+        parameters
+    };
+    [
+        ("/v1/analytics/edit-magnitude", "getEditMagnitude", "How much humans changed the outputs they edited: normalized edit distance (text and JSON leaves), mean, p50, p90, max, by slice", "AnalyticsRows", slice_parameters()),
+        ("/v1/analytics/review-times", "getReviewTimes", "Time to first claim and to decision (p50, p90, p99 in seconds) of decided items, by slice", "AnalyticsRows", slice_parameters()),
+        ("/v1/analytics/rejection-reasons", "getRejectionReasons", "Rejection reasons by frequency, with each one's share and its 95% Wilson interval, by slice", "AnalyticsRows", slice_parameters()),
+        ("/v1/analytics/agreement", "getAgreement", "Agreement between reviewers who judged the same items (accept or override): Fleiss' kappa, by slice (not by reviewer)", "AnalyticsRows", slice_parameters()),
+        ("/v1/analytics/drift", "getDrift", "Slices whose override rate in the latest window differs from their baseline: two-sided two-proportion z-test, Bonferroni-corrected", "Drift", drift_parameters()),
+    ]
+    .into_iter()
+    .map(|(path, operation_id, summary, schema, parameters)| Operation {
+        method: "get",
+        path,
+        operation_id,
+        summary,
+        access: Access::Bearer("analyst, auditor, admin"),
+        parameters,
+        request: None,
+        answers: vec![json_answer(200, "the measure by slice", schema)],
+        problems: &[400, 401, 403, 422, 503],
+    })
+    .chain([
+        Operation {
+            method: "get",
+            path: "/v1/analytics/accuracy",
+            operation_id: "getAccuracy",
+            summary: "The feedback loop: each (model, version, kind)'s latest AccuracyMeasured, its review policy, and whether its new items are only sampled for review",
+            access: Access::Bearer("analyst, auditor, admin"),
+            parameters: vec![],
+            request: None,
+            answers: vec![json_answer(200, "the latest measurements", "Accuracy")],
+            problems: &[401, 403, 503],
+        },
+        Operation {
+            method: "post",
+            path: "/v1/analytics/accuracy",
+            operation_id: "measureAccuracy",
+            summary: "Measure every slice's override rate now (as the periodic job does) and append an AccuracyMeasured event for each slice whose counts changed",
+            access: Access::Bearer("admin"),
+            parameters: vec![],
+            request: None,
+            answers: vec![json_answer(200, "the measurements appended, and the latest of each slice", "Accuracy")],
+            problems: &[401, 403, 503],
+        },
+    ])
+    .collect()
 }
 
 /// The parameters every analytics operation takes: its grouping and its window.
@@ -1006,6 +1122,7 @@ fn item() -> Value {
         "required_approvals": count(),
         "callback_url": nullable(string()),
         "claim": nullable(response_object(json!({"reviewer": string(), "claimed_at": time(), "expires_at": time()}))),
+        "first_claimed_at": nullable(time()),
         "approvals": array(reviewer_at(json!({}))),
         "change_requests": array(reviewer_at(json!({"instructions": string(), "revision": count(), "output_hash": hash()}))),
         "escalations": array(response_object(json!({

@@ -25,7 +25,19 @@ async fn reported_intervals_cover_the_simulated_truth_and_rates_are_the_counts()
             .await
             .unwrap();
         let models = ledger::projector::rebuild(log.as_ref()).await.unwrap();
-        let rows = query.rows(&models.board);
+        // The server's rows (from its board) and the CLI's (one streaming pass) are the same.
+        let mut from_board = ledger::analytics::rows_of_board(&models.board);
+        let (mut streamed, _) = ledger::analytics::rows_of_log(log.as_ref(), |_| {}, |_| {})
+            .await
+            .unwrap();
+        from_board.sort_by_key(|row| row.item_id);
+        streamed.sort_by_key(|row| row.item_id);
+        assert_eq!(streamed.len(), report.items as usize);
+        assert!(
+            streamed == from_board,
+            "the streamed rows differ from the board's"
+        );
+        let rows = query.override_rows(&streamed);
         assert_eq!(rows.len(), report.truth.len(), "every slice has decisions");
         for row in &rows {
             assert_eq!(row.overridden, row.edited + row.rejected);
@@ -108,6 +120,56 @@ async fn the_cli_and_the_http_endpoint_give_the_same_numbers() {
         assert_eq!(printed["rows"], served["rows"], "by {by:?}");
         assert!(!served["rows"].as_array().unwrap().is_empty());
         assert_eq!(printed["by"], served["by"]);
+    }
+    // Every other measure: the same rows from both.
+    for (metric, by, extra) in [
+        ("edit-magnitude", "model,kind", ""),
+        ("review-times", "queue", ""),
+        ("rejection-reasons", "kind", ""),
+        ("agreement", "", ""),
+        ("drift", "model,kind", "&window_days=14&min_sample=10"),
+    ] {
+        let path = format!("/v1/analytics/{metric}?by={by}{extra}");
+        let (status, served) = app.call("GET", &path, &app.auditor, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {served}");
+        let mut args: Vec<String> = [
+            "--data-dir",
+            &dir.path().display().to_string(),
+            "analytics",
+            "report",
+            "--metric",
+            metric,
+            "--by",
+            by,
+            "--format",
+            "json",
+        ]
+        .map(str::to_owned)
+        .into();
+        if metric == "drift" {
+            args.extend(["--window-days", "14", "--min-sample", "10"].map(str::to_owned));
+        }
+        let printed: Value = serde_json::from_slice(&crate::support::ledger_stdout(&args)).unwrap();
+        assert_eq!(printed["rows"], served["rows"], "{metric} by {by:?}");
+        assert!(!served["rows"].as_array().unwrap().is_empty(), "{metric}");
+    }
+    // The demo's four-eyes items sometimes split: agreement is measured on them.
+    let (_, agreement) = app
+        .call("GET", "/v1/analytics/agreement", &app.auditor, None)
+        .await;
+    let row = &agreement["rows"][0];
+    assert!(row["items"].as_u64().unwrap() > 10, "{agreement}");
+    let kappa = row["kappa"].as_f64().expect("a kappa");
+    assert!((-1.0..=1.0).contains(&kappa), "{agreement}");
+    // Parameters of one measure are refused by another, and nonsense slicing is 422.
+    for path in [
+        "/v1/analytics/override-rates?window_days=3",
+        "/v1/analytics/agreement?by=reviewer",
+        "/v1/analytics/drift?by=week",
+        "/v1/analytics/drift?window_days=0",
+    ] {
+        let (status, body) = app.call("GET", path, &app.auditor, None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
     }
     // Calibration: the same from both, and the demo's AI states lower confidence when wrong.
     let (status, served) = app

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 fn submission(item_id: Uuid, required_approvals: u32) -> Submission {
     Submission {
+        auto_approval: None,
         item_id,
         queue: "support".into(),
         kind: "customer-reply".into(),

@@ -10,6 +10,7 @@ mod commands;
 mod crash;
 mod dataset;
 mod demo;
+mod feedback;
 mod format;
 mod hardening_callbacks;
 mod hardening_expiry;

@@ -45,6 +45,7 @@ async fn a_rebuilt_projection_equals_the_live_one_after_a_long_random_workload()
             let item = Uuid::from_u128(step as u128 + 1);
             items.push(item);
             let submission = Submission {
+                auto_approval: None,
                 item_id: item,
                 queue: queues[random.below(3) as usize].into(),
                 kind: ["reply", "score", "clause"][random.below(3) as usize].into(),

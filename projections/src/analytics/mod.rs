@@ -1,16 +1,24 @@
-//! Override rates from the review board: how often humans override the AI, by slice, with 95%
-//! Wilson score intervals. A pure computation over items' states, so that the CLI report and
-//! the HTTP endpoint give the same numbers from the same function.
+//! Analytics over the decisions: how often humans override the AI, by slice, with 95% Wilson
+//! score intervals, and the other measures (`measures`: edit magnitude, review times, rejection
+//! reasons, reviewer agreement, drift), all computed from item rows (`rows`), so that the CLI
+//! report, the HTTP endpoints and the Parquet tables give the same numbers from the same code.
 //!
 //! Counted per item, once decided by humans: `approved` (as submitted or revised), `edited`
 //! (edited and approved), `rejected`; the **override rate** is `(edited + rejected) / decided`.
-//! Items decided on expiry are counted apart (`expired`): no human judged them. An item falls in
-//! the window when its decision time is in `[since, until)`.
+//! Items decided on expiry (`expired`) or approved by a review policy (`auto_approved`) are
+//! counted apart: no human judged them. An item falls in the window when its decision time is
+//! in `[since, until)`.
 
-use crate::item::{ItemState, Outcome};
+use crate::item::Outcome;
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
+
+pub mod accuracy;
+pub mod measures;
+pub mod rows;
+
+pub use rows::{ItemRow, RowFold};
 
 /// The normal quantile of a two-sided 95% interval.
 pub const Z_95: f64 = 1.96;
@@ -109,16 +117,18 @@ pub struct OverrideRow {
     pub override_rate_high: f64,
     /// Decided on expiry (not in `decided`).
     pub expired: u64,
+    /// Approved automatically by a review policy (not in `decided`).
+    pub auto_approved: u64,
 }
 
-/// The slice of `item` (decided at `at`, by `reviewer` when slicing by reviewer) along `by`.
-fn keys_of(item: &ItemState, by: &[Dimension], reviewer: &str, at: DateTime<Utc>) -> Vec<String> {
+/// The slice of `row` (decided at `at`, by `reviewer` when slicing by reviewer) along `by`.
+pub fn keys_of(row: &ItemRow, by: &[Dimension], reviewer: &str, at: DateTime<Utc>) -> Vec<String> {
     by.iter()
         .map(|dimension| match dimension {
-            Dimension::Model => item.model.name.to_string(),
-            Dimension::ModelVersion => item.model.version.to_string(),
-            Dimension::Kind => item.kind.to_string(),
-            Dimension::Queue => item.queue.to_string(),
+            Dimension::Model => row.model.to_string(),
+            Dimension::ModelVersion => row.model_version.to_string(),
+            Dimension::Kind => row.kind.to_string(),
+            Dimension::Queue => row.queue.to_string(),
             Dimension::Reviewer => reviewer.to_owned(),
             Dimension::Day => at.date_naive().to_string(),
             Dimension::Week => {
@@ -130,70 +140,103 @@ fn keys_of(item: &ItemState, by: &[Dimension], reviewer: &str, at: DateTime<Utc>
         .collect()
 }
 
+/// Whether `at` is in `[since, until)`.
+pub fn in_window(
+    at: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> bool {
+    !(since.is_some_and(|since| at < since) || until.is_some_and(|until| at >= until))
+}
+
+/// The decided items decided in `[since, until)`, grouped by their keys along `by`. Slicing by
+/// reviewer puts an item in the slice of each reviewer who decided it (`each_reviewer`) or of the
+/// first only.
+pub fn groups<'a>(
+    rows: impl Iterator<Item = &'a ItemRow>,
+    by: &[Dimension],
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    each_reviewer: bool,
+) -> BTreeMap<Vec<String>, Vec<&'a ItemRow>> {
+    let mut slices: BTreeMap<Vec<String>, Vec<&'a ItemRow>> = BTreeMap::new();
+    let by_reviewer = by.contains(&Dimension::Reviewer);
+    for row in rows {
+        let Some(at) = row.decided_at else {
+            continue;
+        };
+        if !in_window(at, since, until) {
+            continue;
+        }
+        if !by_reviewer {
+            slices
+                .entry(keys_of(row, by, "", at))
+                .or_default()
+                .push(row);
+            continue;
+        }
+        let reviewers: Vec<&str> = match row.reviewers.as_slice() {
+            [] => vec!["(none)"],
+            [first, ..] if !each_reviewer => vec![first.as_str()],
+            names => names.iter().map(|name| name.as_str()).collect(),
+        };
+        for reviewer in reviewers {
+            slices
+                .entry(keys_of(row, by, reviewer, at))
+                .or_default()
+                .push(row);
+        }
+    }
+    slices
+}
+
+/// `successes / trials`, 0 when there are none.
+pub fn rate(successes: u64, trials: u64) -> f64 {
+    if trials == 0 {
+        0.0
+    } else {
+        successes as f64 / trials as f64
+    }
+}
+
 /// Override rates of the items decided in `[since, until)`, grouped by `by`, rows in the order
 /// of their keys.
 pub fn override_rates<'a>(
-    items: impl Iterator<Item = &'a ItemState>,
+    rows: impl Iterator<Item = &'a ItemRow>,
     by: &[Dimension],
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
 ) -> Vec<OverrideRow> {
-    #[derive(Default)]
-    struct Counts {
-        approved: u64,
-        edited: u64,
-        rejected: u64,
-        expired: u64,
-    }
-    let mut slices: BTreeMap<Vec<String>, Counts> = BTreeMap::new();
-    for item in items {
-        let Some(decision) = &item.decision else {
-            continue;
-        };
-        let at = decision.decided_at;
-        if since.is_some_and(|since| at < since) || until.is_some_and(|until| at >= until) {
-            continue;
-        }
-        let reviewers: Vec<String> = if by.contains(&Dimension::Reviewer) {
-            match decision.decided_by.as_slice() {
-                [] => vec!["(none)".to_owned()],
-                names => names.to_vec(),
-            }
-        } else {
-            vec![String::new()]
-        };
-        for reviewer in reviewers {
-            let keys = keys_of(item, by, &reviewer, at);
-            let counts = slices.entry(keys).or_default();
-            match decision.outcome {
-                Outcome::Approved => counts.approved += 1,
-                Outcome::EditedAndApproved => counts.edited += 1,
-                Outcome::Rejected => counts.rejected += 1,
-                Outcome::ApprovedOnExpiry | Outcome::RejectedOnExpiry => counts.expired += 1,
-            }
-        }
-    }
-    slices
+    groups(rows, by, since, until, true)
         .into_iter()
-        .map(|(keys, counts)| {
-            let decided = counts.approved + counts.edited + counts.rejected;
-            let overridden = counts.edited + counts.rejected;
+        .map(|(keys, rows)| {
+            let count = |outcome: Outcome| {
+                rows.iter()
+                    .filter(|row| row.outcome == Some(outcome))
+                    .count() as u64
+            };
+            let (approved, edited, rejected) = (
+                count(Outcome::Approved),
+                count(Outcome::EditedAndApproved),
+                count(Outcome::Rejected),
+            );
+            let expired = rows.iter().filter(|row| row.expired()).count() as u64;
+            let auto_approved = count(Outcome::AutoApproved);
+            let decided = approved + edited + rejected;
+            let overridden = edited + rejected;
             let (low, high) = wilson(overridden, decided, Z_95);
             OverrideRow {
                 keys,
                 decided,
-                approved: counts.approved,
-                edited: counts.edited,
-                rejected: counts.rejected,
+                approved,
+                edited,
+                rejected,
                 overridden,
-                override_rate: if decided == 0 {
-                    0.0
-                } else {
-                    overridden as f64 / decided as f64
-                },
+                override_rate: rate(overridden, decided),
                 override_rate_low: low,
                 override_rate_high: high,
-                expired: counts.expired,
+                expired,
+                auto_approved,
             }
         })
         .collect()
@@ -229,7 +272,7 @@ pub struct Calibration {
 /// The calibration of the items decided by humans in `[since, until)` that stated a confidence,
 /// in `buckets` equal-width buckets of confidence.
 pub fn calibration<'a>(
-    items: impl Iterator<Item = &'a ItemState>,
+    rows: impl Iterator<Item = &'a ItemRow>,
     buckets: usize,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
@@ -237,19 +280,15 @@ pub fn calibration<'a>(
     let buckets = buckets.clamp(1, 100);
     // (decided, overridden, sum of confidence) per bucket.
     let mut counts = vec![(0u64, 0u64, 0f64); buckets];
-    for item in items {
-        let (Some(decision), Some(confidence)) = (&item.decision, item.confidence) else {
+    for row in rows {
+        let (Some(at), Some(confidence), Some(overridden)) =
+            (row.decided_at, row.confidence, row.overridden())
+        else {
             continue;
         };
-        let at = decision.decided_at;
-        if since.is_some_and(|since| at < since) || until.is_some_and(|until| at >= until) {
+        if !in_window(at, since, until) {
             continue;
         }
-        let overridden = match decision.outcome {
-            Outcome::Approved => false,
-            Outcome::EditedAndApproved | Outcome::Rejected => true,
-            Outcome::ApprovedOnExpiry | Outcome::RejectedOnExpiry => continue,
-        };
         let confidence = confidence.clamp(0.0, 1.0);
         let bucket = ((confidence * buckets as f64) as usize).min(buckets - 1);
         let entry = &mut counts[bucket];
@@ -264,11 +303,7 @@ pub fn calibration<'a>(
         .enumerate()
         .map(|(index, (n, overridden, confidence_sum))| {
             let (low, high) = wilson(overridden, n, Z_95);
-            let override_rate = if n == 0 {
-                0.0
-            } else {
-                overridden as f64 / n as f64
-            };
+            let override_rate = rate(overridden, n);
             let mean_confidence = if n == 0 {
                 0.0
             } else {
@@ -300,38 +335,27 @@ pub fn calibration<'a>(
 /// The calibration of each slice along `by` (a slice by reviewer takes the items' first
 /// decider), slices in the order of their keys.
 pub fn calibration_by<'a>(
-    items: impl Iterator<Item = &'a ItemState>,
+    rows: impl Iterator<Item = &'a ItemRow>,
     by: &[Dimension],
     buckets: usize,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
 ) -> Vec<(Vec<String>, Calibration)> {
-    let mut slices: BTreeMap<Vec<String>, Vec<&'a ItemState>> = BTreeMap::new();
-    for item in items {
-        let Some(decision) = &item.decision else {
-            continue;
-        };
-        let reviewer = decision.decided_by.first().map_or("(none)", String::as_str);
-        slices
-            .entry(keys_of(item, by, reviewer, decision.decided_at))
-            .or_default()
-            .push(item);
-    }
-    slices
+    groups(rows, by, since, until, false)
         .into_iter()
-        .map(|(keys, items)| (keys, calibration(items.into_iter(), buckets, since, until)))
+        .map(|(keys, rows)| (keys, calibration(rows.into_iter(), buckets, None, None)))
         .filter(|(_, calibration)| calibration.decided > 0)
         .collect()
 }
 
-/// A row as JSON: the slice's keys by dimension name, then the counts and rates.
-pub fn row_json(by: &[Dimension], row: &OverrideRow) -> serde_json::Value {
+/// A row as JSON: the slice's keys by dimension name, then the row's own fields.
+pub fn row_json(by: &[Dimension], keys: &[String], row: &impl Serialize) -> serde_json::Value {
     let mut object = serde_json::Map::new();
-    for (dimension, key) in by.iter().zip(&row.keys) {
+    for (dimension, key) in by.iter().zip(keys) {
         object.insert(dimension.name().to_owned(), key.clone().into());
     }
-    if let Ok(serde_json::Value::Object(counts)) = serde_json::to_value(row) {
-        object.extend(counts);
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(row) {
+        object.extend(fields);
     }
     serde_json::Value::Object(object)
 }
@@ -385,6 +409,7 @@ mod tests {
                 .chain([(0.25, true), (0.25, true), (0.25, true), (0.25, false)])
                 .map(|(confidence, overridden)| decided(confidence, overridden))
                 .collect();
+        let calibrated: Vec<ItemRow> = calibrated.iter().map(ItemRow::of).collect();
         let result = calibration(calibrated.iter(), 4, None, None);
         assert_eq!(result.decided, 8);
         assert!(result.expected_calibration_error.abs() < 1e-12);
@@ -392,6 +417,7 @@ mod tests {
         assert_eq!(result.buckets[3].override_rate, 0.25);
         // Said 0.95 and was overridden every other time: off by 0.45.
         let overconfident: Vec<ItemState> = (0..10).map(|n| decided(0.95, n % 2 == 0)).collect();
+        let overconfident: Vec<ItemRow> = overconfident.iter().map(ItemRow::of).collect();
         let result = calibration(overconfident.iter(), 10, None, None);
         assert!((result.expected_calibration_error - 0.45).abs() < 1e-9);
     }

@@ -1,0 +1,449 @@
+//! The analytics tables (`docs/analytics-tables.md`) as polars DataFrames and Parquet files: one
+//! row per item, per event and per reviewer's verdict, from the rows the pure core folds from the
+//! log (`projections::analytics::rows`), so that the notebooks read the numbers the CLI and the
+//! API report. A crate of its own so that the server never links polars (ADR 0014).
+
+use std::fs::File;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use polars::prelude::*;
+use projections::analytics::ItemRow;
+use projections::analytics::rows::EventRow;
+use projections::item::{ItemStatus, Outcome, Risk};
+
+pub use polars::prelude::{DataFrame, PolarsError};
+
+/// The events written per Parquet row group: bounds the memory of an export, whatever the log's size.
+pub const EVENTS_PER_BATCH: usize = 262_144;
+
+/// Microseconds since the epoch.
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn datetime(name: &str, values: Vec<Option<i64>>) -> PolarsResult<Column> {
+    Series::new(name.into(), values)
+        .cast(&DataType::Datetime(
+            TimeUnit::Microseconds,
+            Some(TimeZone::UTC),
+        ))
+        .map(Column::from)
+}
+
+fn column<T, Values>(name: &str, values: Values) -> Column
+where
+    Series: NamedFrom<Values, T>,
+    T: ?Sized,
+{
+    Column::from(Series::new(name.into(), values))
+}
+
+pub fn status_name(status: ItemStatus) -> &'static str {
+    match status {
+        ItemStatus::NotSubmitted => "not_submitted",
+        ItemStatus::Pending => "open",
+        ItemStatus::ChangesRequested => "changes_requested",
+        ItemStatus::Withdrawn => "withdrawn",
+        ItemStatus::Approved
+        | ItemStatus::EditedAndApproved
+        | ItemStatus::Rejected
+        | ItemStatus::ApprovedOnExpiry
+        | ItemStatus::RejectedOnExpiry
+        | ItemStatus::AutoApproved => "decided",
+    }
+}
+
+pub fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Approved => "approved",
+        Outcome::EditedAndApproved => "edited_and_approved",
+        Outcome::Rejected => "rejected",
+        Outcome::ApprovedOnExpiry => "approved_on_expiry",
+        Outcome::RejectedOnExpiry => "rejected_on_expiry",
+        Outcome::AutoApproved => "auto_approved",
+    }
+}
+
+fn risk_name(risk: Risk) -> &'static str {
+    match risk {
+        Risk::Low => "low",
+        Risk::Normal => "normal",
+        Risk::High => "high",
+    }
+}
+
+/// The items table: one row per submitted item.
+pub fn items_frame(rows: &[ItemRow]) -> PolarsResult<DataFrame> {
+    let ids: Vec<String> = rows.iter().map(|row| row.item_id.to_string()).collect();
+    let strs = |get: fn(&ItemRow) -> &str| rows.iter().map(get).collect::<Vec<&str>>();
+    let u32s = |get: fn(&ItemRow) -> u32| rows.iter().map(get).collect::<Vec<u32>>();
+    let bools = |get: fn(&ItemRow) -> bool| rows.iter().map(get).collect::<Vec<bool>>();
+    let reviewers: Vec<Series> = rows
+        .iter()
+        .map(|row| {
+            let names: Vec<&str> = row.reviewers.iter().map(|name| name.as_str()).collect();
+            Series::new(PlSmallStr::EMPTY, names)
+        })
+        .collect();
+    let mut reviewers = Series::new("reviewers".into(), reviewers);
+    if rows.is_empty() {
+        reviewers = reviewers.cast(&DataType::List(Box::new(DataType::String)))?;
+    }
+    let columns = vec![
+        column(
+            "item_id",
+            ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        column("queue", strs(|row| row.queue.as_str())),
+        column("kind", strs(|row| row.kind.as_str())),
+        column("model", strs(|row| row.model.as_str())),
+        column("model_version", strs(|row| row.model_version.as_str())),
+        column(
+            "confidence",
+            rows.iter().map(|row| row.confidence).collect::<Vec<_>>(),
+        ),
+        column("risk", strs(|row| risk_name(row.risk))),
+        column(
+            "priority",
+            rows.iter().map(|row| row.priority).collect::<Vec<i32>>(),
+        ),
+        column("submitted_by", strs(|row| row.submitted_by.as_str())),
+        column("status", strs(|row| status_name(row.status))),
+        column(
+            "outcome",
+            rows.iter()
+                .map(|row| row.outcome.map(outcome_name))
+                .collect::<Vec<_>>(),
+        ),
+        column("human_decided", bools(ItemRow::human_decided)),
+        column(
+            "overridden",
+            rows.iter().map(ItemRow::overridden).collect::<Vec<_>>(),
+        ),
+        column(
+            "auto_approved",
+            bools(|row| row.outcome == Some(Outcome::AutoApproved)),
+        ),
+        Column::from(reviewers),
+        column(
+            "reject_reason",
+            rows.iter()
+                .map(|row| row.reject_reason.as_deref())
+                .collect::<Vec<_>>(),
+        ),
+        column(
+            "edit_magnitude",
+            rows.iter()
+                .map(|row| row.edit_magnitude)
+                .collect::<Vec<_>>(),
+        ),
+        column("revisions", u32s(|row| row.revisions)),
+        column("change_requests", u32s(|row| row.change_requests)),
+        column("escalations", u32s(|row| row.escalations)),
+        column("approvals", u32s(|row| row.approvals)),
+        column("required_approvals", u32s(|row| row.required_approvals)),
+        datetime(
+            "submitted_at",
+            rows.iter()
+                .map(|row| Some(micros(row.submitted_at)))
+                .collect(),
+        )?,
+        datetime(
+            "first_claimed_at",
+            rows.iter()
+                .map(|row| row.first_claimed_at.map(micros))
+                .collect(),
+        )?,
+        datetime(
+            "decided_at",
+            rows.iter().map(|row| row.decided_at.map(micros)).collect(),
+        )?,
+        column(
+            "time_to_claim_s",
+            rows.iter().map(ItemRow::time_to_claim).collect::<Vec<_>>(),
+        ),
+        column(
+            "time_to_decision_s",
+            rows.iter()
+                .map(ItemRow::time_to_decision)
+                .collect::<Vec<_>>(),
+        ),
+        column("expired", bools(ItemRow::expired)),
+        column("withdrawn", bools(ItemRow::withdrawn)),
+    ];
+    DataFrame::new(rows.len(), columns)
+}
+
+/// The verdicts table: one row per reviewer's judgment of an item's AI output.
+pub fn verdicts_frame(rows: &[ItemRow]) -> PolarsResult<DataFrame> {
+    let verdicts: Vec<(&ItemRow, &projections::analytics::rows::VerdictRow)> = rows
+        .iter()
+        .flat_map(|row| row.verdicts.iter().map(move |verdict| (row, verdict)))
+        .collect();
+    let ids: Vec<String> = verdicts
+        .iter()
+        .map(|(row, _)| row.item_id.to_string())
+        .collect();
+    let strs = |get: fn(&(&ItemRow, &projections::analytics::rows::VerdictRow)) -> &str| {
+        verdicts.iter().map(get).collect::<Vec<&str>>()
+    };
+    let columns = vec![
+        column(
+            "item_id",
+            ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        column("reviewer", strs(|(_, verdict)| verdict.reviewer.as_str())),
+        column("verdict", strs(|(_, verdict)| verdict.verdict.as_str())),
+        datetime(
+            "at",
+            verdicts
+                .iter()
+                .map(|(_, verdict)| Some(micros(verdict.at)))
+                .collect(),
+        )?,
+        column("queue", strs(|(row, _)| row.queue.as_str())),
+        column("kind", strs(|(row, _)| row.kind.as_str())),
+        column("model", strs(|(row, _)| row.model.as_str())),
+        column("model_version", strs(|(row, _)| row.model_version.as_str())),
+    ];
+    DataFrame::new(verdicts.len(), columns)
+}
+
+/// The events table of `rows`.
+pub fn events_frame(rows: &[EventRow]) -> PolarsResult<DataFrame> {
+    let ids: Vec<Option<String>> = rows
+        .iter()
+        .map(|row| row.item_id.map(|id| id.to_string()))
+        .collect();
+    let columns = vec![
+        column(
+            "position",
+            rows.iter().map(|row| row.position).collect::<Vec<u64>>(),
+        ),
+        column(
+            "stream",
+            rows.iter()
+                .map(|row| row.stream.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        column(
+            "item_id",
+            ids.iter().map(Option::as_deref).collect::<Vec<_>>(),
+        ),
+        column(
+            "event_type",
+            rows.iter()
+                .map(|row| row.event_type.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        column(
+            "actor",
+            rows.iter()
+                .map(|row| row.actor.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        datetime("at", rows.iter().map(|row| Some(micros(row.at))).collect())?,
+        column(
+            "queue",
+            rows.iter()
+                .map(|row| row.queue.as_deref())
+                .collect::<Vec<_>>(),
+        ),
+        column(
+            "kind",
+            rows.iter()
+                .map(|row| row.kind.as_deref())
+                .collect::<Vec<_>>(),
+        ),
+    ];
+    DataFrame::new(rows.len(), columns)
+}
+
+/// Writes `frame` to `path` as Parquet (zstd), replacing the file.
+pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> PolarsResult<u64> {
+    let file = File::create(path)?;
+    ParquetWriter::new(file).finish(frame)
+}
+
+/// The events table written as the log is read: a row group every [`EVENTS_PER_BATCH`] events,
+/// so that the export holds one batch at a time, never the whole log.
+pub struct EventsWriter {
+    writer: Option<polars::io::parquet::write::BatchedWriter<File>>,
+    file: Option<File>,
+    batch: Vec<EventRow>,
+    written: u64,
+}
+
+impl std::fmt::Debug for EventsWriter {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EventsWriter")
+            .field("written", &self.written)
+            .field("batched", &self.batch.len())
+            .finish()
+    }
+}
+
+impl EventsWriter {
+    pub fn create(path: &Path) -> PolarsResult<EventsWriter> {
+        Ok(EventsWriter {
+            writer: None,
+            file: Some(File::create(path)?),
+            batch: Vec::with_capacity(EVENTS_PER_BATCH),
+            written: 0,
+        })
+    }
+
+    pub fn push(&mut self, row: EventRow) -> PolarsResult<()> {
+        self.batch.push(row);
+        if self.batch.len() >= EVENTS_PER_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> PolarsResult<()> {
+        if self.batch.is_empty() && self.writer.is_some() {
+            return Ok(());
+        }
+        let frame = events_frame(&self.batch)?;
+        if self.writer.is_none() {
+            let file = self.file.take().expect("the file before the first batch");
+            self.writer = Some(ParquetWriter::new(file).batched(frame.schema())?);
+        }
+        if frame.height() > 0 {
+            self.writer
+                .as_mut()
+                .expect("made just above")
+                .write_batch(&frame)?;
+        }
+        self.written += self.batch.len() as u64;
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// Writes what is left and the file's footer; returns the events written.
+    pub fn finish(mut self) -> PolarsResult<u64> {
+        self.flush()?;
+        self.writer
+            .as_ref()
+            .expect("flush makes the writer")
+            .finish()?;
+        Ok(self.written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use projections::analytics::rows::{Verdict, VerdictRow};
+
+    fn row(id: u128, outcome: Option<Outcome>) -> ItemRow {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        ItemRow {
+            item_id: uuid::Uuid::from_u128(id),
+            queue: "support".into(),
+            kind: "reply".into(),
+            model: "m".into(),
+            model_version: "1".into(),
+            confidence: Some(0.9),
+            risk: Risk::Normal,
+            priority: 1,
+            submitted_by: "bot".into(),
+            status: outcome.map_or(ItemStatus::Pending, ItemStatus::from),
+            outcome,
+            reviewers: vec!["rita".into(), "sam".into()],
+            reject_reason: None,
+            edit_magnitude: None,
+            revisions: 1,
+            change_requests: 0,
+            escalations: 0,
+            approvals: 2,
+            required_approvals: 2,
+            submitted_at: at,
+            first_claimed_at: Some(at + chrono::Duration::seconds(30)),
+            decided_at: outcome.map(|_| at + chrono::Duration::seconds(90)),
+            verdicts: vec![VerdictRow {
+                reviewer: "rita".into(),
+                verdict: Verdict::Accept,
+                at,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_items_table_has_the_documented_columns_and_types() {
+        let rows = vec![row(1, Some(Outcome::Approved)), row(2, None)];
+        let frame = items_frame(&rows).unwrap();
+        assert_eq!(frame.height(), 2);
+        let schema = frame.schema();
+        assert_eq!(
+            schema.get("reviewers"),
+            Some(&DataType::List(Box::new(DataType::String)))
+        );
+        assert_eq!(
+            schema.get("decided_at"),
+            Some(&DataType::Datetime(
+                TimeUnit::Microseconds,
+                Some(TimeZone::UTC)
+            ))
+        );
+        assert_eq!(schema.get("revisions"), Some(&DataType::UInt32));
+        let overridden = frame.column("overridden").unwrap();
+        assert_eq!(overridden.null_count(), 1);
+        let time = frame
+            .column("time_to_decision_s")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(0);
+        assert_eq!(time, Some(90.0));
+        // Empty tables keep their types.
+        let empty = items_frame(&[]).unwrap();
+        assert_eq!(empty.schema(), frame.schema());
+    }
+
+    #[test]
+    fn tables_round_trip_through_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = vec![
+            row(1, Some(Outcome::Rejected)),
+            row(2, Some(Outcome::AutoApproved)),
+        ];
+        let mut frame = items_frame(&rows).unwrap();
+        let path = dir.path().join("items.parquet");
+        write_parquet(&path, &mut frame).unwrap();
+        let read = ParquetReader::new(File::open(&path).unwrap())
+            .finish()
+            .unwrap();
+        assert!(read.equals_missing(&frame));
+        let verdicts = verdicts_frame(&rows).unwrap();
+        assert_eq!(verdicts.height(), 2);
+        // Events in several row groups come back whole and in order.
+        let path = dir.path().join("events.parquet");
+        let mut writer = EventsWriter::create(&path).unwrap();
+        let total = EVENTS_PER_BATCH as u64 + 10;
+        for position in 0..total {
+            writer
+                .push(EventRow {
+                    position,
+                    stream: "item-x".into(),
+                    item_id: None,
+                    event_type: "CommentAdded".into(),
+                    actor: "rita".into(),
+                    at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                    queue: None,
+                    kind: None,
+                })
+                .unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), total);
+        let read = ParquetReader::new(File::open(&path).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(read.height() as u64, total);
+        let positions = read.column("position").unwrap().u64().unwrap();
+        assert_eq!(positions.get(total as usize - 1), Some(total - 1));
+    }
+}
