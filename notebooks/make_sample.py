@@ -318,7 +318,7 @@ def fold(item: Item) -> tuple[dict, list[dict], list[dict]]:
         "human_decided": human,
         "overridden": (outcome in ("edited_and_approved", "rejected")) if human else None,
         "auto_approved": outcome == "auto_approved",
-        "sampled": item.sampled,
+
         "reviewers": ([rejecter] if outcome == "rejected" else approvers) if human else [],
         "reject_reason": reject_reason if outcome == "rejected" else None,
         "edit_magnitude": edit_magnitude if edited else None,
@@ -345,7 +345,7 @@ ITEMS_SCHEMA = {
     "model_version": pl.String, "confidence": pl.Float64, "risk": pl.String, "priority": pl.Int32,
     "submitted_by": pl.String, "status": pl.String, "outcome": pl.String,
     "human_decided": pl.Boolean, "overridden": pl.Boolean, "auto_approved": pl.Boolean,
-    "sampled": pl.Boolean, "reviewers": pl.List(pl.String), "reject_reason": pl.String,
+    "reviewers": pl.List(pl.String), "reject_reason": pl.String,
     "edit_magnitude": pl.Float64, "revisions": pl.UInt32, "change_requests": pl.UInt32,
     "escalations": pl.UInt32, "approvals": pl.UInt32, "required_approvals": pl.UInt32,
     "submitted_at": DT, "first_claimed_at": DT, "decided_at": DT,

@@ -19,26 +19,29 @@ rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup com
 # The PostgreSQL backend's tests start their own clusters from the machine's binaries.
 bash scripts/postgres.sh install
 
-# The tests' Python packages (Schemathesis for the fuzz run, and what tests run from Python),
-# in a virtual environment; tests find it through LEDGER_VENV.
+# The tests' Python packages (Schemathesis for the fuzz run, and what tests run from Python), and
+# the notebooks' (polars, matplotlib, nbclient), in two virtual environments; tests find them
+# through LEDGER_VENV and LEDGER_NOTEBOOK_VENV.
 export LEDGER_VENV="${LEDGER_VENV:-$HOME/.cache/ledger-venv}"
+export LEDGER_NOTEBOOK_VENV="${LEDGER_NOTEBOOK_VENV:-$HOME/.cache/ledger-notebook-venv}"
 bash scripts/python-env.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features ledger/parquet -- -D warnings
 echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
+# With Parquet (polars, through tables/): the export and the notebooks are tested too.
+cargo test --workspace --locked --features ledger/parquet 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # KurrentDB cannot be installed here: its conformance run is an ignored test, run only against a
 # server the caller names (README: "KurrentDB").
 if [ -n "${LEDGER_TEST_KURRENTDB_URL:-}" ]; then
   echo "== KurrentDB conformance against $LEDGER_TEST_KURRENTDB_URL"
-  cargo test --locked --test it kurrent -- --ignored 2>&1 | tee -a "$log"
+  cargo test --locked --features ledger/parquet --test it kurrent -- --ignored 2>&1 | tee -a "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 else
   echo "NOT RUN: the KurrentDB conformance suite (set LEDGER_TEST_KURRENTDB_URL=esdb://host:2113?tls=false to run it)" | tee -a "$log"

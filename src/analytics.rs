@@ -409,15 +409,72 @@ pub fn rows_of_board(board: &ReviewBoard) -> Vec<ItemRow> {
         .collect()
 }
 
-/// The rows of every item of the log, in one streaming pass that keeps only unfinished items'
-/// states; `on_event` sees every event's row (for the events table) and `progress` the position
-/// reached. Returns the rows and the position read up to.
+/// Folds events, in log order, into item rows, and keeps each event's row for the events table
+/// when `events` is wanted (taken by the caller after each batch).
+#[derive(Default)]
+struct Scanner {
+    fold: RowFold,
+    events: Option<Vec<EventRow>>,
+}
+
+impl Scanner {
+    fn new(want_events: bool) -> Scanner {
+        Scanner {
+            fold: RowFold::default(),
+            events: want_events.then(Vec::new),
+        }
+    }
+
+    fn visit(
+        &mut self,
+        position: u64,
+        stream: &str,
+        event_type: &str,
+        actor: &str,
+        recorded_at: DateTime<Utc>,
+        data: &str,
+    ) {
+        let item_id = item_of_stream(stream);
+        let decoded = item_id.and_then(|id| {
+            ItemEvent::from_type_and_json(event_type, data)
+                .ok()
+                .map(|decoded| (id, decoded))
+        });
+        let (at, slice) = match &decoded {
+            Some((id, item_event)) => (item_event.occurred_at(), self.fold.apply(*id, item_event)),
+            None => (recorded_at, None),
+        };
+        let Some(events) = &mut self.events else {
+            return;
+        };
+        let (queue, kind) = slice.map_or((None, None), |(queue, kind)| (Some(queue), Some(kind)));
+        events.push(EventRow {
+            position,
+            stream: stream.to_owned(),
+            item_id,
+            event_type: event_type.to_owned(),
+            actor: actor.to_owned(),
+            at,
+            queue,
+            kind,
+        });
+    }
+
+    /// The event rows made since the last call.
+    fn take_events(&mut self) -> Vec<EventRow> {
+        self.events.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+}
+
+/// The rows of every item of the log, in one streaming pass through the log contract that keeps
+/// only unfinished items' states; `on_event` sees every event's row (for the events table) and
+/// `progress` the position reached. Returns the rows and the position read up to.
 pub async fn rows_of_log(
     log: &dyn EventLog,
     mut on_event: impl FnMut(EventRow),
     mut progress: impl FnMut(u64),
 ) -> Result<(Vec<ItemRow>, u64), LogError> {
-    let mut fold = RowFold::default();
+    let mut scanner = Scanner::new(true);
     let head = log.head().await?;
     let mut next = 0;
     while next < head {
@@ -427,30 +484,218 @@ pub async fn rows_of_log(
         };
         next = last.position + 1;
         for event in &events {
-            let item_id = item_of_stream(&event.stream);
-            let decoded = item_id.and_then(|id| {
-                ItemEvent::from_type_and_json(&event.event_type, &event.data)
-                    .ok()
-                    .map(|decoded| (id, decoded))
-            });
-            let (at, slice) = match &decoded {
-                Some((id, item_event)) => (item_event.occurred_at(), fold.apply(*id, item_event)),
-                None => (event.recorded_at, None),
-            };
-            let (queue, kind) =
-                slice.map_or((None, None), |(queue, kind)| (Some(queue), Some(kind)));
-            on_event(EventRow {
-                position: event.position,
-                stream: event.stream.clone(),
-                item_id,
-                event_type: event.event_type.clone(),
-                actor: event.actor.clone(),
-                at,
-                queue,
-                kind,
-            });
+            scanner.visit(
+                event.position,
+                &event.stream,
+                &event.event_type,
+                &event.actor,
+                event.recorded_at,
+                &event.data,
+            );
         }
+        scanner.take_events().into_iter().for_each(&mut on_event);
         progress(next);
     }
-    Ok((fold.finish(), next))
+    Ok((scanner.fold.finish(), next))
+}
+
+/// One chunk of whole records, as the segment reader hands it to the fold's workers.
+struct Batch {
+    bytes: Vec<u8>,
+    /// Each record's offset in `bytes`, and the worker whose items it is about.
+    frames: Vec<(usize, u16)>,
+    /// The position after the chunk's last record.
+    next: u64,
+}
+
+/// The worker that folds an item's events: all of one item's events go to one worker, in order.
+fn shard_of(stream: &str, workers: usize) -> u16 {
+    match item_of_stream(stream) {
+        Some(id) => {
+            let bits = id.as_u128();
+            (((bits as u64) ^ ((bits >> 64) as u64)) % workers as u64) as u16
+        }
+        None => 0,
+    }
+}
+
+/// [`rows_of_log`] for the file log, straight from its segments: the file backend's contract
+/// (`FileLog::open`) checks every hash and indexes every stream and event id in memory, which a
+/// read of everything does not need (at 10 million events the index alone is gigabytes). Reads
+/// the segments in order as they are when it reaches them, up to a torn tail a running server's
+/// append may leave; hashes are `ledger verify`'s job, and a damaged record is an error.
+///
+/// A pipeline on every core: this thread's reader splits chunks of records and deals each
+/// record to the worker of its item; each worker folds its own items' events (decoding is most
+/// of the cost) and hands back the event rows of each chunk, which are passed to `on_event` in
+/// log order. Rows come back sorted by item id.
+pub fn rows_of_segments(
+    dir: &std::path::Path,
+    mut on_event: impl FnMut(EventRow),
+    want_events: bool,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<(Vec<ItemRow>, u64)> {
+    use crate::log::segment::{Chunk, ChunkReader, FrameAt, frame_at, list_segments};
+    use anyhow::Context;
+    use std::sync::{Arc, mpsc};
+    if !dir.exists() {
+        return Ok((Vec::new(), 0));
+    }
+    let segments = list_segments(dir).with_context(|| format!("listing {}", dir.display()))?;
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |cores| cores.get())
+        .clamp(1, 16);
+    std::thread::scope(|scope| {
+        let mut to_workers = Vec::new();
+        let mut from_workers = Vec::new();
+        let mut handles = Vec::new();
+        for worker in 0..workers {
+            let (batches, inbox) = mpsc::sync_channel::<Arc<Batch>>(4);
+            let (outbox, answers) = mpsc::sync_channel::<anyhow::Result<(Vec<EventRow>, u64)>>(4);
+            to_workers.push(batches);
+            from_workers.push(answers);
+            handles.push(scope.spawn(move || {
+                let mut scanner = Scanner::new(want_events);
+                for batch in inbox {
+                    let mut failed = None;
+                    for &(start, shard) in &batch.frames {
+                        if usize::from(shard) != worker {
+                            continue;
+                        }
+                        let FrameAt::Frame(frame) = frame_at(&batch.bytes[start..]) else {
+                            unreachable!("the reader deals whole frames");
+                        };
+                        match frame.fields() {
+                            Ok(fields) => scanner.visit(
+                                frame.position,
+                                fields.stream,
+                                fields.event_type,
+                                fields.actor,
+                                fields.recorded_at(),
+                                fields.data,
+                            ),
+                            Err(reason) => {
+                                failed = Some(anyhow::anyhow!(
+                                    "the record at position {} is damaged: {reason} (see `ledger verify`)",
+                                    frame.position
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                    let answer = match failed {
+                        Some(error) => Err(error),
+                        None => Ok((scanner.take_events(), batch.next)),
+                    };
+                    if outbox.send(answer).is_err() {
+                        break;
+                    }
+                }
+                scanner.fold.finish()
+            }));
+        }
+        let reader = scope.spawn(move || -> anyhow::Result<()> {
+            let mut next = 0u64;
+            let mut starts = Vec::new();
+            'segments: for (_, path) in segments {
+                let (mut reader, _header) = ChunkReader::open(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                loop {
+                    let mut bytes = Vec::new();
+                    let Some(chunk) = reader
+                        .next_chunk(&mut bytes, &mut starts)
+                        .with_context(|| format!("reading {}", path.display()))?
+                    else {
+                        break;
+                    };
+                    let mut offsets = starts.clone();
+                    let rest = matches!(chunk, Chunk::Rest { .. });
+                    if rest {
+                        // Whole records up to a torn tail (a write in progress), then stop.
+                        offsets.clear();
+                        let mut at = 0;
+                        while let FrameAt::Frame(frame) = frame_at(&bytes[at..]) {
+                            offsets.push(at);
+                            at += frame.len;
+                        }
+                        if let FrameAt::Damaged(reason) = frame_at(&bytes[at..]) {
+                            anyhow::bail!(
+                                "{} is damaged after position {next}: {reason} (see `ledger verify`)",
+                                path.display()
+                            );
+                        }
+                    }
+                    let mut frames = Vec::with_capacity(offsets.len());
+                    for start in offsets {
+                        let FrameAt::Frame(frame) = frame_at(&bytes[start..]) else {
+                            unreachable!("offsets of whole frames");
+                        };
+                        // A record that does not decode goes to the first worker, which reports it.
+                        let shard = frame
+                            .fields()
+                            .map_or(0, |fields| shard_of(fields.stream, workers));
+                        frames.push((start, shard));
+                        next = frame.position + 1;
+                    }
+                    let batch = Arc::new(Batch {
+                        bytes,
+                        frames,
+                        next,
+                    });
+                    for worker in &to_workers {
+                        if worker.send(batch.clone()).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    if rest {
+                        break 'segments;
+                    }
+                }
+            }
+            Ok(())
+        });
+        // Each chunk's event rows from every worker, merged in log order.
+        let mut next = 0;
+        'chunks: loop {
+            let mut rows = Vec::new();
+            for answers in &from_workers {
+                match answers.recv() {
+                    Ok(answer) => {
+                        let (events, after) = answer?;
+                        rows.extend(events);
+                        next = after;
+                    }
+                    Err(_) => break 'chunks,
+                }
+            }
+            rows.sort_unstable_by_key(|row| row.position);
+            for row in rows {
+                on_event(row);
+            }
+            progress(next);
+        }
+        drop(from_workers);
+        reader.join().expect("the segment reader does not panic")?;
+        let mut rows: Vec<ItemRow> = handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("a fold worker does not panic"))
+            .collect();
+        rows.sort_unstable_by_key(|row| row.item_id);
+        Ok((rows, next))
+    })
+}
+
+/// Every item's row, from the store named: the file log's segments directly, any other backend
+/// through the log contract.
+pub async fn rows_of_store(
+    store: &crate::log::Store,
+    on_event: impl FnMut(EventRow),
+    want_events: bool,
+    progress: impl FnMut(u64),
+) -> anyhow::Result<(Vec<ItemRow>, u64)> {
+    if let Some(dir) = store.data_dir() {
+        return rows_of_segments(dir, on_event, want_events, progress);
+    }
+    let log = crate::log::open_read_only(store).await?;
+    Ok(rows_of_log(log.as_ref(), on_event, progress).await?)
 }

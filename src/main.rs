@@ -1129,8 +1129,7 @@ async fn analytics_models(
 async fn analytics_rows(
     store: &ledger::log::Store,
 ) -> anyhow::Result<(Vec<projections::analytics::ItemRow>, u64)> {
-    let log = ledger::log::open_read_only(store).await?;
-    Ok(ledger::analytics::rows_of_log(log.as_ref(), |_| {}, |_| {}).await?)
+    ledger::analytics::rows_of_store(store, |_| {}, false, |_| {}).await
 }
 
 /// `ledger export parquet`: the three tables, the events written a row group at a time as the
@@ -1141,18 +1140,18 @@ async fn export_parquet(
     out_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let log = ledger::log::open_read_only(store).await?;
-    let head = log.head().await?;
-    let bar = indicatif::ProgressBar::new(head);
+    // Shown on a terminal only (indicatif hides it otherwise): the file log's head is not known
+    // before its segments are read, so a count rather than a bar.
+    let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} {eta}")
+        indicatif::ProgressStyle::with_template("{spinner} {human_pos} events read ({per_sec})")
             .expect("a valid template"),
     );
     let started = std::time::Instant::now();
     let mut events = ledger_tables::EventsWriter::create(&out_dir.join("events.parquet"))?;
     let mut failed = None;
-    let (rows, _) = ledger::analytics::rows_of_log(
-        log.as_ref(),
+    let (rows, _) = ledger::analytics::rows_of_store(
+        store,
         |row| {
             if failed.is_none()
                 && let Err(error) = events.push(row)
@@ -1160,6 +1159,7 @@ async fn export_parquet(
                 failed = Some(error);
             }
         },
+        true,
         |position| bar.set_position(position),
     )
     .await?;

@@ -9,7 +9,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 use projections::analytics::ItemRow;
-use projections::analytics::rows::EventRow;
+use projections::analytics::rows::{EventRow, VerdictRow};
 use projections::item::{ItemStatus, Outcome, Risk};
 
 pub use polars::prelude::{DataFrame, PolarsError};
@@ -22,13 +22,13 @@ fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
+/// A UTC timestamp column in microseconds. Made as a logical type over the integers rather than
+/// cast: a cast to a zoned type needs polars' `timezones` feature (the whole time zone database)
+/// and drops the zone without it.
 fn datetime(name: &str, values: Vec<Option<i64>>) -> PolarsResult<Column> {
-    Series::new(name.into(), values)
-        .cast(&DataType::Datetime(
-            TimeUnit::Microseconds,
-            Some(TimeZone::UTC),
-        ))
-        .map(Column::from)
+    Ok(Column::from(
+        Series::new(name.into(), values).into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+    ))
 }
 
 fn column<T, Values>(name: &str, values: Values) -> Column
@@ -177,7 +177,7 @@ pub fn items_frame(rows: &[ItemRow]) -> PolarsResult<DataFrame> {
 
 /// The verdicts table: one row per reviewer's judgment of an item's AI output.
 pub fn verdicts_frame(rows: &[ItemRow]) -> PolarsResult<DataFrame> {
-    let verdicts: Vec<(&ItemRow, &projections::analytics::rows::VerdictRow)> = rows
+    let verdicts: Vec<(&ItemRow, &VerdictRow)> = rows
         .iter()
         .flat_map(|row| row.verdicts.iter().map(move |verdict| (row, verdict)))
         .collect();
@@ -185,16 +185,19 @@ pub fn verdicts_frame(rows: &[ItemRow]) -> PolarsResult<DataFrame> {
         .iter()
         .map(|(row, _)| row.item_id.to_string())
         .collect();
-    let strs = |get: fn(&(&ItemRow, &projections::analytics::rows::VerdictRow)) -> &str| {
-        verdicts.iter().map(get).collect::<Vec<&str>>()
+    let strs = |get: for<'a> fn(&'a ItemRow, &'a VerdictRow) -> &'a str| {
+        verdicts
+            .iter()
+            .map(|(row, verdict)| get(row, verdict))
+            .collect::<Vec<&str>>()
     };
     let columns = vec![
         column(
             "item_id",
             ids.iter().map(String::as_str).collect::<Vec<_>>(),
         ),
-        column("reviewer", strs(|(_, verdict)| verdict.reviewer.as_str())),
-        column("verdict", strs(|(_, verdict)| verdict.verdict.as_str())),
+        column("reviewer", strs(|_, verdict| verdict.reviewer.as_str())),
+        column("verdict", strs(|_, verdict| verdict.verdict.as_str())),
         datetime(
             "at",
             verdicts
@@ -202,10 +205,10 @@ pub fn verdicts_frame(rows: &[ItemRow]) -> PolarsResult<DataFrame> {
                 .map(|(_, verdict)| Some(micros(verdict.at)))
                 .collect(),
         )?,
-        column("queue", strs(|(row, _)| row.queue.as_str())),
-        column("kind", strs(|(row, _)| row.kind.as_str())),
-        column("model", strs(|(row, _)| row.model.as_str())),
-        column("model_version", strs(|(row, _)| row.model_version.as_str())),
+        column("queue", strs(|row, _| row.queue.as_str())),
+        column("kind", strs(|row, _| row.kind.as_str())),
+        column("model", strs(|row, _| row.model.as_str())),
+        column("model_version", strs(|row, _| row.model_version.as_str())),
     ];
     DataFrame::new(verdicts.len(), columns)
 }
@@ -337,7 +340,7 @@ impl EventsWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use projections::analytics::rows::{Verdict, VerdictRow};
+    use projections::analytics::rows::Verdict;
 
     fn row(id: u128, outcome: Option<Outcome>) -> ItemRow {
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();

@@ -20,6 +20,7 @@ mod hardening_net;
 mod kurrent_log;
 mod log;
 mod multi_server;
+mod notebooks;
 mod openapi;
 mod postgres;
 mod postgres_log;

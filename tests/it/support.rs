@@ -75,6 +75,28 @@ pub async fn read_everything(log: &FileLog) -> Vec<projections::event::RecordedE
 /// are there). Once per test process; a lock file beside the environment keeps concurrent test
 /// runs from installing into it at the same time.
 pub fn python_venv() -> std::path::PathBuf {
+    python_venvs()
+}
+
+/// The notebooks' virtual environment (`$LEDGER_NOTEBOOK_VENV` or else
+/// `~/.cache/ledger-notebook-venv`, with `notebooks/requirements.txt`), made with the tests' own.
+#[cfg(feature = "parquet")]
+pub fn notebook_python() -> std::path::PathBuf {
+    python_venvs();
+    notebook_venv_dir().join("bin/python")
+}
+
+fn notebook_venv_dir() -> std::path::PathBuf {
+    std::env::var_os("LEDGER_NOTEBOOK_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME or LEDGER_NOTEBOOK_VENV is set");
+            Path::new(&home).join(".cache/ledger-notebook-venv")
+        })
+}
+
+/// Both environments, made once per test process; the tests' Python.
+fn python_venvs() -> std::path::PathBuf {
     static PYTHON: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     PYTHON
         .get_or_init(|| {
@@ -95,6 +117,7 @@ pub fn python_venv() -> std::path::PathBuf {
             let output = std::process::Command::new("bash")
                 .arg(&script)
                 .env("LEDGER_VENV", &venv)
+                .env("LEDGER_NOTEBOOK_VENV", notebook_venv_dir())
                 .output()
                 .unwrap_or_else(|error| panic!("running {}: {error}", script.display()));
             assert!(
@@ -105,6 +128,7 @@ pub fn python_venv() -> std::path::PathBuf {
             );
             venv.join("bin/python")
         })
+        .clone()
         .clone()
 }
 

@@ -26,7 +26,8 @@ fn quantiles(mut values: Vec<f64>) -> [Option<f64>; 3] {
     [0.5, 0.9, 0.99].map(|p| percentile(&values, p))
 }
 
-/// How long items of a slice waited, in seconds.
+/// How long items of a slice waited, in seconds: to the first claim (decided items that were
+/// claimed), and to the decision (items decided by humans).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimesRow {
     #[serde(skip)]
@@ -54,8 +55,11 @@ pub fn review_times<'a>(
         .map(|(keys, rows)| {
             let claim: Vec<f64> = rows.iter().filter_map(|row| row.time_to_claim()).collect();
             let claimed = claim.len() as u64;
+            // Time to decision of what humans decided: expiries and automatic approvals say
+            // nothing of how fast reviewers work.
             let decision: Vec<f64> = rows
                 .iter()
+                .filter(|row| row.human_decided())
                 .filter_map(|row| row.time_to_decision())
                 .collect();
             let [claim_50, claim_90, claim_99] = quantiles(claim);
