@@ -175,6 +175,9 @@ enum ExportCommand {
     Dataset {
         /// The file to write.
         out: PathBuf,
+        /// JSON Lines, or Parquet (a build with `--features parquet`).
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: DatasetFormat,
         /// Only items decided at or after this time (RFC 3339, or a date).
         #[arg(long)]
         since: Option<String>,
@@ -554,10 +557,26 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
         }
         Command::Export {
-            command: ExportCommand::Dataset { out, since, until },
+            command:
+                ExportCommand::Dataset {
+                    out,
+                    format,
+                    since,
+                    until,
+                },
         } => {
             let (window, models) =
                 analytics_models(&store, None, since.as_deref(), until.as_deref()).await?;
+            if let DatasetFormat::Parquet = format {
+                let records: Vec<ledger::dataset::DatasetRecord<'_>> = models
+                    .board
+                    .items()
+                    .filter_map(|item| ledger::dataset::record(item, window.since, window.until))
+                    .collect();
+                let written = export_dataset_parquet(&records, &out)?;
+                eprintln!("wrote {written} decided items to {}", out.display());
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
             let file = std::fs::File::create(&out)
                 .with_context(|| format!("creating {}", out.display()))?;
             let mut writer = std::io::BufWriter::new(file);
@@ -1132,6 +1151,60 @@ async fn analytics_rows(
     ledger::analytics::rows_of_store(store, |_| {}, false, |_| {}).await
 }
 
+/// What a build without the `parquet` feature answers a Parquet export.
+#[cfg(not(feature = "parquet"))]
+const NO_PARQUET: &str = "this ledger was built without Parquet (polars is kept out of the server's build): \
+     rebuild with `cargo build --release --features parquet`";
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DatasetFormat {
+    Jsonl,
+    Parquet,
+}
+
+/// The review dataset as one Parquet file (`ledger export dataset --format parquet`).
+#[cfg(feature = "parquet")]
+fn export_dataset_parquet(
+    records: &[ledger::dataset::DatasetRecord<'_>],
+    out: &std::path::Path,
+) -> anyhow::Result<usize> {
+    let text = |json: &projections::json::JsonText| json.as_str().to_owned();
+    let rows: Vec<ledger_tables::DatasetRow> = records
+        .iter()
+        .map(|record| ledger_tables::DatasetRow {
+            item_id: record.item_id.to_string(),
+            queue: record.queue.to_owned(),
+            kind: record.kind.to_owned(),
+            model: record.model.to_owned(),
+            model_version: record.model_version.to_owned(),
+            confidence: record.confidence,
+            submitted_at: record.submitted_at,
+            decided_at: record.decided_at,
+            decision: ledger_tables::outcome_name(record.decision).to_owned(),
+            reviewers: record.reviewers.to_vec(),
+            context: text(record.context),
+            ai_output: text(record.ai_output),
+            final_output: record.final_output.map(text),
+            reason: record.reason.map(str::to_owned),
+            notes: record.notes.iter().map(|note| (*note).to_owned()).collect(),
+            revisions: record.revisions as u32,
+            chosen: record.preference.as_ref().map(|pair| text(pair.chosen)),
+            rejected: record.preference.as_ref().map(|pair| text(pair.rejected)),
+        })
+        .collect();
+    let mut frame = ledger_tables::dataset_frame(&rows)?;
+    ledger_tables::write_parquet(out, &mut frame)?;
+    Ok(rows.len())
+}
+
+#[cfg(not(feature = "parquet"))]
+fn export_dataset_parquet(
+    _: &[ledger::dataset::DatasetRecord<'_>],
+    _: &std::path::Path,
+) -> anyhow::Result<usize> {
+    anyhow::bail!(NO_PARQUET)
+}
+
 /// `ledger export parquet`: the three tables, the events written a row group at a time as the
 /// log is read, with a progress bar on a terminal.
 #[cfg(feature = "parquet")]
@@ -1184,10 +1257,7 @@ async fn export_parquet(
 
 #[cfg(not(feature = "parquet"))]
 async fn export_parquet(_: &ledger::log::Store, _: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "this ledger was built without Parquet (polars is kept out of the server's build): \
-         rebuild with `cargo build --release --features parquet`"
-    )
+    anyhow::bail!(NO_PARQUET)
 }
 
 /// `verify`'s exit code: 1 when an event or a checkpoint is damaged.

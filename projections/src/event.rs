@@ -268,6 +268,16 @@ pub fn check_lengths(
     Ok(())
 }
 
+/// The stream name's bytes of a canonical payload, read without parsing the rest (for dealing
+/// records to workers by stream); `None` if the payload is too short or of another format.
+pub fn stream_of_payload(payload: &[u8]) -> Option<&[u8]> {
+    if *payload.first()? != PAYLOAD_FORMAT {
+        return None;
+    }
+    let len = u16::from_be_bytes(payload.get(17..19)?.try_into().ok()?) as usize;
+    payload.get(19..19 + len)
+}
+
 /// Parses a canonical payload, borrowing its text fields.
 pub fn decode_payload(payload: &[u8]) -> Result<PayloadFields<'_>, PayloadError> {
     let mut reader = Reader { rest: payload };

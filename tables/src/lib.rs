@@ -263,6 +263,86 @@ pub fn events_frame(rows: &[EventRow]) -> PolarsResult<DataFrame> {
     DataFrame::new(rows.len(), columns)
 }
 
+/// One record of the review dataset (`ledger export dataset --format parquet`), as the ledger
+/// hands it over: JSON documents (context, outputs) as their JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetRow {
+    pub item_id: String,
+    pub queue: String,
+    pub kind: String,
+    pub model: String,
+    pub model_version: String,
+    pub confidence: Option<f64>,
+    pub submitted_at: DateTime<Utc>,
+    pub decided_at: DateTime<Utc>,
+    pub decision: String,
+    pub reviewers: Vec<String>,
+    pub context: String,
+    pub ai_output: String,
+    pub final_output: Option<String>,
+    pub reason: Option<String>,
+    pub notes: Vec<String>,
+    pub revisions: u32,
+    /// For an edit, the preference pair: the human's version chosen over the AI's.
+    pub chosen: Option<String>,
+    pub rejected: Option<String>,
+}
+
+fn list_of_strings(name: &str, lists: impl Iterator<Item = Vec<String>>) -> PolarsResult<Column> {
+    let series: Vec<Series> = lists
+        .map(|list| Series::new(PlSmallStr::EMPTY, list))
+        .collect();
+    let empty = series.is_empty();
+    let mut column = Series::new(name.into(), series);
+    if empty {
+        column = column.cast(&DataType::List(Box::new(DataType::String)))?;
+    }
+    Ok(Column::from(column))
+}
+
+/// The review dataset as a table, one row per decided item.
+pub fn dataset_frame(rows: &[DatasetRow]) -> PolarsResult<DataFrame> {
+    let strs = |get: fn(&DatasetRow) -> &str| rows.iter().map(get).collect::<Vec<&str>>();
+    let optional = |get: fn(&DatasetRow) -> Option<&str>| rows.iter().map(get).collect::<Vec<_>>();
+    let columns = vec![
+        column("item_id", strs(|row| &row.item_id)),
+        column("queue", strs(|row| &row.queue)),
+        column("kind", strs(|row| &row.kind)),
+        column("model", strs(|row| &row.model)),
+        column("model_version", strs(|row| &row.model_version)),
+        column(
+            "confidence",
+            rows.iter().map(|row| row.confidence).collect::<Vec<_>>(),
+        ),
+        datetime(
+            "submitted_at",
+            rows.iter()
+                .map(|row| Some(micros(row.submitted_at)))
+                .collect(),
+        )?,
+        datetime(
+            "decided_at",
+            rows.iter()
+                .map(|row| Some(micros(row.decided_at)))
+                .collect(),
+        )?,
+        column("decision", strs(|row| &row.decision)),
+        list_of_strings("reviewers", rows.iter().map(|row| row.reviewers.clone()))?,
+        column("context", strs(|row| &row.context)),
+        column("ai_output", strs(|row| &row.ai_output)),
+        column("final_output", optional(|row| row.final_output.as_deref())),
+        column("reason", optional(|row| row.reason.as_deref())),
+        list_of_strings("notes", rows.iter().map(|row| row.notes.clone()))?,
+        column(
+            "revisions",
+            rows.iter().map(|row| row.revisions).collect::<Vec<u32>>(),
+        ),
+        column("chosen", optional(|row| row.chosen.as_deref())),
+        column("rejected", optional(|row| row.rejected.as_deref())),
+    ];
+    DataFrame::new(rows.len(), columns)
+}
+
 /// Writes `frame` to `path` as Parquet (zstd), replacing the file.
 pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> PolarsResult<u64> {
     let file = File::create(path)?;

@@ -32,6 +32,16 @@ fn the_parquet_tables_give_the_cli_numbers_and_the_notebooks_run_on_them() {
         "parquet",
         &out.display().to_string(),
     ]);
+    let dataset = dir.path().join("dataset.parquet");
+    ledger_stdout([
+        "--data-dir",
+        &data_arg,
+        "export",
+        "dataset",
+        "--format",
+        "parquet",
+        &dataset.display().to_string(),
+    ]);
     let cli: Value = serde_json::from_slice(&ledger_stdout([
         "--data-dir",
         &data_arg,
@@ -57,6 +67,13 @@ rates = (items.filter(pl.col("human_decided"))
     .with_columns((pl.col("overridden") / pl.col("decided")).alias("override_rate"))
     .sort(["model", "kind"]))
 item_events = events.filter(pl.col("item_id").is_not_null()).height
+dataset = pl.read_parquet(sys.argv[2])
+decided = items.filter(pl.col("decided_at").is_not_null()).height
+assert dataset.height == decided, (dataset.height, decided)
+assert dataset["item_id"].n_unique() == decided
+edits = dataset.filter(pl.col("decision") == "edited_and_approved")
+assert edits.height > 0 and edits["chosen"].null_count() == 0 and edits["rejected"].null_count() == 0
+assert (edits["chosen"] != edits["rejected"]).all()
 print(json.dumps({"rows": rates.to_dicts(), "items": items.height, "events": events.height,
                   "item_events": item_events,
                   "verdicts": verdicts.height,
@@ -64,7 +81,12 @@ print(json.dumps({"rows": rates.to_dicts(), "items": items.height, "events": eve
 "#;
     let python = notebook_python();
     let output = std::process::Command::new(&python)
-        .args(["-c", script, &out.display().to_string()])
+        .args([
+            "-c",
+            script,
+            &out.display().to_string(),
+            &dataset.display().to_string(),
+        ])
         .output()
         .unwrap();
     assert!(

@@ -12,6 +12,7 @@
 use crate::item::Outcome;
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 pub mod accuracy;
@@ -121,20 +122,26 @@ pub struct OverrideRow {
     pub auto_approved: u64,
 }
 
-/// The slice of `row` (decided at `at`, by `reviewer` when slicing by reviewer) along `by`.
-pub fn keys_of(row: &ItemRow, by: &[Dimension], reviewer: &str, at: DateTime<Utc>) -> Vec<String> {
+/// The slice of `row` (decided at `at`, by `reviewer` when slicing by reviewer) along `by`,
+/// borrowing the names the row holds.
+pub fn keys_of<'a>(
+    row: &'a ItemRow,
+    by: &[Dimension],
+    reviewer: &'a str,
+    at: DateTime<Utc>,
+) -> Vec<Cow<'a, str>> {
     by.iter()
         .map(|dimension| match dimension {
-            Dimension::Model => row.model.to_string(),
-            Dimension::ModelVersion => row.model_version.to_string(),
-            Dimension::Kind => row.kind.to_string(),
-            Dimension::Queue => row.queue.to_string(),
-            Dimension::Reviewer => reviewer.to_owned(),
-            Dimension::Day => at.date_naive().to_string(),
+            Dimension::Model => Cow::Borrowed(row.model.as_str()),
+            Dimension::ModelVersion => Cow::Borrowed(row.model_version.as_str()),
+            Dimension::Kind => Cow::Borrowed(row.kind.as_str()),
+            Dimension::Queue => Cow::Borrowed(row.queue.as_str()),
+            Dimension::Reviewer => Cow::Borrowed(reviewer),
+            Dimension::Day => Cow::Owned(at.date_naive().to_string()),
             Dimension::Week => {
                 let monday = at.date_naive()
                     - Duration::days(i64::from(at.weekday().num_days_from_monday()));
-                monday.to_string()
+                Cow::Owned(monday.to_string())
             }
         })
         .collect()
@@ -159,7 +166,9 @@ pub fn groups<'a>(
     until: Option<DateTime<Utc>>,
     each_reviewer: bool,
 ) -> BTreeMap<Vec<String>, Vec<&'a ItemRow>> {
-    let mut slices: BTreeMap<Vec<String>, Vec<&'a ItemRow>> = BTreeMap::new();
+    // Keyed by borrowed names while grouping (a row costs no string copy), owned at the end.
+    let mut slices: std::collections::HashMap<Vec<Cow<'a, str>>, Vec<&'a ItemRow>> =
+        std::collections::HashMap::new();
     let by_reviewer = by.contains(&Dimension::Reviewer);
     for row in rows {
         let Some(at) = row.decided_at else {
@@ -175,7 +184,7 @@ pub fn groups<'a>(
                 .push(row);
             continue;
         }
-        let reviewers: Vec<&str> = match row.reviewers.as_slice() {
+        let reviewers: Vec<&'a str> = match row.reviewers.as_slice() {
             [] => vec!["(none)"],
             [first, ..] if !each_reviewer => vec![first.as_str()],
             names => names.iter().map(|name| name.as_str()).collect(),
@@ -188,6 +197,14 @@ pub fn groups<'a>(
         }
     }
     slices
+        .into_iter()
+        .map(|(keys, mut rows)| {
+            // By item id: sums of floats over a slice are then the same whatever order the rows
+            // came in (the board's, or a parallel fold's).
+            rows.sort_unstable_by_key(|row| row.item_id);
+            (keys.into_iter().map(Cow::into_owned).collect(), rows)
+        })
+        .collect()
 }
 
 /// `successes / trials`, 0 when there are none.
@@ -278,8 +295,10 @@ pub fn calibration<'a>(
     until: Option<DateTime<Utc>>,
 ) -> Calibration {
     let buckets = buckets.clamp(1, 100);
-    // (decided, overridden, sum of confidence) per bucket.
+    // (decided, overridden, sum of confidence) per bucket, summed in item id order.
     let mut counts = vec![(0u64, 0u64, 0f64); buckets];
+    let mut rows: Vec<&ItemRow> = rows.collect();
+    rows.sort_unstable_by_key(|row| row.item_id);
     for row in rows {
         let (Some(at), Some(confidence), Some(overridden)) =
             (row.decided_at, row.confidence, row.overridden())

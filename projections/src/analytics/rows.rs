@@ -286,19 +286,30 @@ pub struct EventRow {
 
 /// Folds item rows from the log's item events in log order, holding only the items not yet
 /// closed: an item's row is made when it is decided or withdrawn (later events, comments only,
-/// change nothing the row holds) and its state dropped, keeping only its queue and kind.
+/// change nothing the row holds) and its state dropped. A later event of a closed item meets an
+/// empty state, which it leaves unsubmitted, so it is dropped too; [`RowFold::keeping_slices`]
+/// keeps each closed item's queue and kind, for the rows of those events in the events table.
 #[derive(Debug, Default)]
 pub struct RowFold {
     open: HashMap<Uuid, ItemState>,
-    /// Closed items' queue and kind, for the rows of the events that follow (comments).
-    closed: HashMap<Uuid, (Name, Name)>,
+    /// Closed items' queue and kind, when kept.
+    closed: Option<HashMap<Uuid, (Name, Name)>>,
     rows: Vec<ItemRow>,
 }
 
 impl RowFold {
-    /// Applies one item event; returns the item's queue and kind as of it (for the event row).
+    /// A fold that answers the queue and kind of every item event, closed items' included.
+    pub fn keeping_slices() -> RowFold {
+        RowFold {
+            closed: Some(HashMap::new()),
+            ..RowFold::default()
+        }
+    }
+
+    /// Applies one item event; returns the item's queue and kind as of it (for the event row;
+    /// `None` for a closed item's unless the fold keeps slices).
     pub fn apply(&mut self, item_id: Uuid, event: &ItemEvent) -> Option<(Name, Name)> {
-        if let Some(slice) = self.closed.get(&item_id) {
+        if let Some(slice) = self.closed.as_ref().and_then(|closed| closed.get(&item_id)) {
             return Some(slice.clone());
         }
         let state = self.open.entry(item_id).or_default();
@@ -311,16 +322,22 @@ impl RowFold {
         if state.is_closed() {
             let state = self.open.remove(&item_id).expect("the item is open");
             self.rows.push(ItemRow::of(&state));
-            self.closed.insert(item_id, slice.clone());
+            if let Some(closed) = &mut self.closed {
+                closed.insert(item_id, slice.clone());
+            }
         }
         Some(slice)
     }
 
-    /// The rows of every item, by item id (the review board's order, so that sums of floats
-    /// over them come out the same to the last bit).
+    /// Room for `rows` rows made without growing (growth copies every row made so far).
+    pub fn reserve(&mut self, rows: usize) {
+        self.rows.reserve(rows);
+    }
+
+    /// The rows of every item, in no particular order (the measures group and sort what they
+    /// sum, so that any order gives the same numbers to the last bit).
     pub fn finish(mut self) -> Vec<ItemRow> {
         self.rows.extend(self.open.values().map(ItemRow::of));
-        self.rows.sort_unstable_by_key(|row| row.item_id);
         self.rows
     }
 
