@@ -400,12 +400,37 @@ impl OverrideQuery {
     }
 }
 
-/// The rows of every submitted item on the review board.
-pub fn rows_of_board(board: &ReviewBoard) -> Vec<ItemRow> {
+/// What a streaming pass makes besides the rows' counts and times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowsWanted {
+    /// Each event's row, for the events table.
+    pub events: bool,
+    /// Each edit's magnitude (an edit distance: the costliest part of a row).
+    pub edit_magnitude: bool,
+}
+
+impl RowsWanted {
+    pub const ALL: RowsWanted = RowsWanted {
+        events: true,
+        edit_magnitude: true,
+    };
+
+    /// What `metric` reads.
+    pub fn for_metric(metric: Metric) -> RowsWanted {
+        RowsWanted {
+            events: false,
+            edit_magnitude: metric == Metric::EditMagnitude,
+        }
+    }
+}
+
+/// The rows of every submitted item on the review board (with edit magnitudes if asked: they
+/// cost more than the rest of the rows together, under the read models' lock).
+pub fn rows_of_board(board: &ReviewBoard, edit_magnitude: bool) -> Vec<ItemRow> {
     board
         .items()
         .filter(|item| item.is_submitted())
-        .map(ItemRow::of)
+        .map(|item| ItemRow::of_item(item, edit_magnitude))
         .collect()
 }
 
@@ -418,14 +443,19 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn new(want_events: bool) -> Scanner {
+    fn new(wanted: RowsWanted) -> Scanner {
+        let fold = if wanted.events {
+            RowFold::keeping_slices()
+        } else {
+            RowFold::default()
+        };
         Scanner {
-            fold: if want_events {
-                RowFold::keeping_slices()
+            fold: if wanted.edit_magnitude {
+                fold
             } else {
-                RowFold::default()
+                fold.without_edit_magnitude()
             },
-            events: want_events.then(Vec::new),
+            events: wanted.events.then(Vec::new),
         }
     }
 
@@ -488,7 +518,7 @@ pub async fn rows_of_log(
     mut on_event: impl FnMut(EventRow),
     mut progress: impl FnMut(u64),
 ) -> Result<(Vec<ItemRow>, u64), LogError> {
-    let mut scanner = Scanner::new(true);
+    let mut scanner = Scanner::new(RowsWanted::ALL);
     let head = log.head().await?;
     let mut next = 0;
     while next < head {
@@ -555,7 +585,7 @@ fn shard_of(stream: &[u8], workers: usize) -> u16 {
 pub fn rows_of_segments(
     dir: &std::path::Path,
     mut on_event: impl FnMut(EventRow),
-    want_events: bool,
+    wanted: RowsWanted,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<(Vec<ItemRow>, u64)> {
     use crate::log::segment::{Chunk, ChunkReader, FrameAt, frame_at, list_segments};
@@ -586,7 +616,7 @@ pub fn rows_of_segments(
             to_workers.push(batches);
             from_workers.push(answers);
             handles.push(scope.spawn(move || {
-                let mut scanner = Scanner::new(want_events);
+                let mut scanner = Scanner::new(wanted);
                 scanner.fold.reserve(expected_rows as usize);
                 for batch in inbox {
                     let mut failed = None;
@@ -725,11 +755,11 @@ pub fn rows_of_segments(
 pub async fn rows_of_store(
     store: &crate::log::Store,
     on_event: impl FnMut(EventRow),
-    want_events: bool,
+    wanted: RowsWanted,
     progress: impl FnMut(u64),
 ) -> anyhow::Result<(Vec<ItemRow>, u64)> {
     if let Some(dir) = store.data_dir() {
-        return rows_of_segments(dir, on_event, want_events, progress);
+        return rows_of_segments(dir, on_event, wanted, progress);
     }
     let log = crate::log::open_read_only(store).await?;
     Ok(rows_of_log(log.as_ref(), on_event, progress).await?)

@@ -613,7 +613,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             .and_then(|query| query.with_drift(window_days, min_sample))
             .map_err(|error| anyhow::anyhow!(error))?;
             query.buckets = buckets;
-            let (rows, position) = analytics_rows(&store).await?;
+            let (rows, position) = analytics_rows(&store, metric).await?;
             let answer = query
                 .answer(metric, &rows, position)
                 .map_err(|error| anyhow::anyhow!(error))?;
@@ -637,7 +637,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let models = ledger::projector::rebuild(log.as_ref()).await?;
             let appended = ledger::review_policy::publish(
                 log.as_ref(),
-                &ledger::analytics::rows_of_board(&models.board),
+                &ledger::analytics::rows_of_board(&models.board, false),
                 &models.accuracy,
                 chrono::Duration::days(i64::from(window_days)),
                 chrono::Utc::now(),
@@ -663,9 +663,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             )
             .map_err(|error| anyhow::anyhow!(error))?;
             query.buckets = buckets;
-            let (rows, position) = analytics_rows(&store).await?;
+            let metric = ledger::analytics::Metric::Calibration;
+            let (rows, position) = analytics_rows(&store, metric).await?;
             let answer = query
-                .answer(ledger::analytics::Metric::Calibration, &rows, position)
+                .answer(metric, &rows, position)
                 .map_err(|error| anyhow::anyhow!(error))?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
@@ -1143,12 +1144,14 @@ async fn analytics_models(
     Ok((query, ledger::projector::rebuild(log.as_ref()).await?))
 }
 
-/// Every item's analytics row, from one streaming pass over the log (read-only: a server may be
-/// running on it), and the position read up to.
+/// Every item's analytics row as `metric` needs it, from one streaming pass over the log
+/// (read-only: a server may be running on it), and the position read up to.
 async fn analytics_rows(
     store: &ledger::log::Store,
+    metric: ledger::analytics::Metric,
 ) -> anyhow::Result<(Vec<projections::analytics::ItemRow>, u64)> {
-    ledger::analytics::rows_of_store(store, |_| {}, false, |_| {}).await
+    let wanted = ledger::analytics::RowsWanted::for_metric(metric);
+    ledger::analytics::rows_of_store(store, |_| {}, wanted, |_| {}).await
 }
 
 /// What a build without the `parquet` feature answers a Parquet export.
@@ -1232,7 +1235,7 @@ async fn export_parquet(
                 failed = Some(error);
             }
         },
-        true,
+        ledger::analytics::RowsWanted::ALL,
         |position| bar.set_position(position),
     )
     .await?;

@@ -264,7 +264,7 @@ pub async fn publish_from(
     let (rows, accuracy) = {
         let models = projector.read();
         (
-            crate::analytics::rows_of_board(&models.board),
+            crate::analytics::rows_of_board(&models.board, false),
             models.accuracy.clone(),
         )
     };

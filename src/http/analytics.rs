@@ -66,7 +66,10 @@ async fn answer(
     state.caught_up().await?;
     let (rows, applied) = {
         let models = state.projector.read();
-        (rows_of_board(&models.board), models.applied)
+        (
+            rows_of_board(&models.board, metric == Metric::EditMagnitude),
+            models.applied,
+        )
     };
     let answer = query.answer(metric, &rows, applied).map_err(invalid)?;
     Ok(axum::Json(answer).into_response())

@@ -26,7 +26,7 @@ async fn reported_intervals_cover_the_simulated_truth_and_rates_are_the_counts()
             .unwrap();
         let models = ledger::projector::rebuild(log.as_ref()).await.unwrap();
         // The server's rows (from its board) and the CLI's (one streaming pass) are the same.
-        let mut from_board = ledger::analytics::rows_of_board(&models.board);
+        let mut from_board = ledger::analytics::rows_of_board(&models.board, true);
         let (mut streamed, _) = ledger::analytics::rows_of_log(log.as_ref(), |_| {}, |_| {})
             .await
             .unwrap();

@@ -75,9 +75,17 @@ pub struct ItemRow {
 impl ItemRow {
     /// The row of a submitted item.
     pub fn of(item: &ItemState) -> ItemRow {
+        ItemRow::of_item(item, true)
+    }
+
+    /// The row of a submitted item, its edit magnitude left out unless `edit_magnitude` (an edit
+    /// distance costs more than the rest of the row together).
+    pub fn of_item(item: &ItemState, with_edit_magnitude: bool) -> ItemRow {
         let decision = item.decision.as_deref();
         let edit_magnitude = match (decision, item.edits.last()) {
-            (Some(decision), Some(_)) if decision.outcome == Outcome::EditedAndApproved => {
+            (Some(decision), Some(_))
+                if with_edit_magnitude && decision.outcome == Outcome::EditedAndApproved =>
+            {
                 // The AI's side is the submitter's revision the reviewers edited.
                 let ai = item
                     .revisions
@@ -295,6 +303,8 @@ pub struct RowFold {
     /// Closed items' queue and kind, when kept.
     closed: Option<HashMap<Uuid, (Name, Name)>>,
     rows: Vec<ItemRow>,
+    /// Whether rows leave out the edit magnitude.
+    without_edit_magnitude: bool,
 }
 
 impl RowFold {
@@ -321,12 +331,19 @@ impl RowFold {
         let slice = (state.queue.clone(), state.kind.clone());
         if state.is_closed() {
             let state = self.open.remove(&item_id).expect("the item is open");
-            self.rows.push(ItemRow::of(&state));
+            self.rows
+                .push(ItemRow::of_item(&state, !self.without_edit_magnitude));
             if let Some(closed) = &mut self.closed {
                 closed.insert(item_id, slice.clone());
             }
         }
         Some(slice)
+    }
+
+    /// Rows without the edit magnitude, for measures that do not read it.
+    pub fn without_edit_magnitude(mut self) -> RowFold {
+        self.without_edit_magnitude = true;
+        self
     }
 
     /// Room for `rows` rows made without growing (growth copies every row made so far).
@@ -337,7 +354,12 @@ impl RowFold {
     /// The rows of every item, in no particular order (the measures group and sort what they
     /// sum, so that any order gives the same numbers to the last bit).
     pub fn finish(mut self) -> Vec<ItemRow> {
-        self.rows.extend(self.open.values().map(ItemRow::of));
+        let edit_magnitude = !self.without_edit_magnitude;
+        self.rows.extend(
+            self.open
+                .values()
+                .map(|item| ItemRow::of_item(item, edit_magnitude)),
+        );
         self.rows
     }
 
