@@ -494,10 +494,10 @@ impl Scanner {
         let (queue, kind) = slice.map_or((None, None), |(queue, kind)| (Some(queue), Some(kind)));
         events.push(EventRow {
             position,
-            stream: stream.to_owned(),
+            stream: item_id.is_none().then(|| stream.to_owned()),
             item_id,
-            event_type: event_type.to_owned(),
-            actor: actor.to_owned(),
+            event_type: event_type.into(),
+            actor: actor.into(),
             at,
             queue,
             kind,

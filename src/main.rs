@@ -1225,24 +1225,44 @@ async fn export_parquet(
     );
     let started = std::time::Instant::now();
     let mut events = ledger_tables::EventsWriter::create(&out_dir.join("events.parquet"))?;
-    let mut failed = None;
-    let (rows, _) = ledger::analytics::rows_of_store(
+    // The events table is encoded and compressed on a thread of its own, a batch at a time, while
+    // the log is still being read.
+    // Written batches come back emptied, to be filled again (fresh ones cost page faults).
+    let (batches, inbox) =
+        std::sync::mpsc::sync_channel::<Vec<projections::analytics::rows::EventRow>>(2);
+    let (emptied, recycled) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || -> anyhow::Result<u64> {
+        for mut batch in inbox {
+            events.write(&batch)?;
+            batch.clear();
+            let _ = emptied.send(batch);
+        }
+        Ok(events.finish()?)
+    });
+    let mut batch = Vec::with_capacity(ledger_tables::EVENTS_PER_BATCH);
+    let mut writer_gone = false;
+    let scanned = ledger::analytics::rows_of_store(
         store,
         |row| {
-            if failed.is_none()
-                && let Err(error) = events.push(row)
-            {
-                failed = Some(error);
+            batch.push(row);
+            if batch.len() >= ledger_tables::EVENTS_PER_BATCH && !writer_gone {
+                let next = recycled
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(ledger_tables::EVENTS_PER_BATCH));
+                let full = std::mem::replace(&mut batch, next);
+                writer_gone = batches.send(full).is_err();
             }
         },
         ledger::analytics::RowsWanted::ALL,
         |position| bar.set_position(position),
     )
-    .await?;
-    if let Some(error) = failed {
-        return Err(error.into());
+    .await;
+    if !writer_gone {
+        let _ = batches.send(batch);
     }
-    let written = events.finish()?;
+    drop(batches);
+    let written = writer.join().expect("the events writer does not panic")?;
+    let (rows, _) = scanned?;
     bar.finish_and_clear();
     let mut items = ledger_tables::items_frame(&rows)?;
     ledger_tables::write_parquet(&out_dir.join("items.parquet"), &mut items)?;

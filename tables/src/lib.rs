@@ -219,17 +219,27 @@ pub fn events_frame(rows: &[EventRow]) -> PolarsResult<DataFrame> {
         .iter()
         .map(|row| row.item_id.map(|id| id.to_string()))
         .collect();
+    // An item's stream is named after the item: spelled out here, in one reused buffer.
+    let mut streams = StringChunkedBuilder::new("stream".into(), rows.len());
+    let mut name = String::new();
+    for (row, id) in rows.iter().zip(&ids) {
+        match (&row.stream, id) {
+            (Some(stream), _) => streams.append_value(stream),
+            (None, Some(id)) => {
+                name.clear();
+                name.push_str("item-");
+                name.push_str(id);
+                streams.append_value(&name);
+            }
+            (None, None) => streams.append_value(""),
+        }
+    }
     let columns = vec![
         column(
             "position",
             rows.iter().map(|row| row.position).collect::<Vec<u64>>(),
         ),
-        column(
-            "stream",
-            rows.iter()
-                .map(|row| row.stream.as_str())
-                .collect::<Vec<_>>(),
-        ),
+        Column::from(streams.finish().into_series()),
         column(
             "item_id",
             ids.iter().map(Option::as_deref).collect::<Vec<_>>(),
@@ -343,18 +353,21 @@ pub fn dataset_frame(rows: &[DatasetRow]) -> PolarsResult<DataFrame> {
     DataFrame::new(rows.len(), columns)
 }
 
-/// Writes `frame` to `path` as Parquet (zstd), replacing the file.
+/// Writes `frame` to `path` as Parquet (LZ4, as [`EventsWriter`]), replacing the file.
 pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> PolarsResult<u64> {
     let file = File::create(path)?;
-    ParquetWriter::new(file).finish(frame)
+    ParquetWriter::new(file)
+        .with_compression(ParquetCompression::Lz4Raw)
+        .finish(frame)
 }
 
-/// The events table written as the log is read: a row group every [`EVENTS_PER_BATCH`] events,
-/// so that the export holds one batch at a time, never the whole log.
+/// The events table written as the log is read, one row group per batch the caller hands over
+/// (about [`EVENTS_PER_BATCH`] events), so that an export holds a batch at a time, never the
+/// whole log. LZ4 rather than polars' default zstd: compressing ten million rows with zstd took
+/// a third of the export's time, for files a third smaller.
 pub struct EventsWriter {
     writer: Option<polars::io::parquet::write::BatchedWriter<File>>,
     file: Option<File>,
-    batch: Vec<EventRow>,
     written: u64,
 }
 
@@ -363,7 +376,6 @@ impl std::fmt::Debug for EventsWriter {
         formatter
             .debug_struct("EventsWriter")
             .field("written", &self.written)
-            .field("batched", &self.batch.len())
             .finish()
     }
 }
@@ -373,27 +385,23 @@ impl EventsWriter {
         Ok(EventsWriter {
             writer: None,
             file: Some(File::create(path)?),
-            batch: Vec::with_capacity(EVENTS_PER_BATCH),
             written: 0,
         })
     }
 
-    pub fn push(&mut self, row: EventRow) -> PolarsResult<()> {
-        self.batch.push(row);
-        if self.batch.len() >= EVENTS_PER_BATCH {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> PolarsResult<()> {
-        if self.batch.is_empty() && self.writer.is_some() {
+    /// Writes `rows` as one row group (the first batch, even empty, fixes the schema).
+    pub fn write(&mut self, rows: &[EventRow]) -> PolarsResult<()> {
+        if rows.is_empty() && self.writer.is_some() {
             return Ok(());
         }
-        let frame = events_frame(&self.batch)?;
+        let frame = events_frame(rows)?;
         if self.writer.is_none() {
             let file = self.file.take().expect("the file before the first batch");
-            self.writer = Some(ParquetWriter::new(file).batched(frame.schema())?);
+            self.writer = Some(
+                ParquetWriter::new(file)
+                    .with_compression(ParquetCompression::Lz4Raw)
+                    .batched(frame.schema())?,
+            );
         }
         if frame.height() > 0 {
             self.writer
@@ -401,17 +409,16 @@ impl EventsWriter {
                 .expect("made just above")
                 .write_batch(&frame)?;
         }
-        self.written += self.batch.len() as u64;
-        self.batch.clear();
+        self.written += rows.len() as u64;
         Ok(())
     }
 
-    /// Writes what is left and the file's footer; returns the events written.
+    /// Writes the file's footer; returns the events written.
     pub fn finish(mut self) -> PolarsResult<u64> {
-        self.flush()?;
+        self.write(&[])?;
         self.writer
             .as_ref()
-            .expect("flush makes the writer")
+            .expect("write makes the writer")
             .finish()?;
         Ok(self.written)
     }
@@ -506,20 +513,21 @@ mod tests {
         // Events in several row groups come back whole and in order.
         let path = dir.path().join("events.parquet");
         let mut writer = EventsWriter::create(&path).unwrap();
-        let total = EVENTS_PER_BATCH as u64 + 10;
-        for position in 0..total {
-            writer
-                .push(EventRow {
-                    position,
-                    stream: "item-x".into(),
-                    item_id: None,
-                    event_type: "CommentAdded".into(),
-                    actor: "rita".into(),
-                    at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-                    queue: None,
-                    kind: None,
-                })
-                .unwrap();
+        let total = 2 * EVENTS_PER_BATCH as u64 + 10;
+        let rows: Vec<EventRow> = (0..total)
+            .map(|position| EventRow {
+                position,
+                stream: (position % 2 == 0).then(|| "principals".to_owned()),
+                item_id: (position % 2 == 1).then(|| uuid::Uuid::from_u128(7)),
+                event_type: "CommentAdded".into(),
+                actor: "rita".into(),
+                at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                queue: None,
+                kind: None,
+            })
+            .collect();
+        for batch in rows.chunks(EVENTS_PER_BATCH) {
+            writer.write(batch).unwrap();
         }
         assert_eq!(writer.finish().unwrap(), total);
         let read = ParquetReader::new(File::open(&path).unwrap())
@@ -528,5 +536,11 @@ mod tests {
         assert_eq!(read.height() as u64, total);
         let positions = read.column("position").unwrap().u64().unwrap();
         assert_eq!(positions.get(total as usize - 1), Some(total - 1));
+        let streams = read.column("stream").unwrap().str().unwrap();
+        assert_eq!(streams.get(0), Some("principals"));
+        assert_eq!(
+            streams.get(1),
+            Some("item-00000000-0000-0000-0000-000000000007")
+        );
     }
 }

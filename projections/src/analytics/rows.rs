@@ -281,11 +281,13 @@ fn text_distance(left: &str, right: &str) -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRow {
     pub position: u64,
-    pub stream: String,
+    /// The stream, unless it is the item's (`item-<item_id>`): ten million of those would be as
+    /// many allocations for a name the item id already gives.
+    pub stream: Option<String>,
     pub item_id: Option<Uuid>,
-    pub event_type: String,
+    pub event_type: Name,
     /// Who caused it (the envelope's actor).
-    pub actor: String,
+    pub actor: Name,
     /// When it happened: an item event's own time, else when it was recorded.
     pub at: DateTime<Utc>,
     pub queue: Option<Name>,
