@@ -660,7 +660,9 @@ pub fn rows_of_segments(
         let reader = scope.spawn(move || -> anyhow::Result<()> {
             let mut next = 0u64;
             let mut starts = Vec::new();
-            'segments: for (_, path) in segments {
+            let count = segments.len();
+            'segments: for (number, (_, path)) in segments.into_iter().enumerate() {
+                let is_last = number + 1 == count;
                 let (mut reader, _header) = ChunkReader::open(&path)
                     .with_context(|| format!("reading {}", path.display()))?;
                 loop {
@@ -681,11 +683,17 @@ pub fn rows_of_segments(
                             offsets.push(at);
                             at += frame.len;
                         }
-                        if let FrameAt::Damaged(reason) = frame_at(&bytes[at..]) {
-                            anyhow::bail!(
+                        match frame_at(&bytes[at..]) {
+                            FrameAt::Damaged(reason) => anyhow::bail!(
                                 "{} is damaged after position {next}: {reason} (see `ledger verify`)",
                                 path.display()
-                            );
+                            ),
+                            // Only the last segment can end in a write in progress.
+                            FrameAt::Incomplete if !is_last => anyhow::bail!(
+                                "{} ends in a cut record after position {next}, and later segments follow (see `ledger verify`)",
+                                path.display()
+                            ),
+                            _ => {}
                         }
                     }
                     let mut frames = Vec::with_capacity(offsets.len());

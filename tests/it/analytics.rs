@@ -249,3 +249,64 @@ async fn the_cli_and_the_http_endpoint_give_the_same_numbers() {
     let (status, _) = app.call("GET", "/v1/queue", &analyst, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// The CLI reads the file log's segments directly: a record cut by a write in progress at the
+/// end of the last segment is left out, as the log itself would; a damaged record is an error
+/// naming `ledger verify`, never a silently smaller report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_segment_reader_stops_at_a_torn_tail_and_refuses_damage() {
+    use ledger::log::segment::{FrameAt, SEGMENT_HEADER_LEN, frame_at, list_segments};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log: Arc<dyn EventLog> = Arc::new(
+            FileLog::open(dir.path(), FileLogOptions::default(), "analytics test").unwrap(),
+        );
+        ledger::demo::seed(log, 200, 9, 2, until()).await.unwrap();
+    }
+    let data = dir.path().display().to_string();
+    let report = |data: &str| {
+        crate::support::run_ledger([
+            "--data-dir",
+            data,
+            "analytics",
+            "report",
+            "--format",
+            "json",
+        ])
+    };
+    let (code, intact) = report(&data);
+    assert_eq!(code, 0, "{intact}");
+    let (_, segment) = list_segments(dir.path()).unwrap().pop().unwrap();
+    let bytes = std::fs::read(&segment).unwrap();
+    // The first frames' offsets.
+    let mut offsets = vec![SEGMENT_HEADER_LEN];
+    while offsets.len() < 4 {
+        let FrameAt::Frame(frame) = frame_at(&bytes[*offsets.last().unwrap()..]) else {
+            panic!("a whole frame");
+        };
+        offsets.push(offsets.last().unwrap() + frame.len);
+    }
+    // A torn tail: the start of a record, cut.
+    let mut torn = bytes.clone();
+    torn.extend_from_slice(&bytes[offsets[1]..offsets[1] + 30]);
+    std::fs::write(&segment, &torn).unwrap();
+    let (code, after_tear) = report(&data);
+    assert_eq!(code, 0, "{after_tear}");
+    let rows = |printed: &str| -> Value {
+        let start = printed.find('{').unwrap();
+        let answer: Value = serde_json::Deserializer::from_str(&printed[start..])
+            .into_iter()
+            .next()
+            .unwrap()
+            .unwrap();
+        answer["rows"].clone()
+    };
+    assert_eq!(rows(&after_tear), rows(&intact));
+    // Damage in the middle: a record's magic overwritten.
+    let mut damaged = bytes;
+    damaged[offsets[2]..offsets[2] + 4].copy_from_slice(b"XXXX");
+    std::fs::write(&segment, &damaged).unwrap();
+    let (code, printed) = report(&data);
+    assert_ne!(code, 0, "{printed}");
+    assert!(printed.contains("ledger verify"), "{printed}");
+}
