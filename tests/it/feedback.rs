@@ -184,3 +184,45 @@ async fn an_accurate_slice_is_sampled_and_a_degraded_one_returns_to_full_review(
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read["slices"][0]["sampling"], false);
 }
+
+/// The server's own job measures on its schedule, under its lease, without being asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_measurement_job_appends_accuracy_on_its_own() {
+    let policies =
+        Arc::new(ReviewPolicies::parse(r#"{"measure_every_seconds": 1, "policies": []}"#).unwrap());
+    let app = spawn_app_with(|state| state.with_review_policies(policies.clone())).await;
+    for (id, _) in submit(&app, 5, "normal").await {
+        decide(&app, &id, "reject").await;
+    }
+    tokio::spawn(ledger::review_policy::run(
+        app.log.clone(),
+        app.projector.clone(),
+        app.clock.clone(),
+        policies,
+        ledger::lease::Lease::new(
+            "accuracy",
+            "test-server",
+            std::time::Duration::from_secs(10),
+        ),
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let measured = loop {
+        let (_, answer) = app
+            .call("GET", "/v1/analytics/accuracy", &app.auditor, None)
+            .await;
+        if !answer["slices"].as_array().unwrap().is_empty() {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no measurement within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let slice = &measured["slices"][0];
+    assert_eq!(slice["decided"], 5, "{measured}");
+    assert_eq!(slice["overridden"], 5);
+    // No policy for the kind: measured, but never sampled.
+    assert_eq!(slice["sampling"], false);
+    assert!(slice["policy"].is_null());
+}
