@@ -219,6 +219,9 @@ pub fn events_frame(rows: &[EventRow]) -> PolarsResult<DataFrame> {
         .iter()
         .map(|row| row.item_id.map(|id| id.to_string()))
         .collect();
+    let strs = |get: fn(&EventRow) -> &str| rows.iter().map(get).collect::<Vec<&str>>();
+    let optional =
+        |get: fn(&EventRow) -> Option<&str>| rows.iter().map(get).collect::<Vec<Option<&str>>>();
     // An item's stream is named after the item: spelled out here, in one reused buffer.
     let mut streams = StringChunkedBuilder::new("stream".into(), rows.len());
     let mut name = String::new();
@@ -244,31 +247,11 @@ pub fn events_frame(rows: &[EventRow]) -> PolarsResult<DataFrame> {
             "item_id",
             ids.iter().map(Option::as_deref).collect::<Vec<_>>(),
         ),
-        column(
-            "event_type",
-            rows.iter()
-                .map(|row| row.event_type.as_str())
-                .collect::<Vec<_>>(),
-        ),
-        column(
-            "actor",
-            rows.iter()
-                .map(|row| row.actor.as_str())
-                .collect::<Vec<_>>(),
-        ),
+        column("event_type", strs(|row| row.event_type.as_str())),
+        column("actor", strs(|row| row.actor.as_str())),
         datetime("at", rows.iter().map(|row| Some(micros(row.at))).collect())?,
-        column(
-            "queue",
-            rows.iter()
-                .map(|row| row.queue.as_deref())
-                .collect::<Vec<_>>(),
-        ),
-        column(
-            "kind",
-            rows.iter()
-                .map(|row| row.kind.as_deref())
-                .collect::<Vec<_>>(),
-        ),
+        column("queue", optional(|row| row.queue.as_deref())),
+        column("kind", optional(|row| row.kind.as_deref())),
     ];
     DataFrame::new(rows.len(), columns)
 }
