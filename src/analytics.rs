@@ -31,16 +31,6 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
-        Metric::OverrideRates,
-        Metric::EditMagnitude,
-        Metric::ReviewTimes,
-        Metric::RejectionReasons,
-        Metric::Agreement,
-        Metric::Drift,
-        Metric::Calibration,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Metric::OverrideRates => "override-rates",
@@ -436,7 +426,6 @@ pub fn rows_of_board(board: &ReviewBoard, edit_magnitude: bool) -> Vec<ItemRow> 
 
 /// Folds events, in log order, into item rows, and keeps each event's row for the events table
 /// when `events` is wanted (taken by the caller after each batch).
-#[derive(Default)]
 struct Scanner {
     fold: RowFold,
     events: Option<Vec<EventRow>>,
@@ -588,7 +577,9 @@ pub fn rows_of_segments(
     wanted: RowsWanted,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<(Vec<ItemRow>, u64)> {
-    use crate::log::segment::{Chunk, ChunkReader, FrameAt, frame_at, list_segments};
+    use crate::log::segment::{
+        Chunk, ChunkReader, FrameAt, Tail, classify_tail, frame_at, list_segments,
+    };
     use anyhow::Context;
     use std::sync::{Arc, mpsc};
     if !dir.exists() {
@@ -673,31 +664,20 @@ pub fn rows_of_segments(
                     else {
                         break;
                     };
-                    let mut offsets = starts.clone();
-                    let rest = matches!(chunk, Chunk::Rest { .. });
-                    if rest {
-                        // Whole records up to a torn tail (a write in progress), then stop.
-                        offsets.clear();
-                        let mut at = 0;
-                        while let FrameAt::Frame(frame) = frame_at(&bytes[at..]) {
-                            offsets.push(at);
-                            at += frame.len;
-                        }
-                        match frame_at(&bytes[at..]) {
-                            FrameAt::Damaged(reason) => anyhow::bail!(
-                                "{} is damaged after position {next}: {reason} (see `ledger verify`)",
+                    if let Chunk::Rest { .. } = chunk {
+                        // Bytes that do not begin with a whole record, to the end of the file: a
+                        // write in progress or preallocated space ends the log, as the file log
+                        // itself judges its last segment; anything else is damage.
+                        if !is_last || classify_tail(&bytes, next) == Tail::Damage {
+                            anyhow::bail!(
+                                "{} is damaged after position {next} (see `ledger verify`)",
                                 path.display()
-                            ),
-                            // Only the last segment can end in a write in progress.
-                            FrameAt::Incomplete if !is_last => anyhow::bail!(
-                                "{} ends in a cut record after position {next}, and later segments follow (see `ledger verify`)",
-                                path.display()
-                            ),
-                            _ => {}
+                            );
                         }
+                        break 'segments;
                     }
-                    let mut frames = Vec::with_capacity(offsets.len());
-                    for start in offsets {
+                    let mut frames = Vec::with_capacity(starts.len());
+                    for &start in &starts {
                         let FrameAt::Frame(frame) = frame_at(&bytes[start..]) else {
                             unreachable!("offsets of whole frames");
                         };
@@ -717,9 +697,6 @@ pub fn rows_of_segments(
                         if worker.send(batch.clone()).is_err() {
                             return Ok(());
                         }
-                    }
-                    if rest {
-                        break 'segments;
                     }
                 }
             }

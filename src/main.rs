@@ -1183,7 +1183,7 @@ fn export_dataset_parquet(
             confidence: record.confidence,
             submitted_at: record.submitted_at,
             decided_at: record.decided_at,
-            decision: ledger_tables::outcome_name(record.decision).to_owned(),
+            decision: record.decision.as_str().to_owned(),
             reviewers: record.reviewers.to_vec(),
             context: text(record.context),
             ai_output: text(record.ai_output),

@@ -64,6 +64,17 @@ pub enum Risk {
     High,
 }
 
+impl Risk {
+    /// The name in JSON and in the analytics tables, e.g. "high".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Normal => "normal",
+            Risk::High => "high",
+        }
+    }
+}
+
 /// What happens to an item whose deadline passes without a decision: an [`ExpiryPolicy`]'s action,
 /// chosen by the operator (before ADR 0007 the submitter chose it; stored events still say so).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -187,6 +198,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The name in JSON and in the analytics tables, e.g. "edited_and_approved".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Approved => "approved",
+            Outcome::EditedAndApproved => "edited_and_approved",
+            Outcome::Rejected => "rejected",
+            Outcome::ApprovedOnExpiry => "approved_on_expiry",
+            Outcome::RejectedOnExpiry => "rejected_on_expiry",
+            Outcome::AutoApproved => "auto_approved",
+        }
+    }
+
     /// Whether the output takes effect.
     pub fn is_approval(self) -> bool {
         matches!(

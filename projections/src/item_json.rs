@@ -382,22 +382,11 @@ impl Json<'_> {
     }
 
     fn risk(&mut self, risk: &Risk) {
-        self.plain_str(match risk {
-            Risk::Low => b"low",
-            Risk::Normal => b"normal",
-            Risk::High => b"high",
-        });
+        self.plain_str(risk.as_str().as_bytes());
     }
 
     fn outcome(&mut self, outcome: &Outcome) {
-        self.plain_str(match outcome {
-            Outcome::Approved => b"approved",
-            Outcome::EditedAndApproved => b"edited_and_approved",
-            Outcome::Rejected => b"rejected",
-            Outcome::ApprovedOnExpiry => b"approved_on_expiry",
-            Outcome::RejectedOnExpiry => b"rejected_on_expiry",
-            Outcome::AutoApproved => b"auto_approved",
-        });
+        self.plain_str(outcome.as_str().as_bytes());
     }
 
     fn object<T: WriteJson + ?Sized>(&mut self, value: &T) {

@@ -273,12 +273,15 @@ pub async fn submit(
     if idempotency_key.is_some() && state.projector.read().board.item(item_id).is_some() {
         return retried_submission(&state, &caller, item_id, &submission).await;
     }
-    // The feedback loop: a slice measured accurate enough is only sampled for review.
-    let route = state
-        .review_policies
-        .route(&state.projector.read().accuracy, &submission);
-    if let crate::review_policy::Route::AutoApprove(evidence) = route {
-        submission.auto_approval = Some(evidence);
+    // The feedback loop: a slice measured accurate enough is only sampled for review. Kinds
+    // without a policy (every kind, unless configured) take no read lock for it.
+    if state.review_policies.policy(&submission.kind).is_some() {
+        let route = state
+            .review_policies
+            .route(&state.projector.read().accuracy, &submission);
+        if let crate::review_policy::Route::AutoApprove(evidence) = route {
+            submission.auto_approval = Some(evidence);
+        }
     }
     let mut response = run(
         &state,

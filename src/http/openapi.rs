@@ -688,6 +688,7 @@ const ITEM_STATUSES: &[&str] = &[
     "rejected",
     "approved_on_expiry",
     "rejected_on_expiry",
+    "auto_approved",
     "withdrawn",
 ];
 const OUTCOMES: &[&str] = &[
@@ -696,6 +697,7 @@ const OUTCOMES: &[&str] = &[
     "rejected",
     "approved_on_expiry",
     "rejected_on_expiry",
+    "auto_approved",
 ];
 const RISKS: &[&str] = &["low", "normal", "high"];
 const ROLES: &[&str] = &["agent", "reviewer", "auditor", "admin", "analyst"];

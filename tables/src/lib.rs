@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use polars::prelude::*;
 use projections::analytics::ItemRow;
 use projections::analytics::rows::{EventRow, VerdictRow};
-use projections::item::{ItemStatus, Outcome, Risk};
+use projections::item::{ItemStatus, Outcome};
 
 pub use polars::prelude::{DataFrame, PolarsError};
 
@@ -54,42 +54,12 @@ pub fn status_name(status: ItemStatus) -> &'static str {
     }
 }
 
-pub fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Approved => "approved",
-        Outcome::EditedAndApproved => "edited_and_approved",
-        Outcome::Rejected => "rejected",
-        Outcome::ApprovedOnExpiry => "approved_on_expiry",
-        Outcome::RejectedOnExpiry => "rejected_on_expiry",
-        Outcome::AutoApproved => "auto_approved",
-    }
-}
-
-fn risk_name(risk: Risk) -> &'static str {
-    match risk {
-        Risk::Low => "low",
-        Risk::Normal => "normal",
-        Risk::High => "high",
-    }
-}
-
 /// The items table: one row per submitted item.
 pub fn items_frame(rows: &[ItemRow]) -> PolarsResult<DataFrame> {
     let ids: Vec<String> = rows.iter().map(|row| row.item_id.to_string()).collect();
     let strs = |get: fn(&ItemRow) -> &str| rows.iter().map(get).collect::<Vec<&str>>();
     let u32s = |get: fn(&ItemRow) -> u32| rows.iter().map(get).collect::<Vec<u32>>();
     let bools = |get: fn(&ItemRow) -> bool| rows.iter().map(get).collect::<Vec<bool>>();
-    let reviewers: Vec<Series> = rows
-        .iter()
-        .map(|row| {
-            let names: Vec<&str> = row.reviewers.iter().map(|name| name.as_str()).collect();
-            Series::new(PlSmallStr::EMPTY, names)
-        })
-        .collect();
-    let mut reviewers = Series::new("reviewers".into(), reviewers);
-    if rows.is_empty() {
-        reviewers = reviewers.cast(&DataType::List(Box::new(DataType::String)))?;
-    }
     let columns = vec![
         column(
             "item_id",
@@ -103,7 +73,7 @@ pub fn items_frame(rows: &[ItemRow]) -> PolarsResult<DataFrame> {
             "confidence",
             rows.iter().map(|row| row.confidence).collect::<Vec<_>>(),
         ),
-        column("risk", strs(|row| risk_name(row.risk))),
+        column("risk", strs(|row| row.risk.as_str())),
         column(
             "priority",
             rows.iter().map(|row| row.priority).collect::<Vec<i32>>(),
@@ -113,7 +83,7 @@ pub fn items_frame(rows: &[ItemRow]) -> PolarsResult<DataFrame> {
         column(
             "outcome",
             rows.iter()
-                .map(|row| row.outcome.map(outcome_name))
+                .map(|row| row.outcome.map(Outcome::as_str))
                 .collect::<Vec<_>>(),
         ),
         column("human_decided", bools(ItemRow::human_decided)),
@@ -125,7 +95,11 @@ pub fn items_frame(rows: &[ItemRow]) -> PolarsResult<DataFrame> {
             "auto_approved",
             bools(|row| row.outcome == Some(Outcome::AutoApproved)),
         ),
-        Column::from(reviewers),
+        list_of_strings(
+            "reviewers",
+            rows.iter()
+                .map(|row| row.reviewers.iter().map(|name| name.as_str()).collect()),
+        )?,
         column(
             "reject_reason",
             rows.iter()
@@ -281,7 +255,11 @@ pub struct DatasetRow {
     pub rejected: Option<String>,
 }
 
-fn list_of_strings(name: &str, lists: impl Iterator<Item = Vec<String>>) -> PolarsResult<Column> {
+/// A List(String) column, typed so even when empty.
+fn list_of_strings<'a>(
+    name: &str,
+    lists: impl Iterator<Item = Vec<&'a str>>,
+) -> PolarsResult<Column> {
     let series: Vec<Series> = lists
         .map(|list| Series::new(PlSmallStr::EMPTY, list))
         .collect();
@@ -320,12 +298,20 @@ pub fn dataset_frame(rows: &[DatasetRow]) -> PolarsResult<DataFrame> {
                 .collect(),
         )?,
         column("decision", strs(|row| &row.decision)),
-        list_of_strings("reviewers", rows.iter().map(|row| row.reviewers.clone()))?,
+        list_of_strings(
+            "reviewers",
+            rows.iter()
+                .map(|row| row.reviewers.iter().map(String::as_str).collect()),
+        )?,
         column("context", strs(|row| &row.context)),
         column("ai_output", strs(|row| &row.ai_output)),
         column("final_output", optional(|row| row.final_output.as_deref())),
         column("reason", optional(|row| row.reason.as_deref())),
-        list_of_strings("notes", rows.iter().map(|row| row.notes.clone()))?,
+        list_of_strings(
+            "notes",
+            rows.iter()
+                .map(|row| row.notes.iter().map(String::as_str).collect()),
+        )?,
         column(
             "revisions",
             rows.iter().map(|row| row.revisions).collect::<Vec<u32>>(),
@@ -411,6 +397,7 @@ impl EventsWriter {
 mod tests {
     use super::*;
     use projections::analytics::rows::Verdict;
+    use projections::item::Risk;
 
     fn row(id: u128, outcome: Option<Outcome>) -> ItemRow {
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();

@@ -286,9 +286,16 @@ async fn the_segment_reader_stops_at_a_torn_tail_and_refuses_damage() {
         };
         offsets.push(offsets.last().unwrap() + frame.len);
     }
-    // A torn tail: the start of a record, cut.
+    // A torn tail: the start of the record that would follow the last one, cut.
+    let (mut at, mut next) = (SEGMENT_HEADER_LEN, 0);
+    while let FrameAt::Frame(frame) = frame_at(&bytes[at..]) {
+        next = frame.position + 1;
+        at += frame.len;
+    }
+    let mut cut = bytes[offsets[1]..offsets[1] + 30].to_vec();
+    cut[8..16].copy_from_slice(&next.to_be_bytes());
     let mut torn = bytes.clone();
-    torn.extend_from_slice(&bytes[offsets[1]..offsets[1] + 30]);
+    torn.extend_from_slice(&cut);
     std::fs::write(&segment, &torn).unwrap();
     let (code, after_tear) = report(&data);
     assert_eq!(code, 0, "{after_tear}");

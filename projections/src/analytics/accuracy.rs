@@ -100,8 +100,6 @@ pub type Slice = (Name, Name, Name);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Accuracy {
     latest: BTreeMap<Slice, (Uuid, AccuracyMeasured)>,
-    /// Measurements read, including superseded ones.
-    pub measurements: u64,
 }
 
 impl Accuracy {
@@ -111,7 +109,6 @@ impl Accuracy {
             return Ok(());
         }
         let measured: AccuracyMeasured = serde_json::from_str(&event.data)?;
-        self.measurements += 1;
         let slice = (
             measured.model.as_str().into(),
             measured.model_version.as_str().into(),

@@ -364,11 +364,6 @@ impl RowFold {
         );
         self.rows
     }
-
-    /// Items not yet closed.
-    pub fn open_items(&self) -> usize {
-        self.open.len()
-    }
 }
 
 #[cfg(test)]
