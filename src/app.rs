@@ -145,6 +145,7 @@ pub async fn build(config: ServerConfig, log: Arc<dyn EventLog>) -> anyhow::Resu
         }
     }
     let mut state = AppState::new(log, projector.clone(), config.clock)
+        .with_session_key(&config.callback_key)
         .with_callback_key(config.callback_key)
         .with_callback_policy(policy)
         .with_expiry_policy(config.expiry_policies)

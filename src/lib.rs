@@ -50,3 +50,4 @@ pub mod review_policy;
 pub mod scheduler;
 pub mod tls;
 pub mod verify;
+pub mod web;

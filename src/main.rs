@@ -992,6 +992,7 @@ async fn serve(
     let address = listener.local_addr().context("reading the bound address")?;
     // On standard output, so that a script (or `ledger bench http`) that asked for port 0 learns the port.
     println!("listening on http://{address}");
+    println!("the web page: http://{address}/ui/ (sign in with a principal's token)");
     tracing::info!(
         %address,
         store = %store.describe(),

@@ -245,6 +245,12 @@ impl Projector {
         self.models.read().expect("read models lock")
     }
 
+    /// A receiver of the number of events applied: changes with every burst the projector
+    /// applies (the web page's live queue watches it); reports an error once the projector stopped.
+    pub fn applied_changes(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
     /// The number of events applied so far.
     pub fn applied(&self) -> u64 {
         *self.applied.borrow()

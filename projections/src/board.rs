@@ -107,6 +107,8 @@ pub struct QueueQuery {
     /// The holder of a live claim; only Claimed items match.
     pub assignee: Option<String>,
     pub kind: Option<String>,
+    /// The model's name (any version).
+    pub model: Option<String>,
     /// Items per page, cut to 1..=[`MAXIMUM_QUEUE_PAGE_LIMIT`]: a page always holds an item while any remain, so paging always progresses.
     pub limit: usize,
     /// The `next_cursor` of the previous page; `None` for the first page.
@@ -121,6 +123,7 @@ impl Default for QueueQuery {
             status: None,
             assignee: None,
             kind: None,
+            model: None,
             limit: DEFAULT_QUEUE_PAGE_LIMIT,
             cursor: None,
         }
@@ -968,6 +971,10 @@ fn query_matches(
             .as_ref()
             .is_none_or(|queue| *queue == state.queue)
         && query.kind.as_ref().is_none_or(|kind| *kind == state.kind)
+        && query
+            .model
+            .as_ref()
+            .is_none_or(|model| *model == state.model.name)
         && query.assignee.as_ref().is_none_or(|assignee| {
             status == QueueStatus::Claimed
                 && state

@@ -258,6 +258,29 @@ fn equal_priority_and_deadline_are_ordered_by_submission_not_by_id() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
+fn the_model_filter_lists_only_that_models_items_of_any_version() {
+    let mut scenario = Scenario::new();
+    scenario.submit_plain(item(1), minute(0));
+    scenario.submit(item(2), |s| s.model.name = "other-model".into(), minute(1));
+    scenario.submit(
+        item(3),
+        |s| {
+            s.model.name = "other-model".into();
+            s.model.version = "2".into();
+        },
+        minute(2),
+    );
+    let now = minute(5);
+    let of_other_model = query_with(|q| q.model = Some("other-model".to_owned()));
+    let of_unknown_model = query_with(|q| q.model = Some("no-such-model".to_owned()));
+    assert_eq!(
+        ids(&scenario.page(&of_other_model, now)),
+        vec![item(2), item(3)]
+    );
+    assert!(scenario.page(&of_unknown_model, now).items.is_empty());
+}
+
+#[test]
 fn queue_and_kind_filters_list_only_their_items() {
     let mut scenario = Scenario::new();
     scenario.submit_plain(item(1), minute(0));

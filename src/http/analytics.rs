@@ -101,7 +101,7 @@ metric_handlers! {
 }
 
 /// Every slice's latest accuracy measurement, and whether its policy samples it now.
-fn accuracy_answer(state: &AppState) -> serde_json::Value {
+pub(crate) fn accuracy_answer(state: &AppState) -> serde_json::Value {
     let models = state.projector.read();
     let slices: Vec<serde_json::Value> = models
         .accuracy

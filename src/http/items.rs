@@ -125,7 +125,7 @@ fn item_json(item: &ItemState) -> Box<RawValue> {
 /// sees its own (another agent's item is answered 404, so that agents learn nothing of each
 /// other); a reviewer sees the items of its queues (another queue's item is 403: reviewers are
 /// staff, and "not yours" is the useful answer).
-async fn visible_item(state: &AppState, caller: &Caller, id: Uuid) -> Result<ItemState, ApiError> {
+pub async fn visible_item(state: &AppState, caller: &Caller, id: Uuid) -> Result<ItemState, ApiError> {
     visible_item_as_of(state, caller, id, CatchUp::Store).await
 }
 
@@ -466,6 +466,19 @@ pub async fn act(
     BodyBytes(bytes): BodyBytes,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    act_on(&state, &caller, id, &action, if_match_header.as_ref(), &bytes).await
+}
+
+/// `action` on item `id` with the JSON body `bytes`, by `caller`: what `POST
+/// /v1/items/{id}/{action}` does, for the web page's forms too (the same rules for both).
+pub async fn act_on(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    action: &str,
+    if_match_header: Option<&HeaderValue>,
+    bytes: &[u8],
+) -> Result<Response, ApiError> {
     // On a store shared by several servers, learning the store's head is a round trip to it. A
     // write can skip it: it decides on the item as this server knows it and appends expecting
     // that version, so a stale copy cannot overwrite anything (the append conflicts). Only if
@@ -474,12 +487,12 @@ pub async fn act(
     // attempt. On a log whose head is known without asking (the file log), one attempt.
     if state.log.head_hint().is_some() {
         match act_as_of(
-            &state,
-            &caller,
+            state,
+            caller,
             id,
-            &action,
-            if_match_header.as_ref(),
-            &bytes,
+            action,
+            if_match_header,
+            bytes,
             CatchUp::Known,
         )
         .await
@@ -496,12 +509,12 @@ pub async fn act(
         }
     }
     act_as_of(
-        &state,
-        &caller,
+        state,
+        caller,
         id,
-        &action,
-        if_match_header.as_ref(),
-        &bytes,
+        action,
+        if_match_header,
+        bytes,
         CatchUp::Store,
     )
     .await
@@ -741,6 +754,7 @@ pub struct QueueParams {
     status: Option<QueueStatus>,
     assignee: Option<String>,
     kind: Option<String>,
+    model: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -780,6 +794,7 @@ pub async fn queue(
         status: params.status,
         assignee: params.assignee,
         kind: params.kind,
+        model: params.model,
         limit: params.limit.unwrap_or(50),
         cursor: params.cursor,
     };

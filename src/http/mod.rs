@@ -67,6 +67,9 @@ pub struct Shared {
     pub checkpoint_verifier: Option<crate::audit::Verifier>,
     /// The review policies: which new items are approved without review (the feedback loop).
     pub review_policies: Arc<crate::review_policy::ReviewPolicies>,
+    /// The web page's sessions: the key their cookies are signed with (derived from the
+    /// callback key, so that every server of a store accepts them).
+    pub sessions: crate::web::session::Sessions,
 }
 
 impl std::ops::Deref for AppState {
@@ -96,6 +99,7 @@ impl AppState {
             metrics_access: metrics::MetricsAccess::principals_only(),
             checkpoint_verifier: None,
             review_policies: Arc::default(),
+            sessions: crate::web::session::Sessions::default(),
         }))
     }
 
@@ -124,6 +128,15 @@ impl AppState {
         Arc::get_mut(&mut self.0)
             .expect("the callback key is set before the state is shared")
             .callback_key = Some(key);
+        self
+    }
+
+    /// Signs web sessions with a key derived from `callback_key`, as every server of the store
+    /// does; only while building the state.
+    pub fn with_session_key(mut self, callback_key: &crate::callbacks::CallbackKey) -> AppState {
+        Arc::get_mut(&mut self.0)
+            .expect("the session key is set before the state is shared")
+            .sessions = crate::web::session::Sessions::from_callback_key(callback_key.as_bytes());
         self
     }
 
@@ -273,6 +286,7 @@ pub fn router_with_routes(
         .fold(Router::new(), |router, (path, handlers)| {
             router.route(path, handlers)
         })
+        .merge(crate::web::router())
         .fallback(|| async { problem::ApiError::not_found("no such route") })
         // A problem+json 405 like every other refusal, rather than axum's empty one; axum still
         // adds the `Allow` header.

@@ -434,6 +434,11 @@ pub fn operations() -> Vec<Operation> {
                 ),
                 query("kind", "Only items of this kind", json!({"type": "string"})),
                 query(
+                    "model",
+                    "Only items of this model (by name, any version)",
+                    json!({"type": "string"}),
+                ),
+                query(
                     "limit",
                     "Items per page (default 50); values outside 1–500 are cut to that range",
                     json!({"type": "integer", "minimum": 0, "maximum": 18_446_744_073_709_551_615_u64}),
