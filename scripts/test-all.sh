@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test of the workspace
 # (the pure core's given/when/then and property tests, the log's conformance, crash and tamper
-# tests, the CLI and the server on a real socket, and the independent Python reader of the
-# file format), then the API fuzz run (scripts/fuzz-api.sh: Schemathesis against a live server,
+# tests, the CLI and the server on a real socket, the web page in headless Chromium, and the
+# independent Python reader of the file format), then the API fuzz run (scripts/fuzz-api.sh: Schemathesis against a live server,
 # one test per role). Installs what it needs; builds into a target directory outside the
 # checkout so that later runs reuse the build.
 set -euo pipefail
@@ -25,6 +25,9 @@ bash scripts/postgres.sh install
 export LEDGER_VENV="${LEDGER_VENV:-$HOME/.cache/ledger-venv}"
 export LEDGER_NOTEBOOK_VENV="${LEDGER_NOTEBOOK_VENV:-$HOME/.cache/ledger-notebook-venv}"
 bash scripts/python-env.sh
+# The web page's browser tests: Debian's Chromium, and playwright-core and axe-core from npm
+# (pinned in tests/browser/package-lock.json).
+bash scripts/browser-env.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

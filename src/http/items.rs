@@ -125,7 +125,11 @@ fn item_json(item: &ItemState) -> Box<RawValue> {
 /// sees its own (another agent's item is answered 404, so that agents learn nothing of each
 /// other); a reviewer sees the items of its queues (another queue's item is 403: reviewers are
 /// staff, and "not yours" is the useful answer).
-pub async fn visible_item(state: &AppState, caller: &Caller, id: Uuid) -> Result<ItemState, ApiError> {
+pub async fn visible_item(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<ItemState, ApiError> {
     visible_item_as_of(state, caller, id, CatchUp::Store).await
 }
 
@@ -466,7 +470,15 @@ pub async fn act(
     BodyBytes(bytes): BodyBytes,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    act_on(&state, &caller, id, &action, if_match_header.as_ref(), &bytes).await
+    act_on(
+        &state,
+        &caller,
+        id,
+        &action,
+        if_match_header.as_ref(),
+        &bytes,
+    )
+    .await
 }
 
 /// `action` on item `id` with the JSON body `bytes`, by `caller`: what `POST

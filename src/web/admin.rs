@@ -3,7 +3,7 @@
 
 use super::render::time;
 use super::session::Session;
-use super::{Nav, SignedIn, api_error_page, check_form, html_response, layout, url_encode};
+use super::{Nav, SignedIn, api_error_page, html_response, layout, refuse_form, url_encode};
 use crate::http::AppState;
 use crate::http::problem::ApiError;
 use axum::extract::{Path, Query, State};
@@ -47,7 +47,7 @@ fn principals_markup(state: &AppState, session: &Session, before: Markup) -> Mar
         }
         section aria-labelledby="list-title" {
             h2 #list-title { "Principals" }
-            div.table-wrap {
+            div.table-wrap tabindex="0" role="region" aria-label="Table (scrolls sideways on small screens)" {
                 table #principals {
                     thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } th scope="col" { "Queues" } th scope="col" { "Added" } th scope="col" { "State" } } }
                     tbody {
@@ -97,10 +97,17 @@ pub async fn page(
         @if let Some(done) = &notice.done { p.notice role="status" { (done) } }
     };
     let content = principals_markup(&state, &session, before);
-    html_response(StatusCode::OK, layout(Some(&session), "Principals", Nav::Admin, content))
+    html_response(
+        StatusCode::OK,
+        layout(Some(&session), "Principals", Nav::Admin, content),
+    )
 }
 
-fn failure(state: &AppState, session: &Session, error: crate::principals::PrincipalsError) -> Response {
+fn failure(
+    state: &AppState,
+    session: &Session,
+    error: crate::principals::PrincipalsError,
+) -> Response {
     let error = match error {
         crate::principals::PrincipalsError::Rule(rule) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -117,7 +124,12 @@ fn failure(state: &AppState, session: &Session, error: crate::principals::Princi
     let before = html! { p.problem role="alert" { (error.detail) } };
     html_response(
         error.status,
-        layout(Some(session), "Principals", Nav::Admin, principals_markup(state, session, before)),
+        layout(
+            Some(session),
+            "Principals",
+            Nav::Admin,
+            principals_markup(state, session, before),
+        ),
     )
 }
 
@@ -128,7 +140,7 @@ pub async fn add(
     headers: HeaderMap,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = check_form(&session, &headers, &form) {
+    if let Some(refused) = refuse_form(&session, &headers, &form) {
         return refused;
     }
     if let Err(error) = require_admin(&session) {
@@ -136,10 +148,17 @@ pub async fn add(
     }
     let name = form.get("name").map(|name| name.trim()).unwrap_or("");
     let role = form.get("role").map(String::as_str).unwrap_or("");
-    let Some(role) = ROLES.into_iter().find(|candidate| candidate.as_str() == role) else {
+    let Some(role) = ROLES
+        .into_iter()
+        .find(|candidate| candidate.as_str() == role)
+    else {
         return api_error_page(
             Some(&session),
-            &ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", format!("no role {role:?}")),
+            &ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                format!("no role {role:?}"),
+            ),
         );
     };
     let queues: Vec<String> = form
@@ -171,7 +190,12 @@ pub async fn add(
             };
             html_response(
                 StatusCode::CREATED,
-                layout(Some(&session), "Principals", Nav::Admin, principals_markup(&state, &session, before)),
+                layout(
+                    Some(&session),
+                    "Principals",
+                    Nav::Admin,
+                    principals_markup(&state, &session, before),
+                ),
             )
         }
         Err(error) => failure(&state, &session, error),
@@ -186,7 +210,7 @@ pub async fn revoke(
     headers: HeaderMap,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = check_form(&session, &headers, &form) {
+    if let Some(refused) = refuse_form(&session, &headers, &form) {
         return refused;
     }
     if let Err(error) = require_admin(&session) {

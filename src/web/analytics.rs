@@ -37,7 +37,8 @@ pub async fn page(
     ) {
         return api_error_page(Some(&session), &error);
     }
-    let invalid = |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-query", detail);
+    let invalid =
+        |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-query", detail);
     let by_slice = match OverrideQuery::parse(
         Some("model,kind"),
         window.since.as_deref(),
@@ -134,7 +135,7 @@ pub async fn page(
             @if policy_slices.is_empty() {
                 p { "No accuracy measured yet (the server measures periodically; " code { "ledger analytics publish" } " measures now)." }
             } @else {
-                div.table-wrap {
+                div.table-wrap tabindex="0" role="region" aria-label="Table (scrolls sideways on small screens)" {
                     table #policies {
                         caption.visually-hidden { "Measured accuracy per slice, and whether its items are only sampled for review" }
                         thead { tr { th scope="col" { "Model" } th scope="col" { "Kind" } th scope="col" { "Override rate (95%)" } th scope="col" { "Decided" } th scope="col" { "Target" } th scope="col" { "Review" } } }
@@ -159,7 +160,10 @@ pub async fn page(
             }
         }
     };
-    html_response(StatusCode::OK, layout(Some(&session), "Analytics", Nav::Analytics, content))
+    html_response(
+        StatusCode::OK,
+        layout(Some(&session), "Analytics", Nav::Analytics, content),
+    )
 }
 
 /// The chart's numbers as a table (for screen readers, and to copy).
@@ -167,7 +171,7 @@ fn table(keys: &[&str], bars: &[Bar]) -> maud::Markup {
     html! {
         details {
             summary { "The numbers" }
-            div.table-wrap {
+            div.table-wrap tabindex="0" role="region" aria-label="Table (scrolls sideways on small screens)" {
                 table.data {
                     thead { tr {
                         @for key in keys { th scope="col" { (key) } }

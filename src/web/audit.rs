@@ -5,7 +5,7 @@
 
 use super::render::{diff, editable, time};
 use super::session::Session;
-use super::{Nav, SignedIn, check_form, error_page, html_response, layout};
+use super::{Nav, SignedIn, error_page, html_response, layout, refuse_form};
 use crate::audit::Verifier;
 use crate::commands::item_stream;
 use crate::http::AppState;
@@ -32,9 +32,13 @@ pub enum Mark {
     Failed(String),
 }
 
+/// The latest checkpoint's signed tree size and root (`None`: no checkpoint yet), or why its
+/// signature does not verify.
+pub type SignedRoot = Result<Option<(u64, [u8; 32])>, String>;
+
 /// The latest checkpoint's signed tree size and root, once its signature verified with the
 /// server's key; or why not.
-fn signed_root(state: &AppState) -> Result<Option<(u64, [u8; 32])>, String> {
+fn signed_root(state: &AppState) -> SignedRoot {
     let models = state.projector.read();
     let Some(latest) = models.audit.latest() else {
         return Ok(None);
@@ -49,7 +53,7 @@ fn signed_root(state: &AppState) -> Result<Option<(u64, [u8; 32])>, String> {
 
 /// Each event's mark: its hash recomputed from its canonical bytes, and its inclusion proof (in
 /// the tree the projector rebuilt from the log) checked against the signed root.
-pub fn marks(state: &AppState, events: &[RecordedEvent]) -> (Result<Option<(u64, [u8; 32])>, String>, Vec<Mark>) {
+pub fn marks(state: &AppState, events: &[RecordedEvent]) -> (SignedRoot, Vec<Mark>) {
     let signed = signed_root(state);
     let models = state.projector.read();
     let marks = events
@@ -97,7 +101,13 @@ async fn item_events(
     session: &Session,
     raw_id: &str,
 ) -> Result<(Uuid, Vec<RecordedEvent>), Response> {
-    let not_found = || error_page(Some(session), StatusCode::NOT_FOUND, &format!("No item {raw_id}."));
+    let not_found = || {
+        error_page(
+            Some(session),
+            StatusCode::NOT_FOUND,
+            &format!("No item {raw_id}."),
+        )
+    };
     let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
     if let Err(error) = state.caught_up().await {
         return Err(super::api_error_page(Some(session), &ApiError::from(error)));
@@ -109,7 +119,8 @@ async fn item_events(
         .item(id)
         .map(|item| item.submitted_by.to_string())
         .ok_or_else(not_found)?;
-    may_audit(session, &submitted_by).map_err(|error| super::api_error_page(Some(session), &error))?;
+    may_audit(session, &submitted_by)
+        .map_err(|error| super::api_error_page(Some(session), &error))?;
     let events = read_whole_stream(state.log.as_ref(), &item_stream(id))
         .await
         .map_err(|error| super::api_error_page(Some(session), &ApiError::from(error)))?;
@@ -129,7 +140,10 @@ pub async fn record(
     let (signed, marks) = marks(&state, &events);
     let summary = crate::audit::record::DecisionSummary::of(&events);
     let verified = marks.iter().filter(|mark| **mark == Mark::Verified).count();
-    let failed = marks.iter().filter(|mark| matches!(mark, Mark::Failed(_))).count();
+    let failed = marks
+        .iter()
+        .filter(|mark| matches!(mark, Mark::Failed(_)))
+        .count();
     let latest = state.projector.read().audit.latest().cloned();
     let content = html! {
         @if failed > 0 {
@@ -159,7 +173,7 @@ pub async fn record(
             }
         }
         h2 { "Events" }
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Table (scrolls sideways on small screens)" {
             table #record {
                 caption.visually-hidden { "Every event of the item, oldest first, with its verification" }
                 thead { tr {
@@ -192,7 +206,7 @@ pub async fn record(
         }
     };
     html_response(
-        if failed > 0 { StatusCode::OK } else { StatusCode::OK },
+        StatusCode::OK,
         layout(Some(&session), "Decision record", Nav::Audit, content),
     )
 }
@@ -249,7 +263,10 @@ pub async fn checkpoints(State(state): State<AppState>, SignedIn(session): Signe
         return super::api_error_page(Some(&session), &ApiError::from(error));
     }
     let content = checkpoints_markup(&state, &session, None);
-    html_response(StatusCode::OK, layout(Some(&session), "Checkpoints", Nav::Audit, content))
+    html_response(
+        StatusCode::OK,
+        layout(Some(&session), "Checkpoints", Nav::Audit, content),
+    )
 }
 
 fn checkpoints_markup(
@@ -270,7 +287,7 @@ fn checkpoints_markup(
             input type="hidden" name="csrf" value=(session.csrf);
             button #verify-button type="submit" { "Verify the whole log now" }
         }
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Table (scrolls sideways on small screens)" {
             table #checkpoints {
                 caption.visually-hidden { "Signed checkpoints, newest first" }
                 thead { tr { th scope="col" { "Tree size" } th scope="col" { "Signed at" } th scope="col" { "Root hash" } th scope="col" { "Signature" } th scope="col" { "Signed note" } } }
@@ -305,7 +322,7 @@ pub async fn verify(
     headers: HeaderMap,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = check_form(&session, &headers, &form) {
+    if let Some(refused) = refuse_form(&session, &headers, &form) {
         return refused;
     }
     if let Err(error) = may_read_checkpoints(&session) {
@@ -316,7 +333,10 @@ pub async fn verify(
             .await;
     let result = match report {
         Err(error) => {
-            return super::api_error_page(Some(&session), &ApiError::internal(&format!("{error:#}")));
+            return super::api_error_page(
+                Some(&session),
+                &ApiError::internal(&format!("{error:#}")),
+            );
         }
         Ok(report) => {
             let intact = report.damage.is_none() && report.tree.checkpoint_damage.is_none();
@@ -335,5 +355,8 @@ pub async fn verify(
         }
     };
     let content = checkpoints_markup(&state, &session, Some(result));
-    html_response(StatusCode::OK, layout(Some(&session), "Checkpoints", Nav::Audit, content))
+    html_response(
+        StatusCode::OK,
+        layout(Some(&session), "Checkpoints", Nav::Audit, content),
+    )
 }

@@ -5,7 +5,7 @@
 
 use super::render::{countdown, diff, editable, json_tree, output, time};
 use super::session::Session;
-use super::{Nav, SignedIn, api_error_page, check_form, html_response, layout, url_encode};
+use super::{Nav, SignedIn, api_error_page, html_response, layout, refuse_form, url_encode};
 use crate::http::AppState;
 use crate::http::items::{act_on, visible_item};
 use crate::http::problem::ApiError;
@@ -214,7 +214,7 @@ fn render(
             }
         }
     };
-    let title = format!("{} · {}", item.kind, &item.id.to_string()[..8]);
+    let title = format!("{} · {}", item.kind, &item.id.to_string()[28..]);
     html_response(status, layout(Some(session), &title, Nav::Queue, content))
 }
 
@@ -272,21 +272,22 @@ fn history(item: &ItemState) -> Markup {
     }
 }
 
-fn parse_id(session: &Session, raw: &str) -> Result<Uuid, Response> {
-    Uuid::parse_str(raw).map_err(|_| {
-        super::error_page(Some(session), StatusCode::NOT_FOUND, &format!("No item {raw}."))
-    })
+fn no_item(session: &Session, raw: &str) -> Response {
+    super::error_page(
+        Some(session),
+        StatusCode::NOT_FOUND,
+        &format!("No item {raw}."),
+    )
 }
 
 /// `GET /ui/items/{id}`.
 pub async fn page(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
-    Path(id): Path<String>,
+    Path(raw_id): Path<String>,
 ) -> Response {
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Ok(id) = Uuid::parse_str(&raw_id) else {
+        return no_item(&session, &raw_id);
     };
     match visible_item(&state, &session.caller, id).await {
         Ok(item) => render(&state, &session, &item, Banner::None, StatusCode::OK),
@@ -330,9 +331,15 @@ fn body_of(action: &str, form: &HashMap<String, String>) -> Result<serde_json::V
         "request-changes" => {
             serde_json::json!({ "instructions": field("instructions"), "seen_output_hash": seen })
         }
-        "escalate" => serde_json::json!({ "to_queue": field("to_queue"), "reason": field("reason") }),
+        "escalate" => {
+            serde_json::json!({ "to_queue": field("to_queue"), "reason": field("reason") })
+        }
         "comments" => serde_json::json!({ "text": field("text") }),
-        _ => return Err(ApiError::not_found(format!("no action {action:?} on items"))),
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "no action {action:?} on items"
+            )));
+        }
     })
 }
 
@@ -354,16 +361,15 @@ fn done_message(action: &str) -> &'static str {
 pub async fn act(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
-    Path((id, action)): Path<(String, String)>,
+    Path((raw_id, action)): Path<(String, String)>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = check_form(&session, &headers, &form) {
+    if let Some(refused) = refuse_form(&session, &headers, &form) {
         return refused;
     }
-    let id = match parse_id(&session, &id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Ok(id) = Uuid::parse_str(&raw_id) else {
+        return no_item(&session, &raw_id);
     };
     if action == "edit-preview" {
         return preview(&state, &session, id, &form).await;

@@ -84,7 +84,7 @@ async fn security_headers(mut response: Response) -> Response {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers
         .entry(header::CACHE_CONTROL)
@@ -270,43 +270,56 @@ pub fn url_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// Refuses a form whose CSRF token is not the session's, or that comes from another origin.
-pub fn check_form(
+/// The refusal of a form whose CSRF token is not the session's, or that comes from another
+/// origin; `None` when it may go ahead.
+pub fn refuse_form(
     session: &Session,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let token = form
         .get("csrf")
         .map(String::as_str)
         .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))
         .unwrap_or("");
     if !session.csrf_matches(token) {
-        return Err(error_page(
+        return Some(error_page(
             Some(session),
             StatusCode::FORBIDDEN,
             "This form is missing its security token (or it is from an older session): nothing was done. Reload the page and try again.",
         ));
     }
-    // Browsers send Origin with every POST; one from elsewhere is refused even with a token.
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let origin_host = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .unwrap_or("");
-        if origin_host != host {
-            return Err(error_page(
-                Some(session),
-                StatusCode::FORBIDDEN,
-                "This form was sent from another site: nothing was done.",
-            ));
-        }
+    if !same_origin(headers) {
+        return Some(error_page(
+            Some(session),
+            StatusCode::FORBIDDEN,
+            "This form was sent from another site: nothing was done.",
+        ));
     }
-    Ok(())
+    None
+}
+
+/// Whether a POST came from this site's own pages, by its `Origin` (browsers send it with every
+/// POST; with the `same-origin` referrer policy, the page's own origin): one from elsewhere, or
+/// `null` (a sandboxed or privacy-stripped context), is refused even with a valid token. A request
+/// without `Origin` is not from a browser, and the CSRF token alone decides.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .to_str()
+        .ok()
+        .and_then(|origin| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+        })
+        .is_some_and(|origin_host| !host.is_empty() && origin_host == host)
 }
 
 /// Where a role starts.
@@ -374,6 +387,14 @@ async fn sign_in(
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
     let next = safe_next(form.get("next").map(String::as_str));
+    // Another site must not sign this browser in under a token of its own (login CSRF).
+    if !same_origin(&headers) {
+        return error_page(
+            None,
+            StatusCode::FORBIDDEN,
+            "This sign-in was sent from another site: nothing was done.",
+        );
+    }
     let token = form.get("token").map(|t| t.trim()).unwrap_or("");
     let hash = projections::principal::token_hash(token);
     let find = |state: &AppState| {
@@ -422,7 +443,7 @@ async fn sign_out(
     headers: HeaderMap,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = check_form(&session, &headers, &form) {
+    if let Some(refused) = refuse_form(&session, &headers, &form) {
         return refused;
     }
     state.sessions.sign_out(&session);

@@ -90,10 +90,10 @@ fn rows_markup(entries: &[QueueEntry], now: chrono::DateTime<chrono::Utc>, me: &
             tr.empty { td colspan="9" { "Nothing here: the queue is empty for these filters." } }
         }
         @for entry in entries {
-            tr data-id=(entry.id) data-status=(entry.status.as_str()) {
+            tr data-id=(entry.id) data-status=(entry.status.as_str()) data-hash=(entry.output_hash) {
                 td {
                     a.item-link href={ "/ui/items/" (entry.id) } {
-                        (entry.kind) " " span.muted.id { (entry.id.to_string()[..8]) }
+                        (entry.kind) " " span.muted.id { (entry.id.to_string()[28..]) }
                     }
                 }
                 td { (entry.queue) }
@@ -202,7 +202,7 @@ pub async fn page(
         p.hint { "Keys: " kbd { "j" } "/" kbd { "k" } " move, " kbd { "c" } " claim, " kbd { "a" } " approve, "
             kbd { "e" } " edit, " kbd { "r" } " reject, " kbd { "x" } " request changes, " kbd { "?" } " help." }
         p #live-status.visually-hidden role="status" aria-live="polite" {}
-        div.table-wrap {
+        div.table-wrap tabindex="0" role="region" aria-label="Table (scrolls sideways on small screens)" {
             table #queue data-live=(live_query) data-me=(caller.name()) data-may-decide=(caller.role() == Role::Reviewer) {
                 caption.visually-hidden { "Items in the queue, most urgent first" }
                 thead {
@@ -226,12 +226,14 @@ pub async fn page(
             form #key-form method="post" hidden {
                 input type="hidden" name="csrf" value=(session.csrf);
                 input type="hidden" name="return" value="queue";
+                input type="hidden" name="seen_output_hash";
             }
             dialog #reason-dialog aria-labelledby="reason-title" {
                 form #reason-form method="post" {
                     h2 #reason-title { "Reject" }
                     input type="hidden" name="csrf" value=(session.csrf);
                     input type="hidden" name="return" value="queue";
+                    input type="hidden" name="seen_output_hash";
                     label #reason-label for="reason-text" { "Reason" }
                     textarea #reason-text name="reason" rows="3" required {}
                     div.actions {
@@ -242,7 +244,10 @@ pub async fn page(
             }
         }
     };
-    html_response(StatusCode::OK, layout(Some(&session), "Queue", Nav::Queue, content))
+    html_response(
+        StatusCode::OK,
+        layout(Some(&session), "Queue", Nav::Queue, content),
+    )
 }
 
 /// Agents and analysts have no queue: say where they go instead.
@@ -254,7 +259,10 @@ fn agent_or_analyst_page(session: &super::session::Session) -> Response {
             p { "Analysts read the " a href="/ui/analytics" { "analytics" } "." }
         }
     };
-    html_response(StatusCode::OK, layout(Some(session), "Nothing to review", Nav::Queue, content))
+    html_response(
+        StatusCode::OK,
+        layout(Some(session), "Nothing to review", Nav::Queue, content),
+    )
 }
 
 /// `GET /ui/queue/rows`: the table's rows for the same filters (what live updates fetch).

@@ -15,7 +15,10 @@ pub fn time(at: chrono::DateTime<chrono::Utc>) -> Markup {
 }
 
 /// A due time as a countdown that the page's script keeps current (and marks when close).
-pub fn countdown(due: Option<chrono::DateTime<chrono::Utc>>, now: chrono::DateTime<chrono::Utc>) -> Markup {
+pub fn countdown(
+    due: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Markup {
     match due {
         None => html! { span.muted { "none" } },
         Some(due) => {
@@ -69,34 +72,37 @@ pub fn markdown(source: &str) -> Markup {
             || !lower.contains(':')
     };
     let mut image_depth = 0usize;
-    let events = Parser::new_ext(source, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH)
-        .filter_map(move |event| match event {
-            Event::Html(text) | Event::InlineHtml(text) => Some(Event::Text(text)),
-            Event::Start(Tag::Image { dest_url, .. }) => {
-                image_depth += 1;
-                Some(Event::Text(CowStr::from(format!("[image: {dest_url}] "))))
-            }
-            Event::End(TagEnd::Image) => {
-                image_depth = image_depth.saturating_sub(1);
-                None
-            }
-            Event::Start(Tag::Link {
-                link_type,
-                dest_url,
-                title,
-                id,
-            }) => Some(Event::Start(Tag::Link {
-                link_type,
-                dest_url: if safe_url(&dest_url) {
-                    dest_url
-                } else {
-                    CowStr::from("#unsafe-link-removed")
-                },
-                title,
-                id,
-            })),
-            other => Some(other),
-        });
+    let events = Parser::new_ext(
+        source,
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
+    )
+    .filter_map(move |event| match event {
+        Event::Html(text) | Event::InlineHtml(text) => Some(Event::Text(text)),
+        Event::Start(Tag::Image { dest_url, .. }) => {
+            image_depth += 1;
+            Some(Event::Text(CowStr::from(format!("[image: {dest_url}] "))))
+        }
+        Event::End(TagEnd::Image) => {
+            image_depth = image_depth.saturating_sub(1);
+            None
+        }
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => Some(Event::Start(Tag::Link {
+            link_type,
+            dest_url: if safe_url(&dest_url) {
+                dest_url
+            } else {
+                CowStr::from("#unsafe-link-removed")
+            },
+            title,
+            id,
+        })),
+        other => Some(other),
+    });
     let mut out = String::new();
     pulldown_cmark::html::push_html(&mut out, events);
     PreEscaped(out)
@@ -164,7 +170,10 @@ pub fn output(json_text: &str) -> Markup {
 pub fn editable(json_text: &str) -> (String, bool) {
     match serde_json::from_str::<Value>(json_text) {
         Ok(Value::String(text)) => (text, false),
-        Ok(value) => (serde_json::to_string_pretty(&value).unwrap_or_default(), true),
+        Ok(value) => (
+            serde_json::to_string_pretty(&value).unwrap_or_default(),
+            true,
+        ),
         Err(_) => (json_text.to_owned(), true),
     }
 }
@@ -280,7 +289,13 @@ pub fn line_chart(title: &str, points: &[Bar]) -> Markup {
 fn chart_id(title: &str) -> String {
     let slug: String = title
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("chart-{slug}")
 }
@@ -314,7 +329,13 @@ mod tests {
     #[test]
     fn countdowns_read_naturally() {
         assert_eq!(describe_left(chrono::Duration::seconds(42)), "in 42s");
-        assert_eq!(describe_left(chrono::Duration::seconds(3 * 3600 + 720)), "in 3h 12m");
-        assert_eq!(describe_left(chrono::Duration::seconds(-300)), "overdue 5m 0s");
+        assert_eq!(
+            describe_left(chrono::Duration::seconds(3 * 3600 + 720)),
+            "in 3h 12m"
+        );
+        assert_eq!(
+            describe_left(chrono::Duration::seconds(-300)),
+            "overdue 5m 0s"
+        );
     }
 }

@@ -134,10 +134,10 @@ impl Sessions {
         if expires <= now {
             return None;
         }
-        if let Some(&until) = self.signed_out.lock().expect("not poisoned").get(nonce) {
-            if until > now {
-                return None;
-            }
+        if let Some(&until) = self.signed_out.lock().expect("not poisoned").get(nonce)
+            && until > now
+        {
+            return None;
         }
         let find = |state: &AppState| {
             let models = state.projector.read();
@@ -229,7 +229,11 @@ mod tests {
         // One character of the body changed: the signature no longer holds.
         let mut forged = value.clone().into_bytes();
         forged[4] = if forged[4] == b'A' { b'B' } else { b'A' };
-        assert!(sessions.parse(std::str::from_utf8(&forged).unwrap()).is_none());
+        assert!(
+            sessions
+                .parse(std::str::from_utf8(&forged).unwrap())
+                .is_none()
+        );
         // Another server's key (another store) does not accept it.
         assert!(Sessions::default().parse(&value).is_none());
     }

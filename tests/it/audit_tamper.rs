@@ -89,7 +89,7 @@ fn size_of(note: &str) -> u64 {
 /// but its position, stream version and previous-event link, which are made to fit, and every
 /// event hash and chain hash is computed afresh, so that every hash, link, version and
 /// position in it holds. The key file is copied along.
-fn rewrite(
+pub(crate) fn rewrite(
     from: &Path,
     transform: impl FnOnce(Vec<RecordedEvent>) -> Vec<RecordedEvent>,
 ) -> tempfile::TempDir {

@@ -78,6 +78,8 @@
       if (!row || !mayDecide) return;
       const form = $("#key-form");
       form.action = `/ui/items/${row.dataset.id}/${action}`;
+      // The content the reviewer saw listed: refused if the submitter revised it meanwhile.
+      form.elements.seen_output_hash.value = row.dataset.hash;
       form.submit();
     }
     function askReason(action, title, label, field) {
@@ -86,6 +88,7 @@
       const dialog = $("#reason-dialog");
       const form = $("#reason-form");
       form.action = `/ui/items/${row.dataset.id}/${action}`;
+      form.elements.seen_output_hash.value = row.dataset.hash;
       $("#reason-title").textContent = title;
       $("#reason-label").textContent = label;
       const text = $("#reason-text");
