@@ -2,8 +2,8 @@
 # The whole test suite, as CI runs it: formatting, lints, then every test of the workspace
 # (the pure core's given/when/then and property tests, the log's conformance, crash and tamper
 # tests, the CLI and the server on a real socket, the web page in headless Chromium, and the
-# independent Python reader of the file format), then the API fuzz run (scripts/fuzz-api.sh: Schemathesis against a live server,
-# one test per role). Installs what it needs; builds into a target directory outside the
+# independent Python reader of the file format), then the API fuzz run (scripts/fuzz-api.sh:
+# Schemathesis against a live server, one test per role). Installs what it needs; builds into a target directory outside the
 # checkout so that later runs reuse the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
