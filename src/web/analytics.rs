@@ -112,14 +112,14 @@ pub async fn page(
             @if slice_bars.is_empty() {
                 p { "No decisions yet." }
             } @else {
-                figure { (bar_chart("Override rate by model and kind", &slice_bars)) }
+                figure.chart-wrap tabindex="0" aria-label="Override rate by model and kind (scrolls sideways on small screens)" { (bar_chart("Override rate by model and kind", &slice_bars)) }
                 (table(&["Model · kind"], &slice_bars))
             }
         }
         section aria-labelledby="trend-title" {
             h2 #trend-title { "Weekly trend" }
             @if week_points.is_empty() { p { "No decisions yet." } } @else {
-                figure { (line_chart("Override rate by week", &week_points)) }
+                figure.chart-wrap tabindex="0" aria-label="Override rate by week (scrolls sideways on small screens)" { (line_chart("Override rate by week", &week_points)) }
                 (table(&["Week"], &week_points))
             }
         }
@@ -127,7 +127,7 @@ pub async fn page(
             h2 #calibration-title { "Calibration" }
             p { "Override rate by the AI's stated confidence: a well calibrated model is overridden about as often as it is unsure. Expected calibration error: " strong #ece { (format!("{:.3}", calibration.expected_calibration_error)) } " over " (calibration.decided) " decisions." }
             @if !buckets.is_empty() {
-                figure { (bar_chart("Override rate by stated confidence", &buckets)) }
+                figure.chart-wrap tabindex="0" aria-label="Override rate by stated confidence (scrolls sideways on small screens)" { (bar_chart("Override rate by stated confidence", &buckets)) }
             }
         }
         section aria-labelledby="policy-title" {
