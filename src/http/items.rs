@@ -771,36 +771,44 @@ pub struct QueueParams {
     cursor: Option<String>,
 }
 
+/// The queue `caller` may read when it asks for `queue`: any (or all) for auditors and admins;
+/// for a reviewer, only one it is granted, and when it names none, its only one (or, with
+/// `first_by_default`, its first; the web page's default).
+pub fn queue_for(
+    caller: &Caller,
+    queue: Option<String>,
+    first_by_default: bool,
+) -> Result<Option<String>, ApiError> {
+    caller.require(
+        &[Role::Reviewer, Role::Auditor, Role::Admin],
+        "read the queue",
+    )?;
+    if caller.role() != Role::Reviewer {
+        return Ok(queue);
+    }
+    match queue {
+        Some(name) if !caller.0.may_work_queue(&name) => Err(ApiError::forbidden(format!(
+            "{} is not granted queue {name}",
+            caller.name()
+        ))),
+        Some(name) => Ok(Some(name)),
+        None => match caller.0.queues.as_slice() {
+            [only] => Ok(Some(only.clone())),
+            [first, ..] if first_by_default => Ok(Some(first.clone())),
+            _ => Err(ApiError::bad_request(
+                "name a queue (queue=…): this reviewer works several",
+            )),
+        },
+    }
+}
+
 /// `GET /v1/queue`: the projected queue, by priority, then due time, then submission.
 pub async fn queue(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<QueueParams>,
 ) -> Result<Response, ApiError> {
-    caller.require(
-        &[Role::Reviewer, Role::Auditor, Role::Admin],
-        "read the queue",
-    )?;
-    let mut queue = params.queue;
-    if caller.role() == Role::Reviewer {
-        match &queue {
-            Some(name) if !caller.0.may_work_queue(name) => {
-                return Err(ApiError::forbidden(format!(
-                    "{} is not granted queue {name}",
-                    caller.name()
-                )));
-            }
-            Some(_) => {}
-            None => match caller.0.queues.as_slice() {
-                [only] => queue = Some(only.clone()),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "name a queue (queue=…): this reviewer works several",
-                    ));
-                }
-            },
-        }
-    }
+    let queue = queue_for(&caller, params.queue, false)?;
     let query = QueueQuery {
         queue,
         status: params.status,

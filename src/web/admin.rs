@@ -3,16 +3,15 @@
 
 use super::render::time;
 use super::session::Session;
-use super::{Nav, SignedIn, api_error_page, html_response, layout, refuse_form, url_encode};
+use super::{Nav, Posted, SignedIn, api_error_page, html_response, layout, url_encode};
 use crate::http::AppState;
 use crate::http::problem::ApiError;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use projections::principal::Role;
 use serde::Deserialize;
-use std::collections::HashMap;
 
 const ROLES: [Role; 5] = [
     Role::Reviewer,
@@ -134,15 +133,7 @@ fn failure(
 }
 
 /// `POST /ui/admin/principals`: adds one and shows its token, this once.
-pub async fn add(
-    State(state): State<AppState>,
-    SignedIn(session): SignedIn,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<HashMap<String, String>>,
-) -> Response {
-    if let Some(refused) = refuse_form(&session, &headers, &form) {
-        return refused;
-    }
+pub async fn add(State(state): State<AppState>, Posted { session, form }: Posted) -> Response {
     if let Err(error) = require_admin(&session) {
         return api_error_page(Some(&session), &error);
     }
@@ -205,14 +196,9 @@ pub async fn add(
 /// `POST /ui/admin/principals/{name}/revoke`.
 pub async fn revoke(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<HashMap<String, String>>,
+    Posted { session, .. }: Posted,
 ) -> Response {
-    if let Some(refused) = refuse_form(&session, &headers, &form) {
-        return refused;
-    }
     if let Err(error) = require_admin(&session) {
         return api_error_page(Some(&session), &error);
     }

@@ -5,20 +5,19 @@
 
 use super::render::{diff, editable, time};
 use super::session::Session;
-use super::{Nav, SignedIn, error_page, html_response, layout, refuse_form};
+use super::{Nav, Posted, SignedIn, error_page, html_response, layout};
 use crate::audit::Verifier;
 use crate::commands::item_stream;
 use crate::http::AppState;
 use crate::http::problem::ApiError;
 use crate::log::read_whole_stream;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use projections::event::RecordedEvent;
 use projections::merkle::{leaf_hash, verify_inclusion};
 use projections::principal::Role;
-use std::collections::HashMap;
 use uuid::Uuid;
 
 /// How one event of a record fared.
@@ -316,15 +315,7 @@ fn checkpoints_markup(
 /// `POST /ui/audit/verify`: every event's hash and link, the Merkle tree recomputed, and every
 /// stored checkpoint (signature, root, consistency) checked against it, through the log
 /// contract (`ledger verify --store` does the same).
-pub async fn verify(
-    State(state): State<AppState>,
-    SignedIn(session): SignedIn,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<HashMap<String, String>>,
-) -> Response {
-    if let Some(refused) = refuse_form(&session, &headers, &form) {
-        return refused;
-    }
+pub async fn verify(State(state): State<AppState>, Posted { session, .. }: Posted) -> Response {
     if let Err(error) = may_read_checkpoints(&session) {
         return super::api_error_page(Some(&session), &error);
     }

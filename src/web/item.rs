@@ -5,12 +5,12 @@
 
 use super::render::{countdown, diff, editable, json_tree, output, time};
 use super::session::Session;
-use super::{Nav, SignedIn, api_error_page, html_response, layout, refuse_form, url_encode};
+use super::{Nav, Posted, SignedIn, api_error_page, html_response, layout, url_encode};
 use crate::http::AppState;
 use crate::http::items::{act_on, visible_item};
 use crate::http::problem::ApiError;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use projections::item::ItemState;
@@ -360,14 +360,9 @@ fn done_message(action: &str) -> &'static str {
 /// page that shows an edit's changes before it is sent.
 pub async fn act(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
     Path((raw_id, action)): Path<(String, String)>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<HashMap<String, String>>,
+    Posted { session, form }: Posted,
 ) -> Response {
-    if let Some(refused) = refuse_form(&session, &headers, &form) {
-        return refused;
-    }
     let Ok(id) = Uuid::parse_str(&raw_id) else {
         return no_item(&session, &raw_id);
     };

@@ -265,6 +265,37 @@ impl FromRequestParts<AppState> for SignedIn {
     }
 }
 
+/// A signed-in form POST whose CSRF token and origin were checked: its session and fields. A
+/// request that fails either check is answered 403 before any handler runs, nothing done.
+#[derive(Debug)]
+pub struct Posted {
+    pub session: Session,
+    pub form: HashMap<String, String>,
+}
+
+impl axum::extract::FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let SignedIn(session) = SignedIn::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let request = axum::extract::Request::from_parts(parts, body);
+        let axum::Form(form) = axum::Form::<HashMap<String, String>>::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                error_page(Some(&session), rejection.status(), &rejection.body_text())
+            })?;
+        match refuse_form(&session, &headers, &form) {
+            Some(refused) => Err(refused),
+            None => Ok(Posted { session, form }),
+        }
+    }
+}
+
 /// `text` percent-encoded for a query value.
 pub fn url_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
@@ -272,7 +303,7 @@ pub fn url_encode(text: &str) -> String {
 
 /// The refusal of a form whose CSRF token is not the session's, or that comes from another
 /// origin; `None` when it may go ahead.
-pub fn refuse_form(
+fn refuse_form(
     session: &Session,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
@@ -439,13 +470,9 @@ async fn sign_in(
 
 async fn sign_out(
     State(state): State<AppState>,
-    SignedIn(session): SignedIn,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<HashMap<String, String>>,
+    Posted { session, .. }: Posted,
 ) -> Response {
-    if let Some(refused) = refuse_form(&session, &headers, &form) {
-        return refused;
-    }
     state.sessions.sign_out(&session);
     let mut response = Redirect::to("/ui/sign-in").into_response();
     response.headers_mut().insert(

@@ -47,24 +47,7 @@ const STATUSES: [(&str, &str); 6] = [
 /// The queue query the filters ask for, as this caller may ask it: a reviewer only its own
 /// queues (its first one when it names none), as the API has it.
 fn query_of(session: &super::session::Session, filters: &Filters) -> Result<QueueQuery, ApiError> {
-    let caller = &session.caller;
-    caller.require(
-        &[Role::Reviewer, Role::Auditor, Role::Admin],
-        "read the queue",
-    )?;
-    let mut queue = blank_none(&filters.queue);
-    if caller.role() == Role::Reviewer {
-        match &queue {
-            Some(name) if !caller.0.may_work_queue(name) => {
-                return Err(ApiError::forbidden(format!(
-                    "{} is not granted queue {name}",
-                    caller.name()
-                )));
-            }
-            Some(_) => {}
-            None => queue = caller.0.queues.first().cloned(),
-        }
-    }
+    let queue = crate::http::items::queue_for(&session.caller, blank_none(&filters.queue), true)?;
     let status = match blank_none(&filters.status) {
         None => None,
         Some(text) => Some(
