@@ -204,10 +204,12 @@ impl OverrideQuery {
         let (since, until) = (self.since, self.until);
         let mut extra = serde_json::Map::new();
         let answer_rows: Vec<Value> = match metric {
-            Metric::OverrideRates => override_rates(rows.iter(), by, since, until)
-                .iter()
-                .map(|row| row_json(by, &row.keys, row))
-                .collect(),
+            Metric::OverrideRates => {
+                return Ok(self.answer_override_rates(
+                    &override_rates(rows.iter(), by, since, until),
+                    as_of_position,
+                ));
+            }
             Metric::EditMagnitude => edit_magnitudes(rows.iter(), by, since, until)
                 .iter()
                 .map(|row| row_json(by, &row.keys, row))
@@ -268,6 +270,37 @@ impl OverrideQuery {
                     .collect()
             }
         };
+        Ok(self.wrap(metric, extra, answer_rows, as_of_position))
+    }
+
+    /// The answer of override rates counted already (`override_rates_of_store`), shaped as
+    /// [`OverrideQuery::answer`] shapes them.
+    pub fn answer_override_rates(
+        &self,
+        rows: &[projections::analytics::OverrideRow],
+        as_of_position: u64,
+    ) -> Value {
+        let answer_rows = rows
+            .iter()
+            .map(|row| row_json(&self.by, &row.keys, row))
+            .collect();
+        self.wrap(
+            Metric::OverrideRates,
+            serde_json::Map::new(),
+            answer_rows,
+            as_of_position,
+        )
+    }
+
+    /// An answer's members around its rows.
+    fn wrap(
+        &self,
+        metric: Metric,
+        extra: serde_json::Map<String, Value>,
+        answer_rows: Vec<Value>,
+        as_of_position: u64,
+    ) -> Value {
+        let (by, since, until) = (&self.by, self.since, self.until);
         let mut answer = serde_json::Map::new();
         answer.insert("metric".into(), metric.name().into());
         answer.insert(
@@ -288,7 +321,7 @@ impl OverrideQuery {
             answer.insert("rows".into(), Value::Array(answer_rows));
         }
         answer.insert("as_of_position".into(), as_of_position.into());
-        Ok(Value::Object(answer))
+        Value::Object(answer)
     }
 
     /// An answer's rows as a terminal table or CSV: the slice's keys, then the metric's columns.
@@ -397,12 +430,19 @@ pub struct RowsWanted {
     pub events: bool,
     /// Each edit's magnitude (an edit distance: the costliest part of a row).
     pub edit_magnitude: bool,
+    /// Only what a decision's row holds: the submission, escalations (the queue), the decision
+    /// or withdrawal. Claims, approvals short of a decision, edits, rejections' reasons, change
+    /// requests and revisions are passed over undecoded, so rows lack their first claim, reject
+    /// reason, counts and verdicts; measures of outcomes by slice and time (override rates,
+    /// drift, calibration) read nothing else.
+    pub decisions_only: bool,
 }
 
 impl RowsWanted {
     pub const ALL: RowsWanted = RowsWanted {
         events: true,
         edit_magnitude: true,
+        decisions_only: false,
     };
 
     /// What `metric` reads.
@@ -410,6 +450,10 @@ impl RowsWanted {
         RowsWanted {
             events: false,
             edit_magnitude: metric == Metric::EditMagnitude,
+            decisions_only: matches!(
+                metric,
+                Metric::OverrideRates | Metric::Drift | Metric::Calibration
+            ),
         }
     }
 }
@@ -429,6 +473,7 @@ pub fn rows_of_board(board: &ReviewBoard, edit_magnitude: bool) -> Vec<ItemRow> 
 struct Scanner {
     fold: RowFold,
     events: Option<Vec<EventRow>>,
+    decisions_only: bool,
 }
 
 impl Scanner {
@@ -445,6 +490,22 @@ impl Scanner {
                 fold.without_edit_magnitude()
             },
             events: wanted.events.then(Vec::new),
+            decisions_only: wanted.decisions_only && !wanted.events,
+        }
+    }
+
+    /// Whether an event of type `event_type` can be passed over without decoding: it changes
+    /// nothing a row holds (comments, claims released or lapsed), or nothing a decision's row
+    /// holds when only those are wanted; never when each event's row is wanted.
+    fn passes_over(&self, event_type: &[u8]) -> bool {
+        if self.events.is_some() {
+            return false;
+        }
+        match event_type {
+            b"CommentAdded" | b"ClaimReleased" | b"ClaimExpired" => true,
+            b"ItemClaimed" | b"OutputApproved" | b"OutputEdited" | b"OutputRejected"
+            | b"ChangesRequested" | b"OutputRevised" => self.decisions_only,
+            _ => false,
         }
     }
 
@@ -457,14 +518,7 @@ impl Scanner {
         recorded_at: DateTime<Utc>,
         data: &str,
     ) {
-        // Events that change nothing an item's row holds are not decoded unless their own row
-        // is wanted.
-        if self.events.is_none()
-            && matches!(
-                event_type,
-                "CommentAdded" | "ClaimReleased" | "ClaimExpired"
-            )
-        {
+        if self.passes_over(event_type.as_bytes()) {
             return;
         }
         let item_id = item_of_stream(stream);
@@ -551,9 +605,10 @@ impl Drop for Batch {
 }
 
 /// The worker that folds an item's events: all of one stream's events go to one worker, in
-/// order (FNV-1a of the stream's name; the reader deals records without parsing them).
+/// order (FNV-1a of the stream name's last 16 bytes, which tell item streams apart by their
+/// ids' random part; the reader deals records without parsing them).
 fn shard_of(stream: &[u8], workers: usize) -> u16 {
-    let hash = stream
+    let hash = stream[stream.len().saturating_sub(16)..]
         .iter()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
             (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -573,17 +628,61 @@ fn shard_of(stream: &[u8], workers: usize) -> u16 {
 /// log order. Rows come back in no particular order.
 pub fn rows_of_segments(
     dir: &std::path::Path,
+    on_event: impl FnMut(EventRow),
+    wanted: RowsWanted,
+    progress: impl FnMut(u64),
+) -> anyhow::Result<(Vec<ItemRow>, u64)> {
+    scan_segments(dir, on_event, wanted, None, progress).map(|(rows, _, next)| (rows, next))
+}
+
+/// The override rates of `query` over the file log's segments, counted by each fold worker as
+/// its items close, so that no item's row is kept (at ten million events the rows take more
+/// than a gigabyte, and writing them more time than counting them): the same numbers as
+/// [`OverrideQuery::override_rows`] over [`rows_of_segments`].
+pub fn override_rates_of_segments(
+    dir: &std::path::Path,
+    query: &OverrideQuery,
+) -> anyhow::Result<(Vec<projections::analytics::OverrideRow>, u64)> {
+    let tally = projections::analytics::OverrideTally::new(&query.by, query.since, query.until);
+    let wanted = RowsWanted::for_metric(Metric::OverrideRates);
+    let (_, tally, next) = scan_segments(dir, |_| {}, wanted, Some(tally), |_| {})?;
+    Ok((tally.map(|tally| tally.rows()).unwrap_or_default(), next))
+}
+
+/// The override rates of `query` over the store named: counted straight from the file log's
+/// segments, or from every item's row read through the log contract.
+pub async fn override_rates_of_store(
+    store: &crate::log::Store,
+    query: &OverrideQuery,
+) -> anyhow::Result<(Vec<projections::analytics::OverrideRow>, u64)> {
+    if let Some(dir) = store.data_dir() {
+        return override_rates_of_segments(dir, query);
+    }
+    let log = crate::log::open_read_only(store).await?;
+    let (rows, next) = rows_of_log(log.as_ref(), |_| {}, |_| {}).await?;
+    Ok((query.override_rows(&rows), next))
+}
+
+/// [`rows_of_segments`], or with `tally` the rows counted into it as they are made and not
+/// kept (the rows returned are then empty).
+fn scan_segments(
+    dir: &std::path::Path,
     mut on_event: impl FnMut(EventRow),
     wanted: RowsWanted,
+    tally: Option<projections::analytics::OverrideTally>,
     mut progress: impl FnMut(u64),
-) -> anyhow::Result<(Vec<ItemRow>, u64)> {
+) -> anyhow::Result<(
+    Vec<ItemRow>,
+    Option<projections::analytics::OverrideTally>,
+    u64,
+)> {
     use crate::log::segment::{
         Chunk, ChunkReader, FrameAt, Tail, classify_tail, frame_at, list_segments,
     };
     use anyhow::Context;
     use std::sync::{Arc, mpsc};
     if !dir.exists() {
-        return Ok((Vec::new(), 0));
+        return Ok((Vec::new(), tally, 0));
     }
     let segments = list_segments(dir).with_context(|| format!("listing {}", dir.display()))?;
     // Room for the rows up front (an item takes a kilobyte or more of log; untouched room costs
@@ -606,10 +705,18 @@ pub fn rows_of_segments(
             let (outbox, answers) = mpsc::sync_channel::<anyhow::Result<(Vec<EventRow>, u64)>>(4);
             to_workers.push(batches);
             from_workers.push(answers);
+            let mut tally = tally.clone();
             handles.push(scope.spawn(move || {
                 let mut scanner = Scanner::new(wanted);
-                scanner.fold.reserve(expected_rows as usize);
+                if tally.is_none() {
+                    scanner.fold.reserve(expected_rows as usize);
+                }
                 for batch in inbox {
+                    if let Some(tally) = &mut tally {
+                        for row in scanner.fold.take_rows() {
+                            tally.add(&row);
+                        }
+                    }
                     let mut failed = None;
                     for &(start, shard) in &batch.frames {
                         if usize::from(shard) != worker {
@@ -618,6 +725,12 @@ pub fn rows_of_segments(
                         let FrameAt::Frame(frame) = frame_at(&batch.bytes[start..]) else {
                             unreachable!("the reader deals whole frames");
                         };
+                        // Passed over before the rest of the record is even read.
+                        if projections::event::type_of_payload(frame.payload)
+                            .is_some_and(|event_type| scanner.passes_over(event_type))
+                        {
+                            continue;
+                        }
                         match frame.fields() {
                             Ok(fields) => scanner.visit(
                                 frame.position,
@@ -644,7 +757,16 @@ pub fn rows_of_segments(
                         break;
                     }
                 }
-                scanner.fold.finish()
+                let rows = scanner.fold.finish();
+                match tally {
+                    Some(mut tally) => {
+                        for row in &rows {
+                            tally.add(row);
+                        }
+                        (Vec::new(), Some(tally))
+                    }
+                    None => (rows, None),
+                }
             }));
         }
         let (pool, recycled) = mpsc::channel::<Vec<u8>>();
@@ -654,8 +776,11 @@ pub fn rows_of_segments(
             let count = segments.len();
             'segments: for (number, (_, path)) in segments.into_iter().enumerate() {
                 let is_last = number + 1 == count;
-                let (mut reader, _header) = ChunkReader::open(&path)
+                let (reader, _header) = ChunkReader::open(&path)
                     .with_context(|| format!("reading {}", path.display()))?;
+                // Chunks the size of a core's cache: this thread walks each chunk twice (for
+                // its records, then to deal them) after reading it.
+                let mut reader = reader.with_chunk_bytes(1 << 20);
                 loop {
                     let mut bytes = recycled.try_recv().unwrap_or_default();
                     let Some(chunk) = reader
@@ -724,14 +849,22 @@ pub fn rows_of_segments(
         }
         drop(from_workers);
         reader.join().expect("the segment reader does not panic")?;
-        let mut parts = handles
-            .into_iter()
-            .map(|handle| handle.join().expect("a fold worker does not panic"));
-        let mut rows = parts.next().unwrap_or_default();
-        for mut part in parts {
-            rows.append(&mut part);
+        let mut rows = Vec::new();
+        let mut tally = None;
+        for handle in handles {
+            let (mut part, part_tally) = handle.join().expect("a fold worker does not panic");
+            if rows.is_empty() {
+                rows = part;
+            } else {
+                rows.append(&mut part);
+            }
+            match (&mut tally, part_tally) {
+                (None, part_tally) => tally = part_tally,
+                (Some(tally), Some(part_tally)) => tally.merge(part_tally),
+                (Some(_), None) => {}
+            }
         }
-        Ok((rows, next))
+        Ok((rows, tally, next))
     })
 }
 

@@ -613,10 +613,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             .and_then(|query| query.with_drift(window_days, min_sample))
             .map_err(|error| anyhow::anyhow!(error))?;
             query.buckets = buckets;
-            let (rows, position) = analytics_rows(&store, metric).await?;
-            let answer = query
-                .answer(metric, &rows, position)
-                .map_err(|error| anyhow::anyhow!(error))?;
+            let answer = if metric == ledger::analytics::Metric::OverrideRates {
+                // Counted as the log is read, without keeping every item's row.
+                let (rows, position) =
+                    ledger::analytics::override_rates_of_store(&store, &query).await?;
+                query.answer_override_rates(&rows, position)
+            } else {
+                let (rows, position) = analytics_rows(&store, metric).await?;
+                query
+                    .answer(metric, &rows, position)
+                    .map_err(|error| anyhow::anyhow!(error))?
+            };
             match format {
                 ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
                 ReportFormat::Csv => print!("{}", query.render(metric, &answer, true)),

@@ -278,6 +278,15 @@ pub fn stream_of_payload(payload: &[u8]) -> Option<&[u8]> {
     payload.get(19..19 + len)
 }
 
+/// The event type's bytes of a canonical payload, read without parsing the rest (to pass over
+/// events a reader has no use for); `None` if the payload is too short or of another format.
+pub fn type_of_payload(payload: &[u8]) -> Option<&[u8]> {
+    let stream_end = 19 + stream_of_payload(payload)?.len();
+    let at = stream_end + 8;
+    let len = u16::from_be_bytes(payload.get(at..at + 2)?.try_into().ok()?) as usize;
+    payload.get(at + 2..at + 2 + len)
+}
+
 /// Parses a canonical payload, borrowing its text fields.
 pub fn decode_payload(payload: &[u8]) -> Result<PayloadFields<'_>, PayloadError> {
     let mut reader = Reader { rest: payload };

@@ -310,19 +310,31 @@ impl OutputHash {
     /// Parses 64 lowercase hex digits, the only spelling this type writes. By hand, one pass over
     /// the digits: the read models parse one or two of these per event they apply.
     pub fn parse(text: &str) -> Option<OutputHash> {
-        fn nibble(digit: u8) -> Option<u8> {
-            match digit {
-                b'0'..=b'9' => Some(digit - b'0'),
-                b'a'..=b'f' => Some(digit - b'a' + 10),
-                _ => None,
+        // Each byte's digit value, or 0x10 for a byte that is no lowercase hex digit: the pairs
+        // are combined without a branch, and any bad digit shows in the OR of all of them.
+        const VALUE: [u8; 256] = {
+            let mut table = [0x10u8; 256];
+            let mut digit = 0;
+            while digit < 10 {
+                table[b'0' as usize + digit] = digit as u8;
+                digit += 1;
             }
-        }
+            let mut letter = 0;
+            while letter < 6 {
+                table[b'a' as usize + letter] = 10 + letter as u8;
+                letter += 1;
+            }
+            table
+        };
         let digits: &[u8; 64] = text.as_bytes().try_into().ok()?;
         let mut bytes = [0u8; 32];
+        let mut bad = 0u8;
         for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+            let (high, low) = (VALUE[usize::from(pair[0])], VALUE[usize::from(pair[1])]);
+            bad |= high | low;
+            *byte = high << 4 | low;
         }
-        Some(OutputHash(bytes))
+        (bad & 0x10 == 0).then_some(OutputHash(bytes))
     }
 }
 

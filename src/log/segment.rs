@@ -150,8 +150,12 @@ pub fn frame_at(bytes: &[u8]) -> FrameAt<'_> {
     if bytes.is_empty() {
         return FrameAt::End;
     }
-    let magic_len = bytes.len().min(4);
-    if bytes[..magic_len] != FRAME_MAGIC[..magic_len] {
+    // The whole magic compared as one word (the common case), a prefix only at the very end.
+    let magic_matches = match bytes.first_chunk::<4>() {
+        Some(magic) => magic == FRAME_MAGIC,
+        None => bytes[..] == FRAME_MAGIC[..bytes.len()],
+    };
+    if !magic_matches {
         // A run of zeros to the end is space the file system extended but whose data never
         // reached the disk; anything else is not a frame.
         return if bytes.iter().all(|&byte| byte == 0) {
@@ -276,9 +280,18 @@ pub struct ChunkReader {
     offset: u64,
     carry: Vec<u8>,
     finished: bool,
+    /// How much one chunk holds at least (more when one record is larger).
+    chunk_bytes: usize,
 }
 
 impl ChunkReader {
+    /// Chunks of `bytes` rather than [`CHUNK_BYTES`]: a reader that walks each chunk more than
+    /// once wants chunks that stay in the core's cache.
+    pub fn with_chunk_bytes(mut self, bytes: usize) -> ChunkReader {
+        self.chunk_bytes = bytes.max(FRAME_HEADER_LEN);
+        self
+    }
+
     /// Opens a segment; returns the reader and up to the first 48 bytes (the header).
     pub fn open(path: &Path) -> std::io::Result<(ChunkReader, Vec<u8>)> {
         use std::io::Read;
@@ -294,6 +307,7 @@ impl ChunkReader {
             offset: header.len() as u64,
             carry: Vec::new(),
             finished: header.len() < SEGMENT_HEADER_LEN,
+            chunk_bytes: CHUNK_BYTES,
         };
         Ok((reader, header))
     }
@@ -317,7 +331,7 @@ impl ChunkReader {
         use std::io::Read;
         buffer.clear();
         starts.clear();
-        let mut wanted = CHUNK_BYTES;
+        let mut wanted = self.chunk_bytes;
         loop {
             if self.finished {
                 return Ok(None);
@@ -362,7 +376,7 @@ impl ChunkReader {
                             offset: chunk_offset,
                         }));
                     }
-                    wanted = declared_record_len(&self.carry).max(CHUNK_BYTES);
+                    wanted = declared_record_len(&self.carry).max(self.chunk_bytes);
                 }
                 FrameAt::Incomplete | FrameAt::Damaged(_) | FrameAt::Frame(_) => {
                     if consumed > 0 {

@@ -224,39 +224,146 @@ pub fn override_rates<'a>(
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
 ) -> Vec<OverrideRow> {
-    groups(rows, by, since, until, true)
-        .into_iter()
-        .map(|(keys, rows)| {
-            let count = |outcome: Outcome| {
-                rows.iter()
-                    .filter(|row| row.outcome == Some(outcome))
-                    .count() as u64
-            };
-            let (approved, edited, rejected) = (
-                count(Outcome::Approved),
-                count(Outcome::EditedAndApproved),
-                count(Outcome::Rejected),
-            );
-            let expired = rows.iter().filter(|row| row.expired()).count() as u64;
-            let auto_approved = count(Outcome::AutoApproved);
-            let decided = approved + edited + rejected;
-            let overridden = edited + rejected;
-            let (low, high) = wilson(overridden, decided, Z_95);
-            OverrideRow {
-                keys,
-                decided,
-                approved,
-                edited,
-                rejected,
-                overridden,
-                override_rate: rate(overridden, decided),
-                override_rate_low: low,
-                override_rate_high: high,
-                expired,
-                auto_approved,
-            }
-        })
-        .collect()
+    let mut tally = OverrideTally::new(by, since, until);
+    for row in rows {
+        tally.add(row);
+    }
+    tally.rows()
+}
+
+/// One slice's outcome counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct OutcomeCounts {
+    approved: u64,
+    edited: u64,
+    rejected: u64,
+    expired: u64,
+    auto_approved: u64,
+}
+
+impl OutcomeCounts {
+    fn add(&mut self, other: OutcomeCounts) {
+        self.approved += other.approved;
+        self.edited += other.edited;
+        self.rejected += other.rejected;
+        self.expired += other.expired;
+        self.auto_approved += other.auto_approved;
+    }
+}
+
+/// Override rates counted as rows go by, without keeping the rows: the slices' outcome counts
+/// (what [`override_rates`] is made of), mergeable across workers that counted parts of the
+/// log, since counts do not depend on the order rows come in. Slices as [`groups`] makes them
+/// (each reviewer of an item counts it, when slicing by reviewer).
+#[derive(Debug, Clone)]
+pub struct OverrideTally {
+    by: Vec<Dimension>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    /// By the hash of the slice's keys (looked up without making the keys' strings), then the
+    /// keys themselves.
+    slices: std::collections::HashMap<u64, Vec<(Vec<String>, OutcomeCounts)>>,
+}
+
+impl OverrideTally {
+    pub fn new(
+        by: &[Dimension],
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Self {
+        OverrideTally {
+            by: by.to_vec(),
+            since,
+            until,
+            slices: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Counts one item's row.
+    pub fn add(&mut self, row: &ItemRow) {
+        let Some(at) = row.decided_at else {
+            return;
+        };
+        if !in_window(at, self.since, self.until) {
+            return;
+        }
+        let counts = OutcomeCounts {
+            approved: u64::from(row.outcome == Some(Outcome::Approved)),
+            edited: u64::from(row.outcome == Some(Outcome::EditedAndApproved)),
+            rejected: u64::from(row.outcome == Some(Outcome::Rejected)),
+            expired: u64::from(row.expired()),
+            auto_approved: u64::from(row.outcome == Some(Outcome::AutoApproved)),
+        };
+        if !self.by.contains(&Dimension::Reviewer) {
+            let keys = keys_of(row, &self.by, "", at);
+            self.count(&keys, counts);
+            return;
+        }
+        if row.reviewers.is_empty() {
+            let keys = keys_of(row, &self.by, "(none)", at);
+            self.count(&keys, counts);
+        }
+        for reviewer in &row.reviewers {
+            let keys = keys_of(row, &self.by, reviewer.as_str(), at);
+            self.count(&keys, counts);
+        }
+    }
+
+    fn count(&mut self, keys: &[Cow<'_, str>], counts: OutcomeCounts) {
+        // FNV-1a over the keys, each ended by a byte no name holds.
+        let hash = keys.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, key| {
+            key.bytes().chain([0xff]).fold(hash, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        });
+        let bucket = self.slices.entry(hash).or_default();
+        match bucket.iter_mut().find(|(known, _)| {
+            known
+                .iter()
+                .map(String::as_str)
+                .eq(keys.iter().map(|key| key.as_ref()))
+        }) {
+            Some((_, known)) => known.add(counts),
+            None => bucket.push((keys.iter().map(|key| key.to_string()).collect(), counts)),
+        }
+    }
+
+    /// Adds the counts of another tally of the same query.
+    pub fn merge(&mut self, other: OverrideTally) {
+        for (keys, counts) in other.slices.into_values().flatten() {
+            let borrowed: Vec<Cow<'_, str>> =
+                keys.iter().map(|key| Cow::Borrowed(key.as_str())).collect();
+            self.count(&borrowed, counts);
+        }
+    }
+
+    /// The override rates of the slices counted, in the order of their keys.
+    pub fn rows(self) -> Vec<OverrideRow> {
+        let mut slices: Vec<(Vec<String>, OutcomeCounts)> =
+            self.slices.into_values().flatten().collect();
+        slices.sort_unstable_by(|(left, _), (right, _)| left.cmp(right));
+        slices
+            .into_iter()
+            .map(|(keys, counts)| {
+                let decided = counts.approved + counts.edited + counts.rejected;
+                let overridden = counts.edited + counts.rejected;
+                let (low, high) = wilson(overridden, decided, Z_95);
+                OverrideRow {
+                    keys,
+                    decided,
+                    approved: counts.approved,
+                    edited: counts.edited,
+                    rejected: counts.rejected,
+                    overridden,
+                    override_rate: rate(overridden, decided),
+                    override_rate_low: low,
+                    override_rate_high: high,
+                    expired: counts.expired,
+                    auto_approved: counts.auto_approved,
+                }
+            })
+            .collect()
+    }
 }
 
 /// One confidence bucket of a calibration: items decided by humans whose stated confidence was
@@ -397,6 +504,75 @@ mod tests {
         assert_eq!(wilson(0, 0, Z_95), (0.0, 1.0));
         let (low, high) = wilson(10, 10, Z_95);
         assert!(high == 1.0 && (low - 0.7225).abs() < 5e-4);
+    }
+
+    #[test]
+    fn a_tally_merged_from_parts_in_any_order_gives_the_rates_of_all_rows() {
+        use crate::item::{Decision, ItemState};
+        let outcomes = [
+            Outcome::Approved,
+            Outcome::EditedAndApproved,
+            Outcome::Rejected,
+            Outcome::ApprovedOnExpiry,
+            Outcome::AutoApproved,
+        ];
+        let rows: Vec<ItemRow> = (0..60u32)
+            .map(|n| {
+                let mut item = ItemState {
+                    kind: ["reply", "score", "clause"][n as usize % 3].into(),
+                    ..ItemState::default()
+                };
+                item.model.name = ["a", "b"][n as usize % 2].into();
+                item.decision = (n % 7 != 0).then(|| {
+                    Box::new(Decision {
+                        outcome: outcomes[n as usize % 5],
+                        decided_by: ["rita", "sam", "kai"][..1 + n as usize % 3]
+                            .iter()
+                            .map(|name| name.to_string())
+                            .collect(),
+                        revision: 1,
+                        output_hash: Default::default(),
+                        final_output: None,
+                        decided_at: DateTime::UNIX_EPOCH + Duration::days(i64::from(n)),
+                    })
+                });
+                ItemRow::of(&item)
+            })
+            .collect();
+        for by in ["model,kind", "reviewer,week", ""] {
+            let by = Dimension::parse_list(by).unwrap();
+            let since = Some(DateTime::UNIX_EPOCH + Duration::days(3));
+            let whole = override_rates(rows.iter(), &by, since, None);
+            assert!(!whole.is_empty());
+            let mut first = OverrideTally::new(&by, since, None);
+            let mut second = OverrideTally::new(&by, since, None);
+            for (index, row) in rows.iter().rev().enumerate() {
+                if index % 3 == 0 {
+                    first.add(row)
+                } else {
+                    second.add(row)
+                }
+            }
+            second.merge(first);
+            assert_eq!(second.rows(), whole);
+            // The counts are the rows': each decided row in the window once per reviewer slice.
+            let decided: u64 = whole
+                .iter()
+                .map(|row| row.decided + row.expired + row.auto_approved)
+                .sum();
+            let expected: u64 = rows
+                .iter()
+                .filter(|row| row.decided_at.is_some_and(|at| Some(at) >= since))
+                .map(|row| {
+                    if by.contains(&Dimension::Reviewer) {
+                        row.reviewers.len() as u64
+                    } else {
+                        1
+                    }
+                })
+                .sum();
+            assert_eq!(decided, expected);
+        }
     }
 
     #[test]

@@ -301,7 +301,9 @@ pub struct EventRow {
 /// keeps each closed item's queue and kind, for the rows of those events in the events table.
 #[derive(Debug, Default)]
 pub struct RowFold {
-    open: HashMap<Uuid, ItemState>,
+    /// Boxed: a table of whole states would copy every open state each time it grows (a log
+    /// written in time order holds many items open at once).
+    open: HashMap<Uuid, Box<ItemState>>,
     /// Closed items' queue and kind, when kept.
     closed: Option<HashMap<Uuid, (Name, Name)>>,
     rows: Vec<ItemRow>,
@@ -346,6 +348,11 @@ impl RowFold {
     pub fn without_edit_magnitude(mut self) -> RowFold {
         self.without_edit_magnitude = true;
         self
+    }
+
+    /// The rows made so far (of items closed since the last call), taken out of the fold.
+    pub fn take_rows(&mut self) -> Vec<ItemRow> {
+        std::mem::take(&mut self.rows)
     }
 
     /// Room for `rows` rows made without growing (growth copies every row made so far).
