@@ -632,7 +632,7 @@ pub fn rows_of_segments(
     wanted: RowsWanted,
     progress: impl FnMut(u64),
 ) -> anyhow::Result<(Vec<ItemRow>, u64)> {
-    scan_segments(dir, on_event, wanted, None, progress).map(|(rows, _, next)| (rows, next))
+    scan_segments(dir, on_event, None, wanted, None, progress).map(|(rows, _, next)| (rows, next))
 }
 
 /// The override rates of `query` over the file log's segments, counted by each fold worker as
@@ -645,7 +645,7 @@ pub fn override_rates_of_segments(
 ) -> anyhow::Result<(Vec<projections::analytics::OverrideRow>, u64)> {
     let tally = projections::analytics::OverrideTally::new(&query.by, query.since, query.until);
     let wanted = RowsWanted::for_metric(Metric::OverrideRates);
-    let (_, tally, next) = scan_segments(dir, |_| {}, wanted, Some(tally), |_| {})?;
+    let (_, tally, next) = scan_segments(dir, |_| {}, None, wanted, Some(tally), |_| {})?;
     Ok((tally.map(|tally| tally.rows()).unwrap_or_default(), next))
 }
 
@@ -668,6 +668,7 @@ pub async fn override_rates_of_store(
 fn scan_segments(
     dir: &std::path::Path,
     mut on_event: impl FnMut(EventRow),
+    mut on_rows: Option<&mut dyn FnMut(Vec<ItemRow>)>,
     wanted: RowsWanted,
     tally: Option<projections::analytics::OverrideTally>,
     mut progress: impl FnMut(u64),
@@ -693,6 +694,7 @@ fn scan_segments(
         .map(|metadata| metadata.len())
         .sum::<u64>()
         / 800;
+    let streaming = on_rows.is_some();
     let workers = std::thread::available_parallelism()
         .map_or(2, |cores| cores.get())
         .clamp(1, 16);
@@ -702,13 +704,13 @@ fn scan_segments(
         let mut handles = Vec::new();
         for worker in 0..workers {
             let (batches, inbox) = mpsc::sync_channel::<Arc<Batch>>(4);
-            let (outbox, answers) = mpsc::sync_channel::<anyhow::Result<(Vec<EventRow>, u64)>>(4);
+            let (outbox, answers) = mpsc::sync_channel::<anyhow::Result<Answer>>(4);
             to_workers.push(batches);
             from_workers.push(answers);
             let mut tally = tally.clone();
             handles.push(scope.spawn(move || {
                 let mut scanner = Scanner::new(wanted);
-                if tally.is_none() {
+                if tally.is_none() && !streaming {
                     scanner.fold.reserve(expected_rows as usize);
                 }
                 for batch in inbox {
@@ -717,6 +719,13 @@ fn scan_segments(
                             tally.add(&row);
                         }
                     }
+                    // Streamed: the rows of the items closed by the previous batch go with
+                    // this one's answer.
+                    let closed = if streaming {
+                        scanner.fold.take_rows()
+                    } else {
+                        Vec::new()
+                    };
                     let mut failed = None;
                     for &(start, shard) in &batch.frames {
                         if usize::from(shard) != worker {
@@ -751,7 +760,11 @@ fn scan_segments(
                     }
                     let answer = match failed {
                         Some(error) => Err(error),
-                        None => Ok((scanner.take_events(), batch.next)),
+                        None => Ok(Answer {
+                            events: scanner.take_events(),
+                            closed,
+                            next: batch.next,
+                        }),
                     };
                     if outbox.send(answer).is_err() {
                         break;
@@ -834,14 +847,20 @@ fn scan_segments(
             for answers in &from_workers {
                 match answers.recv() {
                     Ok(answer) => {
-                        let (events, after) = answer?;
-                        rows.extend(events);
-                        next = after;
+                        let answer = answer?;
+                        rows.extend(answer.events);
+                        next = answer.next;
+                        if let Some(on_rows) = &mut on_rows
+                            && !answer.closed.is_empty()
+                        {
+                            on_rows(answer.closed);
+                        }
                     }
                     Err(_) => break 'chunks,
                 }
             }
-            rows.sort_unstable_by_key(|row| row.position);
+            // Each worker's rows are in log order: a stable sort merges the runs in one pass.
+            rows.sort_by_key(|row| row.position);
             for row in rows {
                 on_event(row);
             }
@@ -864,8 +883,40 @@ fn scan_segments(
                 (Some(_), None) => {}
             }
         }
+        if let Some(on_rows) = &mut on_rows {
+            on_rows(std::mem::take(&mut rows));
+        }
         Ok((rows, tally, next))
     })
+}
+
+/// What a fold worker hands back for each batch.
+struct Answer {
+    /// The batch's event rows (when wanted).
+    events: Vec<EventRow>,
+    /// The rows of items closed so far and not yet handed back (when streaming rows).
+    closed: Vec<ItemRow>,
+    /// The position after the batch.
+    next: u64,
+}
+
+/// [`rows_of_store`] with the item rows handed to `on_rows` in batches as items close (and the
+/// unfinished items' at the end) rather than kept: an export writes them as they come. Returns
+/// the position read up to.
+pub async fn stream_rows_of_store(
+    store: &crate::log::Store,
+    on_event: impl FnMut(EventRow),
+    on_rows: &mut dyn FnMut(Vec<ItemRow>),
+    wanted: RowsWanted,
+    progress: impl FnMut(u64),
+) -> anyhow::Result<u64> {
+    if let Some(dir) = store.data_dir() {
+        return scan_segments(dir, on_event, Some(on_rows), wanted, None, progress)
+            .map(|(_, _, next)| next);
+    }
+    let (rows, next) = rows_of_store(store, on_event, wanted, progress).await?;
+    on_rows(rows);
+    Ok(next)
 }
 
 /// Every item's row, from the store named: the file log's segments directly, any other backend

@@ -1233,23 +1233,50 @@ async fn export_parquet(
     );
     let started = std::time::Instant::now();
     let mut events = ledger_tables::EventsWriter::create(&out_dir.join("events.parquet"))?;
-    // The events table is encoded and compressed on a thread of its own, a batch at a time, while
-    // the log is still being read.
-    // Written batches come back emptied, to be filled again (fresh ones cost page faults).
-    let (batches, inbox) =
-        std::sync::mpsc::sync_channel::<Vec<projections::analytics::rows::EventRow>>(2);
+    let mut items = ledger_tables::TableWriter::items(&out_dir.join("items.parquet"))?;
+    let mut verdicts = ledger_tables::TableWriter::verdicts(&out_dir.join("verdicts.parquet"))?;
+    // The three tables are encoded and compressed on a thread of their own, a batch at a time,
+    // while the log is still being read: events as they are read, items as they close (no
+    // table is ever whole in memory).
+    enum Rows {
+        Events(Vec<projections::analytics::rows::EventRow>),
+        Items(Vec<projections::analytics::ItemRow>),
+    }
+    let (batches, inbox) = std::sync::mpsc::sync_channel::<Rows>(2);
+    // Written batches of events come back emptied, to be filled again (fresh ones cost page
+    // faults).
     let (emptied, recycled) = std::sync::mpsc::channel();
-    let writer = std::thread::spawn(move || -> anyhow::Result<u64> {
-        for mut batch in inbox {
-            events.write(&batch)?;
-            batch.clear();
-            let _ = emptied.send(batch);
+    let writer = std::thread::spawn(move || -> anyhow::Result<(u64, u64, u64)> {
+        for batch in inbox {
+            match batch {
+                Rows::Events(mut batch) => {
+                    events.write(&batch)?;
+                    batch.clear();
+                    let _ = emptied.send(batch);
+                }
+                Rows::Items(batch) => {
+                    items.write(&batch)?;
+                    verdicts.write(&batch)?;
+                }
+            }
         }
-        Ok(events.finish()?)
+        Ok((events.finish()?, items.finish()?, verdicts.finish()?))
     });
     let mut batch = Vec::with_capacity(ledger_tables::EVENTS_PER_BATCH);
+    let mut closed = Vec::with_capacity(ledger_tables::ITEMS_PER_BATCH);
     let mut writer_gone = false;
-    let scanned = ledger::analytics::rows_of_store(
+    let batches_for_items = batches.clone();
+    let mut on_rows = |rows: Vec<projections::analytics::ItemRow>| {
+        closed.extend(rows);
+        if closed.len() >= ledger_tables::ITEMS_PER_BATCH {
+            let full = std::mem::replace(
+                &mut closed,
+                Vec::with_capacity(ledger_tables::ITEMS_PER_BATCH),
+            );
+            let _ = batches_for_items.send(Rows::Items(full));
+        }
+    };
+    let scanned = ledger::analytics::stream_rows_of_store(
         store,
         |row| {
             batch.push(row);
@@ -1258,28 +1285,23 @@ async fn export_parquet(
                     .try_recv()
                     .unwrap_or_else(|_| Vec::with_capacity(ledger_tables::EVENTS_PER_BATCH));
                 let full = std::mem::replace(&mut batch, next);
-                writer_gone = batches.send(full).is_err();
+                writer_gone = batches.send(Rows::Events(full)).is_err();
             }
         },
+        &mut on_rows,
         ledger::analytics::RowsWanted::ALL,
         |position| bar.set_position(position),
     )
     .await;
-    if !writer_gone {
-        let _ = batches.send(batch);
-    }
+    let _ = batches.send(Rows::Events(batch));
+    let _ = batches.send(Rows::Items(closed));
     drop(batches);
-    let written = writer.join().expect("the events writer does not panic")?;
-    let (rows, _) = scanned?;
+    drop(batches_for_items);
+    let (written, items, verdicts) = writer.join().expect("the table writer does not panic")?;
+    scanned?;
     bar.finish_and_clear();
-    let mut items = ledger_tables::items_frame(&rows)?;
-    ledger_tables::write_parquet(&out_dir.join("items.parquet"), &mut items)?;
-    let mut verdicts = ledger_tables::verdicts_frame(&rows)?;
-    ledger_tables::write_parquet(&out_dir.join("verdicts.parquet"), &mut verdicts)?;
     eprintln!(
-        "wrote {} items, {written} events and {} verdicts to {} in {:.1} s",
-        items.height(),
-        verdicts.height(),
+        "wrote {items} items, {written} events and {verdicts} verdicts to {} in {:.1} s",
         out_dir.display(),
         started.elapsed().as_secs_f64()
     );
