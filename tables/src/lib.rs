@@ -15,7 +15,7 @@ use projections::item::{ItemStatus, Outcome};
 pub use polars::prelude::{DataFrame, PolarsError};
 
 /// The events written per Parquet row group: bounds the memory of an export, whatever the log's size.
-pub const EVENTS_PER_BATCH: usize = 262_144;
+pub const EVENTS_PER_BATCH: usize = 65_536;
 
 /// Microseconds since the epoch.
 fn micros(at: DateTime<Utc>) -> i64 {
@@ -342,7 +342,7 @@ pub struct TableWriter<R> {
 pub type EventsWriter = TableWriter<EventRow>;
 
 /// The items written per row group of the items and verdicts tables.
-pub const ITEMS_PER_BATCH: usize = 131_072;
+pub const ITEMS_PER_BATCH: usize = 32_768;
 
 impl<R> std::fmt::Debug for TableWriter<R> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
