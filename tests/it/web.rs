@@ -312,3 +312,49 @@ async fn forms_without_the_token_from_another_origin_or_without_a_session_write_
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(item(&app, &id).await["claim"]["reviewer"], "rita");
 }
+
+#[tokio::test]
+async fn an_item_needing_two_approvals_shows_who_approved_so_far() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(format!("{}/v1/items", app.base))
+        .bearer_auth(&app.agent)
+        .json(&json!({
+            "queue": "support", "kind": "contract-clause",
+            "model": {"name": "gpt-x", "version": "1"}, "output": {"clause": "<b>Net 30</b>"},
+            "required_approvals": 2
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let approved = app
+        .client
+        .post(format!("{}/v1/items/{id}/approve", app.base))
+        .bearer_auth(&app.rita)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::OK);
+    let (_, _, set_cookie) = sign_in(&app, &app.admin, None, HeaderMap::new()).await;
+    let page = get_page(&app, &format!("/ui/items/{id}"), &cookie_of(&set_cookie))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<dd id=\"approvals\">1 of 2: rita</dd>"),
+        "{page}"
+    );
+    // The JSON output as a tree, its markup as text.
+    assert!(page.contains("&lt;b&gt;Net 30&lt;/b&gt;"), "{page}");
+    assert!(!page.contains("<b>Net 30</b>"), "{page}");
+    // An admin sees the item, but no decide controls (admins do not review).
+    assert!(!page.contains("id=\"approve-button\""), "{page}");
+}
