@@ -18,12 +18,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use projections::board::QueueQuery;
 use projections::event::RecordedEvent;
 use projections::principal::Role;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
@@ -289,4 +291,94 @@ pub fn render_metrics(state: &AppState, out: &mut String) {
             counter.load(Ordering::Relaxed)
         );
     }
+}
+
+/// `GET /v1/queue/events?queue=…`: the queue's changes as Server-Sent Events, for the principals
+/// who may read the queue (a reviewer, only a queue it is granted).
+pub async fn queue_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<QueueFeedQuery>,
+) -> Result<Response, ApiError> {
+    let queue = super::items::queue_for(&caller, params.queue, false)?;
+    let query = QueueQuery {
+        queue,
+        limit: 200,
+        ..QueueQuery::default()
+    };
+    Ok(queue_changes(state, caller, query).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueFeedQuery {
+    queue: Option<String>,
+}
+
+/// One `queue` event whenever the open items `query` lists change (arrive, are claimed,
+/// decided, escalated away…), carrying only the count of open items and the log position: a
+/// reviewer learns nothing of queues it is not granted. Looks at most four times a second,
+/// however fast the log grows; ends when the caller's principal is revoked.
+pub fn queue_changes(
+    state: AppState,
+    caller: Caller,
+    query: QueueQuery,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    Sse::new(changes_of(state, caller, query)).keep_alive(KeepAlive::default())
+}
+
+fn queue_entries(
+    state: &AppState,
+    query: &QueueQuery,
+) -> Option<Vec<projections::board::QueueEntry>> {
+    state
+        .projector
+        .read()
+        .board
+        .queue(query, state.clock.now())
+        .ok()
+        .map(|page| page.items)
+}
+
+/// What a client of the live feed is told: the open items' ids, statuses and versions.
+fn signature(state: &AppState, query: &QueueQuery) -> Vec<(uuid::Uuid, u64, &'static str)> {
+    queue_entries(state, query)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| (entry.id, entry.version, entry.status.as_str()))
+        .collect()
+}
+
+fn changes_of(
+    state: AppState,
+    caller: Caller,
+    query: QueueQuery,
+) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
+    let changes = state.projector.applied_changes();
+    let last = signature(&state, &query);
+    futures_util::stream::unfold(
+        (state, caller, query, changes, last),
+        |(state, caller, query, mut changes, mut last)| async move {
+            loop {
+                // At most four looks a second, however fast the log grows.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if !caller.still_authenticates(&state) {
+                    return None;
+                }
+                if changes.changed().await.is_err() {
+                    return None;
+                }
+                let now = signature(&state, &query);
+                if now != last {
+                    let data = serde_json::json!({
+                        "open": now.len(),
+                        "position": state.projector.applied(),
+                    });
+                    last = now;
+                    let event = Event::default().event("queue").data(data.to_string());
+                    return Some((Ok(event), (state, caller, query, changes, last)));
+                }
+            }
+        },
+    )
 }

@@ -9,7 +9,7 @@
 //! - [`auth`]: bearer tokens to principals, and role checks.
 //! - [`items`]: submit, read, decide, wait for a decision; the queue.
 //! - [`principals`]: admins add, list and revoke principals.
-//! - [`feed`]: the log as Server-Sent Events.
+//! - [`feed`]: the log as Server-Sent Events, and a queue's changes.
 //! - [`health`]: `/healthz` and `/readyz`, the log's and the projector's state.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - [`openapi`]: `/openapi.json`, the OpenAPI 3.1 document.
@@ -227,6 +227,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         // revisions, withdraw: one handler, documented as one operation each.
         ("/v1/items/{id}/{action}", post(items::act)),
         ("/v1/queue", get(items::queue)),
+        ("/v1/queue/events", get(feed::queue_events)),
         ("/v1/events", get(feed::events)),
         (
             "/v1/analytics/override-rates",

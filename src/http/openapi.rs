@@ -586,6 +586,37 @@ pub fn operations() -> Vec<Operation> {
         },
         Operation {
             method: "get",
+            path: "/v1/queue/events",
+            operation_id: "streamQueueChanges",
+            summary: "A queue's changes as Server-Sent Events: one `queue` event whenever its open items change",
+            access: Access::Bearer("reviewer (its queues), auditor, admin"),
+            parameters: vec![query(
+                "queue",
+                "This queue (default: all for auditors and admins; a reviewer granted several queues must name one)",
+                name(),
+            )],
+            request: None,
+            answers: vec![Answer {
+                status: 200,
+                description: "one `queue` event each time the queue's open items change (at most four a second), with their count and the log position; comments keep the connection alive",
+                content: Content::EventStream(json!({
+                    "type": "object",
+                    "properties": {
+                        "event": {"const": "queue"},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": response_object(json!({"open": count(), "position": count()})),
+                        },
+                    },
+                    "required": ["event", "data"],
+                })),
+                headers: vec![],
+            }],
+            problems: &[400, 401, 403],
+        },
+        Operation {
+            method: "get",
             path: "/v1/events",
             operation_id: "streamEvents",
             summary: "The log as Server-Sent Events: every event after a position, then each new one",

@@ -7,13 +7,11 @@ use crate::http::AppState;
 use crate::http::problem::ApiError;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use projections::board::{QueueEntry, QueueQuery, QueueStatus};
 use projections::principal::Role;
 use serde::Deserialize;
-use std::time::Duration;
 
 /// The page's filters, as its form sends them (blank means any).
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -275,10 +273,8 @@ pub struct LiveParams {
     queue: Option<String>,
 }
 
-/// `GET /ui/live?queue=…`: Server-Sent Events, one `queue` event whenever the open items of the
-/// queue change (arrive, are claimed, decided, escalated away…), carrying only the count of
-/// open items and the log position: a reviewer learns nothing of queues it is not granted. Ends
-/// when the session's principal is revoked.
+/// `GET /ui/live?queue=…`: the queue's changes (`http::feed::queue_changes`, as `GET
+/// /v1/queue/events` sends them) for the page's session.
 pub async fn live(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
@@ -292,52 +288,5 @@ pub async fn live(
         Ok(query) => query,
         Err(error) => return error.into_response(),
     };
-    let caller = session.caller.clone();
-    let stream = async_stream_of(state, caller, query);
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response()
-}
-
-/// What a client of the live feed is told: the open items' ids, statuses and versions.
-fn signature(state: &AppState, query: &QueueQuery) -> Vec<(uuid::Uuid, u64, &'static str)> {
-    entries(state, query)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|entry| (entry.id, entry.version, entry.status.as_str()))
-        .collect()
-}
-
-fn async_stream_of(
-    state: AppState,
-    caller: crate::http::auth::Caller,
-    query: QueueQuery,
-) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
-    let changes = state.projector.applied_changes();
-    let last = signature(&state, &query);
-    futures_util::stream::unfold(
-        (state, caller, query, changes, last),
-        |(state, caller, query, mut changes, mut last)| async move {
-            loop {
-                // At most four looks a second, however fast the log grows.
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                if !caller.still_authenticates(&state) {
-                    return None;
-                }
-                if changes.changed().await.is_err() {
-                    return None;
-                }
-                let now = signature(&state, &query);
-                if now != last {
-                    let data = serde_json::json!({
-                        "open": now.len(),
-                        "position": state.projector.applied(),
-                    });
-                    last = now;
-                    let event = Event::default().event("queue").data(data.to_string());
-                    return Some((Ok(event), (state, caller, query, changes, last)));
-                }
-            }
-        },
-    )
+    crate::http::feed::queue_changes(state, session.caller.clone(), query).into_response()
 }

@@ -358,3 +358,39 @@ async fn an_item_needing_two_approvals_shows_who_approved_so_far() {
     // An admin sees the item, but no decide controls (admins do not review).
     assert!(!page.contains("id=\"approve-button\""), "{page}");
 }
+
+#[tokio::test]
+async fn a_reviewer_follows_its_own_queue_live_and_no_other() {
+    let app = spawn_app().await;
+    let open = |token: &str, queue: &str| {
+        app.client
+            .get(format!("{}/v1/queue/events?queue={queue}", app.base))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(
+        open(&app.rita, "legal").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        open(&app.agent, "support").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let mut feed = open(&app.rita, "support").await.unwrap();
+    assert_eq!(feed.status(), StatusCode::OK);
+    assert_eq!(feed.headers()["content-type"], "text/event-stream");
+    let id = submit_item(&app).await;
+    let mut seen = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while !seen.contains("event: queue") {
+            let chunk = feed.chunk().await.unwrap().expect("the feed stays open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("the new item is announced within 20 s");
+    assert!(seen.contains(r#""open":1"#), "{seen}");
+    // The feed says how many are open and where the log is, never which items: the id of the
+    // item is not in it.
+    assert!(!seen.contains(&id), "{seen}");
+}
