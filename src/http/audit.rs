@@ -30,7 +30,8 @@ fn no_checkpoint() -> ApiError {
     )
 }
 
-fn verifier_key(state: &AppState) -> String {
+/// The key that verifies this ledger's checkpoints (empty when the server has none).
+pub(crate) fn verifier_key(state: &AppState) -> String {
     state
         .checkpoint_verifier
         .as_ref()

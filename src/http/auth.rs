@@ -34,6 +34,18 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be Bearer <token>")
             })?;
+        Caller::of_token(state, token)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
+    }
+}
+
+impl Caller {
+    /// The principal `token` authenticates, if any. Unknown here, it may have been added a
+    /// moment ago through another server of the same store: only a miss pays for catching up (a
+    /// look at the store's head); while the store cannot be asked, the answer is 503, not a
+    /// refusal the client would take as final.
+    pub async fn of_token(state: &AppState, token: &str) -> Result<Option<Caller>, ApiError> {
         let hash = token_hash(token);
         let known = |state: &AppState| {
             state
@@ -44,19 +56,12 @@ impl FromRequestParts<AppState> for Caller {
                 .cloned()
         };
         if let Some(principal) = known(state) {
-            return Ok(Caller(principal));
+            return Ok(Some(Caller(principal)));
         }
-        // Unknown here: it may have been added a moment ago through another server of the same
-        // store. Only a miss pays for catching up (a look at the store's head); while the store
-        // cannot be asked, the answer is 503, not a 401 the client would take as final.
         state.caught_up().await?;
-        known(state)
-            .map(Caller)
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
+        Ok(known(state).map(Caller))
     }
-}
 
-impl Caller {
     pub fn name(&self) -> &str {
         &self.0.name
     }

@@ -327,23 +327,22 @@ pub fn queue_changes(
     Sse::new(changes_of(state, caller, query)).keep_alive(KeepAlive::default())
 }
 
-fn queue_entries(
-    state: &AppState,
-    query: &QueueQuery,
-) -> Option<Vec<projections::board::QueueEntry>> {
+/// The first page of the queue `query` asks for, as of now (the web page's table, and what the
+/// feed compares). A query without a cursor cannot be refused, so this never fails.
+pub fn queue_entries(state: &AppState, query: &QueueQuery) -> Vec<projections::board::QueueEntry> {
+    debug_assert!(query.cursor.is_none(), "a first page");
     state
         .projector
         .read()
         .board
         .queue(query, state.clock.now())
-        .ok()
         .map(|page| page.items)
+        .unwrap_or_default()
 }
 
 /// What a client of the live feed is told: the open items' ids, statuses and versions.
 fn signature(state: &AppState, query: &QueueQuery) -> Vec<(uuid::Uuid, u64, &'static str)> {
     queue_entries(state, query)
-        .unwrap_or_default()
         .into_iter()
         .map(|entry| (entry.id, entry.version, entry.status.as_str()))
         .collect()

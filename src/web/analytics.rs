@@ -65,23 +65,11 @@ pub async fn page(
     let accuracy = crate::http::analytics::accuracy_answer(&state);
     let slice_bars: Vec<Bar> = slices
         .iter()
-        .map(|row| Bar {
-            label: row.keys.join(" · "),
-            value: row.override_rate,
-            low: row.override_rate_low,
-            high: row.override_rate_high,
-            sample: row.decided,
-        })
+        .map(|row| Bar::of(row, row.keys.join(" · ")))
         .collect();
     let week_points: Vec<Bar> = weeks
         .iter()
-        .map(|row| Bar {
-            label: row.keys.join(""),
-            value: row.override_rate,
-            low: row.override_rate_low,
-            high: row.override_rate_high,
-            sample: row.decided,
-        })
+        .map(|row| Bar::of(row, row.keys.join("")))
         .collect();
     let buckets: Vec<Bar> = calibration
         .buckets

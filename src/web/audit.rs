@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::html;
+use projections::audit::StoredCheckpoint;
 use projections::event::RecordedEvent;
 use projections::merkle::{leaf_hash, verify_inclusion};
 use projections::principal::Role;
@@ -37,24 +38,31 @@ pub type SignedRoot = Result<Option<(u64, [u8; 32])>, String>;
 
 /// The latest checkpoint's signed tree size and root, once its signature verified with the
 /// server's key; or why not.
-fn signed_root(state: &AppState) -> SignedRoot {
-    let models = state.projector.read();
-    let Some(latest) = models.audit.latest() else {
+fn signed_root(latest: Option<&StoredCheckpoint>, verifier: Option<&Verifier>) -> SignedRoot {
+    let Some(latest) = latest else {
         return Ok(None);
     };
-    let verifier: &Verifier = state
-        .checkpoint_verifier
-        .as_ref()
-        .ok_or("this server has no checkpoint key to verify with")?;
+    let verifier = verifier.ok_or("this server has no checkpoint key to verify with")?;
     let opened = verifier.open_stored(&latest.checkpoint)?;
     Ok(Some((opened.tree_size, opened.root)))
 }
 
-/// Each event's mark: its hash recomputed from its canonical bytes, and its inclusion proof (in
-/// the tree the projector rebuilt from the log) checked against the signed root.
-pub fn marks(state: &AppState, events: &[RecordedEvent]) -> (SignedRoot, Vec<Mark>) {
-    let signed = signed_root(state);
+/// A record's events checked against the latest checkpoint, all as of one look at the read
+/// models (a checkpoint signed meanwhile changes none of it).
+#[derive(Debug)]
+pub struct Checked {
+    /// The checkpoint the marks are against.
+    pub latest: Option<StoredCheckpoint>,
+    pub signed: SignedRoot,
+    /// Each event's mark: its hash recomputed from its canonical bytes, and its inclusion proof
+    /// (in the tree the projector rebuilt from the log) checked against the signed root.
+    pub marks: Vec<Mark>,
+}
+
+pub fn check(state: &AppState, events: &[RecordedEvent]) -> Checked {
     let models = state.projector.read();
+    let latest = models.audit.latest();
+    let signed = signed_root(latest, state.checkpoint_verifier.as_ref());
     let marks = events
         .iter()
         .map(|event| {
@@ -65,7 +73,9 @@ pub fn marks(state: &AppState, events: &[RecordedEvent]) -> (SignedRoot, Vec<Mar
             let (size, root) = match &signed {
                 Ok(Some(signed)) => *signed,
                 Ok(None) => return Mark::Pending,
-                Err(reason) => return Mark::Failed(format!("the checkpoint does not verify: {reason}")),
+                Err(reason) => {
+                    return Mark::Failed(format!("the checkpoint does not verify: {reason}"));
+                }
             };
             if event.position >= size {
                 return Mark::Pending;
@@ -82,7 +92,11 @@ pub fn marks(state: &AppState, events: &[RecordedEvent]) -> (SignedRoot, Vec<Mar
             }
         })
         .collect();
-    (signed, marks)
+    Checked {
+        latest: latest.cloned(),
+        signed,
+        marks,
+    }
 }
 
 fn may_audit(session: &Session, submitted_by: &str) -> Result<(), ApiError> {
@@ -136,14 +150,17 @@ pub async fn record(
         Ok(found) => found,
         Err(page) => return page,
     };
-    let (signed, marks) = marks(&state, &events);
+    let Checked {
+        latest,
+        signed,
+        marks,
+    } = check(&state, &events);
     let summary = crate::audit::record::DecisionSummary::of(&events);
     let verified = marks.iter().filter(|mark| **mark == Mark::Verified).count();
     let failed = marks
         .iter()
         .filter(|mark| matches!(mark, Mark::Failed(_)))
         .count();
-    let latest = state.projector.read().audit.latest().cloned();
     let content = html! {
         @if failed > 0 {
             p.verdict.bad #verdict role="alert" { "NOT VERIFIED: " (failed) " of " (events.len()) " events do not match what was signed. This record was altered." }
@@ -221,11 +238,7 @@ pub async fn bundle(
         Ok(found) => found,
         Err(page) => return page,
     };
-    let key = state
-        .checkpoint_verifier
-        .as_ref()
-        .map(|verifier| verifier.key().to_owned())
-        .unwrap_or_default();
+    let key = crate::http::audit::verifier_key(&state);
     let made = {
         let models = state.projector.read();
         crate::audit::bundle::of_item(&events, &models.audit, &key)

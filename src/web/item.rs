@@ -413,24 +413,21 @@ async fn preview(
         Ok(item) => item,
         Err(error) => return api_error_page(Some(session), &error),
     };
-    if let Err(error) = session
+    let output = match session
         .caller
         .require(&[Role::Reviewer], "edit items")
-        .and_then(|()| output_of(form).map(drop))
+        .and_then(|()| output_of(form))
     {
-        return refused(state, session, id, &error).await;
-    }
+        Ok(output) => output,
+        Err(error) => return refused(state, session, id, &error).await,
+    };
     let text = form
         .get("output")
         .map(|text| text.replace("\r\n", "\n"))
         .unwrap_or_default();
+    // Both sides as the editor shows an output: text as itself, JSON pretty-printed.
     let (before, _) = editable(item.output.as_str());
-    let after = match form.get("format").map(String::as_str) {
-        Some("json") => serde_json::from_str::<serde_json::Value>(&text)
-            .map(|value| serde_json::to_string_pretty(&value).unwrap_or_default())
-            .unwrap_or(text.clone()),
-        _ => text.clone(),
-    };
+    let (after, _) = editable(output.get());
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
     let base = format!("/ui/items/{id}");
     let content = html! {

@@ -244,9 +244,7 @@ impl FromRequestParts<AppState> for SignedIn {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        if let Some(value) = session::cookie_value(&parts.headers)
-            && let Some(session) = state.sessions.verify(state, value).await
-        {
+        if let Some(session) = state.sessions.of_request(state, &parts.headers).await {
             return Ok(SignedIn(session));
         }
         if parts.method != axum::http::Method::GET {
@@ -365,11 +363,7 @@ fn home_of(role: Role) -> &'static str {
 }
 
 async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match session::cookie_value(&headers) {
-        Some(value) => state.sessions.verify(&state, value).await,
-        None => None,
-    };
-    match session {
+    match state.sessions.of_request(&state, &headers).await {
         Some(session) => Redirect::to(home_of(session.caller.role())).into_response(),
         None => Redirect::to("/ui/sign-in").into_response(),
     }
@@ -427,20 +421,14 @@ async fn sign_in(
         );
     }
     let token = form.get("token").map(|t| t.trim()).unwrap_or("");
-    let hash = projections::principal::token_hash(token);
-    let find = |state: &AppState| {
-        state
-            .projector
-            .read()
-            .principals
-            .shared_by_token_hash(&hash)
-            .cloned()
+    let known = match token {
+        "" => None,
+        token => match crate::http::auth::Caller::of_token(&state, token).await {
+            Ok(known) => known,
+            Err(error) => return api_error_page(None, &error),
+        },
     };
-    let mut principal = find(&state);
-    if principal.is_none() && !token.is_empty() && state.caught_up().await.is_ok() {
-        principal = find(&state);
-    }
-    let Some(principal) = principal.filter(|_| !token.is_empty()) else {
+    let Some(crate::http::auth::Caller(principal)) = known else {
         return html_response(
             StatusCode::UNAUTHORIZED,
             layout(

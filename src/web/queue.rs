@@ -4,6 +4,7 @@
 use super::render::{countdown, time};
 use super::{Nav, SignedIn, api_error_page, html_response, layout};
 use crate::http::AppState;
+use crate::http::feed::queue_entries;
 use crate::http::problem::ApiError;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -103,16 +104,6 @@ fn rows_markup(entries: &[QueueEntry], now: chrono::DateTime<chrono::Utc>, me: &
     }
 }
 
-fn entries(state: &AppState, query: &QueueQuery) -> Result<Vec<QueueEntry>, ApiError> {
-    let page = state
-        .projector
-        .read()
-        .board
-        .queue(query, state.clock.now())
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    Ok(page.items)
-}
-
 /// `GET /ui/queue`.
 pub async fn page(
     State(state): State<AppState>,
@@ -129,10 +120,7 @@ pub async fn page(
     if let Err(error) = state.caught_up().await {
         return api_error_page(Some(&session), &ApiError::from(error));
     }
-    let entries = match entries(&state, &query) {
-        Ok(entries) => entries,
-        Err(error) => return api_error_page(Some(&session), &error),
-    };
+    let entries = queue_entries(&state, &query);
     let now = state.clock.now();
     let caller = &session.caller;
     let queues: Vec<String> = if caller.role() == Role::Reviewer {
@@ -259,13 +247,14 @@ pub async fn rows(
     if let Err(error) = state.caught_up().await {
         return ApiError::from(error).into_response();
     }
-    match entries(&state, &query) {
-        Ok(entries) => html_response(
-            StatusCode::OK,
-            rows_markup(&entries, state.clock.now(), session.caller.name()),
+    html_response(
+        StatusCode::OK,
+        rows_markup(
+            &queue_entries(&state, &query),
+            state.clock.now(),
+            session.caller.name(),
         ),
-        Err(error) => error.into_response(),
-    }
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -71,21 +71,17 @@ pub fn markdown(source: &str) -> Markup {
             || lower.starts_with("mailto:")
             || !lower.contains(':')
     };
-    let mut image_depth = 0usize;
     let events = Parser::new_ext(
         source,
         Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
     )
-    .filter_map(move |event| match event {
+    .filter_map(|event| match event {
         Event::Html(text) | Event::InlineHtml(text) => Some(Event::Text(text)),
+        // An image's alt text stays, as text; its address is shown, never fetched.
         Event::Start(Tag::Image { dest_url, .. }) => {
-            image_depth += 1;
             Some(Event::Text(CowStr::from(format!("[image: {dest_url}] "))))
         }
-        Event::End(TagEnd::Image) => {
-            image_depth = image_depth.saturating_sub(1);
-            None
-        }
+        Event::End(TagEnd::Image) => None,
         Event::Start(Tag::Link {
             link_type,
             dest_url,
@@ -209,6 +205,19 @@ pub struct Bar {
     pub low: f64,
     pub high: f64,
     pub sample: u64,
+}
+
+impl Bar {
+    /// A slice's override rate and its interval, labelled `label`.
+    pub fn of(row: &projections::analytics::OverrideRow, label: String) -> Bar {
+        Bar {
+            label,
+            value: row.override_rate,
+            low: row.override_rate_low,
+            high: row.override_rate_high,
+            sample: row.decided,
+        }
+    }
 }
 
 /// Horizontal bars with interval whiskers, on a 0–100% axis.

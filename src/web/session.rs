@@ -162,6 +162,15 @@ impl Sessions {
         })
     }
 
+    /// The session a request's cookie opens, if any.
+    pub async fn of_request(
+        &self,
+        state: &AppState,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<Session> {
+        self.verify(state, cookie_value(headers)?).await
+    }
+
     /// Remembers that `session` signed out: its cookie no longer opens a session here.
     pub fn sign_out(&self, session: &Session) {
         let now = chrono::Utc::now().timestamp();

@@ -622,29 +622,15 @@ fn standalone_verify(file: &std::path::Path, key: Option<&str>) -> (i32, String)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_ledgers_code() {
-    use tokio::io::AsyncBufReadExt;
     ledger::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_arg = data.display().to_string();
     // The ledger as the README runs it, signing a checkpoint at least every 200 ms.
-    let mut child = tokio::process::Command::new(crate::support::ledger_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_arg])
-        .args(["--checkpoint-interval", "200ms"])
-        .env("LEDGER_ADMIN_TOKEN", "admin-token")
-        .env("LEDGER_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next_line().await.unwrap().expect("the server starts");
-        if let Some(address) = line.strip_prefix("listening on ") {
-            break address.to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let served =
+        crate::support::serve_binary(&data, &["--checkpoint-interval", "200ms"], "admin-token")
+            .await;
+    let base = served.base.clone();
     let client = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
         let mut request = client
@@ -833,7 +819,7 @@ async fn an_auditor_verifies_a_served_record_and_an_exported_bundle_without_the_
         .0,
         1
     );
-    child.kill().await.unwrap();
+    served.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,11 +6,11 @@
 //! `scripts/browser-env.sh` (run from here, as the test command does) installs Chromium and the
 //! two npm packages if they are missing.
 
+use crate::support::serve_binary;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::AsyncBufReadExt;
 
 const ADMIN_TOKEN: &str = "admin-token-for-the-browser-tests";
 
@@ -34,41 +34,6 @@ fn browser_env() {
             String::from_utf8_lossy(&output.stderr)
         );
     });
-}
-
-/// A `ledger serve` child on a random port; killed when dropped.
-struct Server {
-    child: tokio::process::Child,
-    base: String,
-}
-
-async fn serve(data: &Path, extra: &[&str]) -> Server {
-    let mut child = tokio::process::Command::new(crate::support::ledger_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .env("LEDGER_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("LEDGER_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next_line().await.unwrap().expect("the server starts");
-        if let Some(address) = line.strip_prefix("listening on ") {
-            break address.to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { child, base }
-}
-
-impl Server {
-    async fn stop(mut self) {
-        self.child.kill().await.unwrap();
-        self.child.wait().await.unwrap();
-    }
 }
 
 struct Api {
@@ -153,7 +118,7 @@ async fn reviewers_auditors_analysts_and_admins_work_the_web_page_in_chromium() 
     ledger::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = serve(&data, &["--checkpoint-interval", "200ms"]).await;
+    let server = serve_binary(&data, &["--checkpoint-interval", "200ms"], ADMIN_TOKEN).await;
     let api = Api {
         client: reqwest::Client::new(),
         base: server.base.clone(),
@@ -316,7 +281,12 @@ async fn reviewers_auditors_analysts_and_admins_work_the_web_page_in_chromium() 
     .await
     .unwrap();
     // No new checkpoint while the auditor looks: the rewritten log is not signed again.
-    let server = serve(tampered.path(), &["--checkpoint-interval", "1440m"]).await;
+    let server = serve_binary(
+        tampered.path(),
+        &["--checkpoint-interval", "1440m"],
+        ADMIN_TOKEN,
+    )
+    .await;
     let mut config = config;
     config["base"] = server.base.clone().into();
     run_scenarios("tampered", &config).await;

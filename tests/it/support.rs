@@ -175,3 +175,43 @@ fn ledger_command<S: AsRef<std::ffi::OsStr>>(
         .output()
         .expect("running the ledger binary")
 }
+
+/// `ledger serve` (the real binary) on a random loopback port over the data directory `data`,
+/// with the first admin's token `admin_token` and the extra arguments `extra`; killed when
+/// dropped.
+pub struct ServedBinary {
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`, as the server printed it.
+    pub base: String,
+}
+
+pub async fn serve_binary(data: &Path, extra: &[&str], admin_token: &str) -> ServedBinary {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(ledger_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .env("LEDGER_ADMIN_TOKEN", admin_token)
+        .env("LEDGER_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next_line().await.unwrap().expect("the server starts");
+        if let Some(address) = line.strip_prefix("listening on ") {
+            break address.to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    ServedBinary { child, base }
+}
+
+impl ServedBinary {
+    /// Kills the server and waits for it to be gone (its data directory unlocked).
+    pub async fn stop(mut self) {
+        self.child.kill().await.unwrap();
+        self.child.wait().await.unwrap();
+    }
+}
