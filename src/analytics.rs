@@ -547,9 +547,42 @@ impl Scanner {
         });
     }
 
-    /// The event rows made since the last call.
+    /// [`Scanner::visit`] for a scanner of decisions only, from a stored record's payload: only
+    /// its stream, type and data are read, and of a submission's data only what a decision's row
+    /// holds ([`projections::analytics::rows::decision_event_of_json`]).
+    fn visit_decision(&mut self, payload: &[u8]) -> Result<(), &'static str> {
+        use projections::event::{data_of_payload, stream_of_payload, type_of_payload};
+        let (Some(stream), Some(event_type), Some(data)) = (
+            stream_of_payload(payload),
+            type_of_payload(payload),
+            data_of_payload(payload),
+        ) else {
+            return Err("the payload is truncated or of another format");
+        };
+        let (Ok(stream), Ok(event_type)) =
+            (std::str::from_utf8(stream), std::str::from_utf8(event_type))
+        else {
+            return Err("its stream or type is not UTF-8");
+        };
+        if let Some(item_id) = item_of_stream(stream)
+            && let Ok(event) =
+                projections::analytics::rows::decision_event_of_json(event_type, data)
+        {
+            self.fold.apply(item_id, &event);
+        }
+        Ok(())
+    }
+
+    /// The event rows made since the last call; the next batch's start with as much room (rows
+    /// are large, and growing copies them).
     fn take_events(&mut self) -> Vec<EventRow> {
-        self.events.as_mut().map(std::mem::take).unwrap_or_default()
+        self.events
+            .as_mut()
+            .map(|events| {
+                let room = events.len();
+                std::mem::replace(events, Vec::with_capacity(room))
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -713,6 +746,9 @@ fn scan_segments(
                 if tally.is_none() && !streaming {
                     scanner.fold.reserve(expected_rows as usize);
                 }
+                scanner
+                    .fold
+                    .reserve_closed(expected_rows as usize / workers);
                 for batch in inbox {
                     if let Some(tally) = &mut tally {
                         for row in scanner.fold.take_rows() {
@@ -738,6 +774,16 @@ fn scan_segments(
                         if projections::event::type_of_payload(frame.payload)
                             .is_some_and(|event_type| scanner.passes_over(event_type))
                         {
+                            continue;
+                        }
+                        if scanner.decisions_only {
+                            if let Err(reason) = scanner.visit_decision(frame.payload) {
+                                failed = Some(anyhow::anyhow!(
+                                    "the record at position {} is damaged: {reason} (see `ledger verify`)",
+                                    frame.position
+                                ));
+                                break;
+                            }
                             continue;
                         }
                         match frame.fields() {
@@ -842,13 +888,16 @@ fn scan_segments(
         });
         // Each chunk's event rows from every worker, merged in log order.
         let mut next = 0;
+        let mut runs = Vec::with_capacity(workers);
         'chunks: loop {
-            let mut rows = Vec::new();
+            runs.clear();
             for answers in &from_workers {
                 match answers.recv() {
                     Ok(answer) => {
                         let answer = answer?;
-                        rows.extend(answer.events);
+                        if !answer.events.is_empty() {
+                            runs.push(answer.events.into_iter().peekable());
+                        }
                         next = answer.next;
                         if let Some(on_rows) = &mut on_rows
                             && !answer.closed.is_empty()
@@ -859,10 +908,17 @@ fn scan_segments(
                     Err(_) => break 'chunks,
                 }
             }
-            // Each worker's rows are in log order: a stable sort merges the runs in one pass.
-            rows.sort_by_key(|row| row.position);
-            for row in rows {
-                on_event(row);
+            // Each worker's rows are in log order: merged by taking the lowest position at the
+            // head of a run, each row moved once (rows are large; gathering and sorting them
+            // moved each several times).
+            loop {
+                let lowest = runs
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(run, rows)| rows.peek().map(|row| (row.position, run)))
+                    .min();
+                let Some((_, run)) = lowest else { break };
+                on_event(runs[run].next().expect("the run has a head"));
             }
             progress(next);
         }

@@ -287,6 +287,20 @@ pub fn type_of_payload(payload: &[u8]) -> Option<&[u8]> {
     payload.get(at + 2..at + 2 + len)
 }
 
+/// The event data's bytes of a canonical payload (not checked as UTF-8), found without parsing
+/// the other fields; `None` if the payload is too short, of another format, or does not end with
+/// the data.
+pub fn data_of_payload(payload: &[u8]) -> Option<&[u8]> {
+    let type_at = 19 + stream_of_payload(payload)?.len() + 8;
+    let type_len = u16::from_be_bytes(payload.get(type_at..type_at + 2)?.try_into().ok()?);
+    let actor_at = type_at + 2 + usize::from(type_len) + 4 + 8;
+    let actor_len = u16::from_be_bytes(payload.get(actor_at..actor_at + 2)?.try_into().ok()?);
+    let data_len_at = actor_at + 2 + usize::from(actor_len) + 16 + 16 + 32;
+    let data_len = u32::from_be_bytes(payload.get(data_len_at..data_len_at + 4)?.try_into().ok()?);
+    let data = payload.get(data_len_at + 4..)?;
+    (data.len() == data_len as usize).then_some(data)
+}
+
 /// Parses a canonical payload, borrowing its text fields.
 pub fn decode_payload(payload: &[u8]) -> Result<PayloadFields<'_>, PayloadError> {
     let mut reader = Reader { rest: payload };
@@ -386,6 +400,14 @@ mod tests {
         let fields = decode_payload(&bytes).unwrap();
         let back = fields.to_recorded(7, ZERO_HASH);
         assert_eq!(back, event);
+        // The fields a reader can pick out without parsing the rest.
+        assert_eq!(stream_of_payload(&bytes), Some(event.stream.as_bytes()));
+        assert_eq!(type_of_payload(&bytes), Some(event.event_type.as_bytes()));
+        assert_eq!(data_of_payload(&bytes), Some(event.data.as_bytes()));
+        assert_eq!(data_of_payload(&bytes[..bytes.len() - 1]), None);
+        let mut longer = bytes.clone();
+        longer.push(b'}');
+        assert_eq!(data_of_payload(&longer), None);
     }
 
     #[test]

@@ -941,7 +941,18 @@ macro_rules! item_events {
             /// [`ItemEvent::from_type_and_data`] straight from the stored JSON text, with no `Value` tree in between
             /// (what the shell decodes every stored item event with: the read models apply one per write).
             pub fn from_type_and_json(event_type: &str, json: &str) -> Result<ItemEvent, EventDecodingError> {
-                let mut deserializer = serde_json::Deserializer::from_str(json);
+                Self::from_type_and_reader(event_type, serde_json::de::StrRead::new(json))
+            }
+
+            /// [`ItemEvent::from_type_and_json`] from bytes not yet checked as UTF-8: serde_json checks each
+            /// string it reads, and only skims what it passes over (a reader that wants a few fields of large
+            /// events, as analytics does, saves checking the rest).
+            pub fn from_type_and_slice(event_type: &str, json: &[u8]) -> Result<ItemEvent, EventDecodingError> {
+                Self::from_type_and_reader(event_type, serde_json::de::SliceRead::new(json))
+            }
+
+            fn from_type_and_reader<'de, R: serde_json::de::Read<'de>>(event_type: &str, json: R) -> Result<ItemEvent, EventDecodingError> {
+                let mut deserializer = serde_json::Deserializer::new(json);
                 let event = Self::from_type_and_deserializer(event_type, &mut deserializer)?;
                 // Only whitespace may follow the value, as with `serde_json::from_str`.
                 deserializer.end().map_err(|source| EventDecodingError::MalformedData {

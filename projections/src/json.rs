@@ -244,10 +244,45 @@ impl Serialize for JsonText {
 /// The stored text exactly as it is: an event's output is the text its output hash covers, so it
 /// is neither parsed into a tree nor compacted again. (Events written before outputs were kept
 /// as sent hold serde_json's compact text with sorted keys, which is what they hashed.)
+/// Read as serde_json reads a `Box<RawValue>` (the value's exact text, under serde_json's
+/// private token), but straight into the `Arc<str>`: through a `Box<RawValue>` every output and
+/// context read from the log was allocated and copied twice.
 impl<'de> Deserialize<'de> for JsonText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = Box::<RawValue>::deserialize(deserializer)?;
-        Ok(JsonText(raw.get().into()))
+        use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+        struct Raw;
+        impl<'de> Visitor<'de> for Raw {
+            type Value = JsonText;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("any valid JSON value")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<JsonText, M::Error> {
+                if map.next_key::<IgnoredAny>()?.is_none() {
+                    return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
+                }
+                map.next_value_seed(Text)
+            }
+        }
+        struct Text;
+        impl<'de> DeserializeSeed<'de> for Text {
+            type Value = JsonText;
+            fn deserialize<D: Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<JsonText, D::Error> {
+                deserializer.deserialize_str(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Text {
+            type Value = JsonText;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("the text of a JSON value")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<JsonText, E> {
+                Ok(JsonText(text.into()))
+            }
+        }
+        deserializer.deserialize_newtype_struct(RAW_VALUE_TOKEN, Raw)
     }
 }
 
@@ -297,6 +332,20 @@ mod tests {
         let back: JsonText = serde_json::from_str(text.as_str()).unwrap();
         assert_eq!(back, text);
         assert_eq!(text.as_str(), r#"{"a":{"z":"ü"},"b":[1,2.5,null]}"#);
+        // Read back as the exact text, inside a document, from text, from a reader and from a
+        // `Value`; and refused where the document has no value.
+        #[derive(Deserialize)]
+        struct Held {
+            held: JsonText,
+        }
+        let document = r#"{"held": {"b":[1, 2.50],"a":"\u00fc"}}"#;
+        let held: Held = serde_json::from_str(document).unwrap();
+        assert_eq!(held.held.as_str(), r#"{"b":[1, 2.50],"a":"\u00fc"}"#);
+        let held: Held = serde_json::from_reader(document.as_bytes()).unwrap();
+        assert_eq!(held.held.as_str(), r#"{"b":[1, 2.50],"a":"\u00fc"}"#);
+        let held: Held = serde_json::from_value(serde_json::json!({"held": value})).unwrap();
+        assert_eq!(held.held, text);
+        assert!(serde_json::from_str::<Held>(r#"{"held": }"#).is_err());
     }
 
     #[test]
