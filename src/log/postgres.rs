@@ -718,14 +718,22 @@ impl Inner {
         let notify_parameters: [&(dyn ToSql + Sync); 2] = [&CHANNEL, &notice];
         // Sent together with the `COMMIT`, run in order, in one round trip while the head lock
         // is held. If a statement fails, the server aborts the transaction and the `COMMIT`
-        // rolls it back; the first error is what is answered.
-        tokio::try_join!(
+        // rolls it back. Every answer is awaited and the first error in the statements' order
+        // is the one answered: the later statements fail too ("current transaction is
+        // aborted", which `classify` takes for a store not as expected), and `try_join!` could
+        // see one of those first (tokio's joins rotate which future they poll first), hiding a
+        // unique violation that a retry would answer.
+        let (inserted, moved, notified, committed) = tokio::join!(
             transaction.execute(&insert_events, &event_parameters),
             transaction.execute(&move_head, &head_parameters),
             transaction.execute(&notify, &notify_parameters),
             transaction.batch_execute("COMMIT"),
-        )
-        .map_err(classify)?;
+        );
+        inserted
+            .and(moved)
+            .and(notified)
+            .and(committed)
+            .map_err(classify)?;
         guard.finished();
         Ok((results, Some(next_position), written))
     }
