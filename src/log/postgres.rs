@@ -354,6 +354,9 @@ fn classify(error: tokio_postgres::Error) -> LogError {
         || text.starts_with("53") // insufficient resources: too many connections, disk full
         || text.starts_with("57") // shutdown, cannot connect now, query canceled (timeout)
         || text == "55P03" // lock not available
+        // A statement after a failed one in a pipelined transaction: the transaction was
+        // aborted, so nothing of it is stored (the cause is the earlier statement's error).
+        || text == "25P02"
         // A unique or foreign key violation: another writer got there first despite the head
         // lock (it cannot, but the database refusing is the point). Nothing was stored; a retry
         // reads the new state and answers `Conflict` or the stored result.
