@@ -550,13 +550,10 @@ impl Scanner {
     /// [`Scanner::visit`] for a scanner of decisions only, from a stored record's payload: only
     /// its stream, type and data are read, and of a submission's data only what a decision's row
     /// holds ([`projections::analytics::rows::decision_event_of_json`]).
-    fn visit_decision(&mut self, payload: &[u8]) -> Result<(), &'static str> {
-        use projections::event::{data_of_payload, stream_of_payload, type_of_payload};
-        let (Some(stream), Some(event_type), Some(data)) = (
-            stream_of_payload(payload),
-            type_of_payload(payload),
-            data_of_payload(payload),
-        ) else {
+    fn visit_decision(&mut self, payload: &[u8], event_type: &[u8]) -> Result<(), &'static str> {
+        use projections::event::{data_of_payload, stream_of_payload};
+        let (Some(stream), Some(data)) = (stream_of_payload(payload), data_of_payload(payload))
+        else {
             return Err("the payload is truncated or of another format");
         };
         let (Ok(stream), Ok(event_type)) =
@@ -641,11 +638,9 @@ impl Drop for Batch {
 /// order (FNV-1a of the stream name's last 16 bytes, which tell item streams apart by their
 /// ids' random part; the reader deals records without parsing them).
 fn shard_of(stream: &[u8], workers: usize) -> u16 {
-    let hash = stream[stream.len().saturating_sub(16)..]
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    let tail = &stream[stream.len().saturating_sub(16)..];
+    let hash =
+        projections::analytics::fnv1a(projections::analytics::FNV1A_START, tail.iter().copied());
     (hash % workers as u64) as u16
 }
 
@@ -771,13 +766,17 @@ fn scan_segments(
                             unreachable!("the reader deals whole frames");
                         };
                         // Passed over before the rest of the record is even read.
-                        if projections::event::type_of_payload(frame.payload)
-                            .is_some_and(|event_type| scanner.passes_over(event_type))
-                        {
+                        let event_type = projections::event::type_of_payload(frame.payload);
+                        if event_type.is_some_and(|event_type| scanner.passes_over(event_type)) {
                             continue;
                         }
                         if scanner.decisions_only {
-                            if let Err(reason) = scanner.visit_decision(frame.payload) {
+                            let visited = event_type
+                                .ok_or("the payload is truncated or of another format")
+                                .and_then(|event_type| {
+                                    scanner.visit_decision(frame.payload, event_type)
+                                });
+                            if let Err(reason) = visited {
                                 failed = Some(anyhow::anyhow!(
                                     "the record at position {} is damaged: {reason} (see `ledger verify`)",
                                     frame.position

@@ -244,6 +244,7 @@ impl Serialize for JsonText {
 /// The stored text exactly as it is: an event's output is the text its output hash covers, so it
 /// is neither parsed into a tree nor compacted again. (Events written before outputs were kept
 /// as sent hold serde_json's compact text with sorted keys, which is what they hashed.)
+///
 /// Read as serde_json reads a `Box<RawValue>` (the value's exact text, under serde_json's
 /// private token), but straight into the `Arc<str>`: through a `Box<RawValue>` every output and
 /// context read from the log was allocated and copied twice.

@@ -86,14 +86,23 @@ fn csrf_in(page: &str) -> String {
 }
 
 async fn submit_item(app: &App) -> String {
+    submit(
+        app,
+        json!({
+            "queue": "support", "kind": "customer-reply",
+            "model": {"name": "gpt-x", "version": "1"}, "output": "Hello"
+        }),
+    )
+    .await
+}
+
+/// Submits `submission` as the agent; its item's id.
+async fn submit(app: &App, submission: serde_json::Value) -> String {
     let response = app
         .client
         .post(format!("{}/v1/items", app.base))
         .bearer_auth(&app.agent)
-        .json(&json!({
-            "queue": "support", "kind": "customer-reply",
-            "model": {"name": "gpt-x", "version": "1"}, "output": "Hello"
-        }))
+        .json(&submission)
         .send()
         .await
         .unwrap();
@@ -316,23 +325,15 @@ async fn forms_without_the_token_from_another_origin_or_without_a_session_write_
 #[tokio::test]
 async fn an_item_needing_two_approvals_shows_who_approved_so_far() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .post(format!("{}/v1/items", app.base))
-        .bearer_auth(&app.agent)
-        .json(&json!({
+    let id = submit(
+        &app,
+        json!({
             "queue": "support", "kind": "contract-clause",
             "model": {"name": "gpt-x", "version": "1"}, "output": {"clause": "<b>Net 30</b>"},
             "required_approvals": 2
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        }),
+    )
+    .await;
     let approved = app
         .client
         .post(format!("{}/v1/items/{id}/approve", app.base))

@@ -231,6 +231,17 @@ pub fn override_rates<'a>(
     tally.rows()
 }
 
+/// Where an FNV-1a hash starts (its offset basis).
+pub const FNV1A_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a from `hash` on over `bytes`: a hash of a few bytes, cheap, for tables and shards this
+/// process alone keys (no key comes from a client who could aim at collisions).
+pub fn fnv1a(hash: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(hash, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// One slice's outcome counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct OutcomeCounts {
@@ -310,11 +321,9 @@ impl OverrideTally {
     }
 
     fn count(&mut self, keys: &[Cow<'_, str>], counts: OutcomeCounts) {
-        // FNV-1a over the keys, each ended by a byte no name holds.
-        let hash = keys.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, key| {
-            key.bytes().chain([0xff]).fold(hash, |hash, byte| {
-                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-            })
+        // Over the keys, each ended by a byte no name holds.
+        let hash = keys.iter().fold(FNV1A_START, |hash, key| {
+            fnv1a(hash, key.bytes().chain([0xff]))
         });
         let bucket = self.slices.entry(hash).or_default();
         match bucket.iter_mut().find(|(known, _)| {

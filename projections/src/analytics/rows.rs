@@ -393,12 +393,11 @@ pub struct RowFold {
 
 /// Closed items' queue and kind: each item names its pair by index, so that an entry of the
 /// table is 20 bytes rather than two names' 48 (a ledger has few queues and kinds, and millions
-/// of items).
+/// of items; the pairs are few enough to be found by a walk).
 #[derive(Debug, Default)]
 struct ClosedSlices {
     items: HashMap<Uuid, u32>,
     slices: Vec<(Name, Name)>,
-    index: HashMap<(Name, Name), u32>,
 }
 
 impl ClosedSlices {
@@ -408,15 +407,14 @@ impl ClosedSlices {
     }
 
     fn insert(&mut self, item_id: Uuid, slice: &(Name, Name)) {
-        let index = match self.index.get(slice) {
-            Some(&index) => index,
+        let index = match self.slices.iter().position(|known| known == slice) {
+            Some(index) => index,
             None => {
-                let index = u32::try_from(self.slices.len()).expect("fewer than 2^32 slices");
                 self.slices.push(slice.clone());
-                self.index.insert(slice.clone(), index);
-                index
+                self.slices.len() - 1
             }
         };
+        let index = u32::try_from(index).expect("fewer than 2^32 slices");
         self.items.insert(item_id, index);
     }
 }
