@@ -183,6 +183,10 @@ struct Inner {
 struct Recent {
     batches: VecDeque<(u64, Arc<Vec<RecordedEvent>>)>,
     bytes: usize,
+    /// The first position of the batch this process is committing, from the moment its
+    /// positions are taken until it is in `batches` (or failed): a subscription waits for it
+    /// rather than read it back from the database when its commit's notification comes first.
+    committing: Option<u64>,
 }
 
 /// What `Recent` may hold.
@@ -213,6 +217,39 @@ impl Recent {
             })?;
         Some(events[(position - first) as usize..].to_vec())
     }
+
+    /// Where a subscription at `position` finds its next events: here, in the database up to
+    /// (not including) this process's next batch, or nowhere until the batch being committed
+    /// is here.
+    fn source(&self, position: u64) -> Source {
+        if let Some(events) = self.from(position) {
+            return Source::Memory(events);
+        }
+        if self.committing.is_some_and(|first| first <= position) {
+            return Source::Committing;
+        }
+        let next_own = self
+            .batches
+            .iter()
+            .map(|(first, _)| *first)
+            .chain(self.committing)
+            .filter(|first| *first > position)
+            .min();
+        Source::Database {
+            until: next_own.unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// Where a subscription reads next (`Recent::source`).
+#[derive(Debug, PartialEq)]
+enum Source {
+    /// This process's own batch, from memory.
+    Memory(Vec<RecordedEvent>),
+    /// Other servers' events, from the database, below `until` (this process's next batch).
+    Database { until: u64 },
+    /// The position is in the batch this process is committing: nothing to read yet.
+    Committing,
 }
 
 impl std::fmt::Debug for Inner {
@@ -401,10 +438,24 @@ async fn timed<T>(
 
 /// One writer per process: takes what queued while the previous batch was written.
 async fn write_loop(inner: Arc<Inner>, mut requests: mpsc::UnboundedReceiver<AppendRequest>) {
-    while let Some(first) = requests.recv().await {
+    // Appends taken while a batch waited for the lock, too late to be read in it.
+    let mut carried: Vec<AppendRequest> = Vec::new();
+    loop {
+        let first = match carried.is_empty() {
+            true => match requests.recv().await {
+                Some(first) => first,
+                None => break,
+            },
+            false => carried.remove(0),
+        };
         let mut events = first.events.len();
         let mut bytes = request_bytes(&first);
         let mut batch = vec![first];
+        for next in carried.drain(..) {
+            events += next.events.len();
+            bytes += request_bytes(&next);
+            batch.push(next);
+        }
         while events < inner.options.max_batch_events && bytes < inner.options.max_batch_bytes {
             match requests.try_recv() {
                 Ok(next) => {
@@ -415,7 +466,7 @@ async fn write_loop(inner: Arc<Inner>, mut requests: mpsc::UnboundedReceiver<App
                 Err(_) => break,
             }
         }
-        inner.write_batch(batch, &mut requests).await;
+        inner.write_batch(batch, &mut requests, &mut carried).await;
     }
 }
 
@@ -484,33 +535,37 @@ impl Inner {
         &self,
         mut batch: Vec<AppendRequest>,
         more: &mut mpsc::UnboundedReceiver<AppendRequest>,
+        carry: &mut Vec<AppendRequest>,
     ) {
         tracing::trace!(requests = batch.len(), "postgres group commit");
-        let outcome = timed(self.options.timeout, self.write(&mut batch, more)).await;
+        let outcome = timed(self.options.timeout, self.write(&mut batch, more, carry)).await;
         match outcome {
             Ok((results, new_head, written)) => {
-                if let Some(first) = written.first() {
+                {
                     // Before the head moves: a subscription that sees it finds these here.
-                    let first = first.position;
-                    self.recent
-                        .lock()
-                        .expect("recent batches lock")
-                        .push(first, written);
+                    let mut recent = self.recent.lock().expect("recent batches lock");
+                    if let Some(first) = written.first() {
+                        let first = first.position;
+                        recent.push(first, written);
+                    }
+                    recent.committing = None;
                 }
                 if let Some(head) = new_head {
                     self.own_head
                         .fetch_max(head, std::sync::atomic::Ordering::AcqRel);
-                    self.head_hint.send_if_modified(|known| {
-                        let moved = head > *known;
-                        *known = (*known).max(head);
-                        moved
-                    });
+                    // Wakes subscriptions even when the commit's notification moved the hint
+                    // first: they waited for this batch to be in memory.
+                    self.head_hint
+                        .send_modify(|known| *known = (*known).max(head));
                 }
                 for (request, result) in batch.into_iter().zip(results) {
                     let _ = request.reply.send(result);
                 }
             }
             Err(error) => {
+                self.recent.lock().expect("recent batches lock").committing = None;
+                // Subscriptions that waited for the batch read the database again.
+                self.head_hint.send_modify(|_| {});
                 // Nothing of the batch is acknowledged. The commit may have happened if the
                 // connection was lost during it: a retry with the same ids then answers the
                 // stored result, never a second copy.
@@ -531,6 +586,7 @@ impl Inner {
         &self,
         batch: &mut Vec<AppendRequest>,
         more: &mut mpsc::UnboundedReceiver<AppendRequest>,
+        carry: &mut Vec<AppendRequest>,
     ) -> Result<
         (
             Vec<Result<AppendResult, LogError>>,
@@ -541,92 +597,113 @@ impl Inner {
     > {
         let mut guard = OpenTransaction(Some(self.pool.get().await.map_err(pool_error)?));
         let transaction: &deadpool_postgres::ClientWrapper = guard.client();
-        let streams: Vec<&str> = batch
+        let streams: Vec<String> = batch
             .iter()
             .map(|request| request.stream.as_str())
             .collect::<HashSet<_>>()
             .into_iter()
+            .map(str::to_owned)
             .collect();
         let ids: Vec<Uuid> = batch
             .iter()
             .flat_map(|request| request.events.iter().map(|event| event.id))
             .collect();
         // Prepared once per connection, and sent together: the server runs them in order (the
-        // lock first, so the reads after it see the last committed batch), the client waits for
+        // lock first, so the read after it sees the last committed batch), the client waits for
         // one round trip instead of three.
-        let (lock_head, select_streams, select_ids) = tokio::try_join!(
+        let (lock_head, select_known) = tokio::try_join!(
             transaction.prepare_cached(
                 "SELECT next_position, last_recorded_micros FROM ledger_head FOR UPDATE"
             ),
-            // Each stream's last event: one backward step in the (stream, version) index per
-            // stream (a `DISTINCT ON … WHERE stream = ANY(…)` was planned as a scan of the
-            // table, and fell to 2,000 appends/s).
-            transaction.prepare_cached(
-                "SELECT s.stream, e.version, e.hash FROM unnest($1::text[]) AS s (stream) \
-                 CROSS JOIN LATERAL (SELECT version, hash FROM ledger_events \
-                   WHERE stream = s.stream ORDER BY version DESC LIMIT 1) AS e"
-            ),
-            transaction.prepare_cached(
-                "SELECT id, stream, version, position FROM ledger_events WHERE id = ANY($1)"
-            ),
+            transaction.prepare_cached(SELECT_KNOWN),
         )
         .map_err(classify)?;
-        let stream_parameters: [&(dyn ToSql + Sync); 1] = [&streams];
-        let id_parameters: [&(dyn ToSql + Sync); 1] = [&ids];
-        // `BEGIN` goes in the same round trip: the server runs the four in order.
-        let ((), head, stream_rows, id_rows) = tokio::try_join!(
-            transaction.batch_execute("BEGIN"),
-            transaction.query_one(&lock_head, &[]),
-            transaction.query(&select_streams, &stream_parameters),
-            transaction.query(&select_ids, &id_parameters),
-        )
-        .map_err(classify)?;
+        let parameters: [&(dyn ToSql + Sync); 2] = [&streams, &ids];
+        let (opened, late_rows) = {
+            // `BEGIN` goes in the same round trip: the server runs the three in order.
+            let opened = async {
+                tokio::try_join!(
+                    transaction.batch_execute("BEGIN"),
+                    transaction.query_one(&lock_head, &[]),
+                    transaction.query(&select_known, &parameters),
+                )
+            };
+            tokio::pin!(opened);
+            // While this transaction waits for the head lock (another server's transaction holds
+            // it), more appends queue here: they join this batch rather than wait for the next
+            // turn, so that servers taking turns commit batches as large as one server would.
+            // Their streams' tips and ids are read in groups as they come, sent behind the lock
+            // on the same connection: the server runs those reads as soon as it grants the lock,
+            // with no round trip of their own. Those not read by then wait for the next batch.
+            let (mut events, mut bytes) = batch.iter().fold((0, 0), |(events, bytes), request| {
+                (
+                    events + request.events.len(),
+                    bytes + request_bytes(request),
+                )
+            });
+            let mut requested: HashSet<String> = streams.iter().cloned().collect();
+            let mut late_reads = futures_util::stream::FuturesUnordered::new();
+            let mut late_rows = Vec::new();
+            let mut unread = batch.len();
+            let read_late = |streams: Vec<String>, ids: Vec<Uuid>| {
+                let select_known = &select_known;
+                async move {
+                    let parameters: [&(dyn ToSql + Sync); 2] = [&streams, &ids];
+                    transaction.query(select_known, &parameters).await
+                }
+            };
+            let room = |events: usize, bytes: usize| {
+                events < self.options.max_batch_events && bytes < self.options.max_batch_bytes
+            };
+            let opened = loop {
+                tokio::select! {
+                    biased;
+                    opened = &mut opened => break opened,
+                    Some(rows) = late_reads.next(), if !late_reads.is_empty() => late_rows.push(rows),
+                    Some(next) = more.recv(), if room(events, bytes) => {
+                        events += next.events.len();
+                        bytes += request_bytes(&next);
+                        batch.push(next);
+                        while room(events, bytes) {
+                            let Ok(next) = more.try_recv() else { break };
+                            events += next.events.len();
+                            bytes += request_bytes(&next);
+                            batch.push(next);
+                        }
+                        if batch.len() - unread >= LATE_GROUP || !room(events, bytes) {
+                            let late = &batch[unread..];
+                            unread = batch.len();
+                            let streams: Vec<String> = late
+                                .iter()
+                                .filter(|request| requested.insert(request.stream.clone()))
+                                .map(|request| request.stream.clone())
+                                .collect();
+                            let ids: Vec<Uuid> = late
+                                .iter()
+                                .flat_map(|request| request.events.iter().map(|event| event.id))
+                                .collect();
+                            late_reads.push(read_late(streams, ids));
+                        }
+                    }
+                }
+            };
+            if opened.is_ok() {
+                while let Some(rows) = late_reads.next().await {
+                    late_rows.push(rows);
+                }
+            }
+            carry.extend(batch.drain(unread..));
+            (opened, late_rows)
+        };
+        let ((), head, rows) = opened.map_err(classify)?;
         let mut next_position = head.get::<_, i64>(0) as u64;
+        let batch_first = next_position;
         let last_recorded_micros: i64 = head.get(1);
         let mut tips = HashMap::default();
         let mut stored = HashMap::default();
-        read_tips_and_ids(stream_rows, id_rows, &mut tips, &mut stored)?;
-        // While this transaction waited for the head lock (another server's transaction held
-        // it), more appends queued here: they join this batch rather than wait for the next
-        // turn, so that servers taking turns commit batches as large as one server would.
-        let first_late = batch.len();
-        let (mut events, mut bytes) = batch.iter().fold((0, 0), |(events, bytes), request| {
-            (
-                events + request.events.len(),
-                bytes + request_bytes(request),
-            )
-        });
-        while events < self.options.max_batch_events && bytes < self.options.max_batch_bytes {
-            match more.try_recv() {
-                Ok(next) => {
-                    events += next.events.len();
-                    bytes += request_bytes(&next);
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        if batch.len() > first_late {
-            let late = &batch[first_late..];
-            let streams: Vec<&str> = late
-                .iter()
-                .map(|request| request.stream.as_str())
-                .filter(|stream| !tips.contains_key(*stream))
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            let ids: Vec<Uuid> = late
-                .iter()
-                .flat_map(|request| request.events.iter().map(|event| event.id))
-                .collect();
-            let stream_parameters: [&(dyn ToSql + Sync); 1] = [&streams];
-            let id_parameters: [&(dyn ToSql + Sync); 1] = [&ids];
-            let (stream_rows, id_rows) = tokio::try_join!(
-                transaction.query(&select_streams, &stream_parameters),
-                transaction.query(&select_ids, &id_parameters),
-            )
-            .map_err(classify)?;
-            read_tips_and_ids(stream_rows, id_rows, &mut tips, &mut stored)?;
+        read_known(rows, &mut tips, &mut stored)?;
+        for rows in late_rows {
+            read_known(rows.map_err(classify)?, &mut tips, &mut stored)?;
         }
         let recorded_at_micros =
             stamp::recorded_at_micros(chrono::Utc::now(), last_recorded_micros);
@@ -689,6 +766,7 @@ impl Inner {
             guard.finished();
             return Ok((results, None, written));
         }
+        self.recent.lock().expect("recent batches lock").committing = Some(batch_first);
         let new_head = next_position as i64;
         let notice = new_head.to_string();
         let (insert_events, move_head, notify) = tokio::try_join!(
@@ -808,35 +886,42 @@ impl Drop for OpenTransaction {
     }
 }
 
-/// Adds the rows of the stream-tip and stored-id reads of a batch to `tips` and `stored` (where
-/// each id is stored already: stream, version, position).
-fn read_tips_and_ids(
-    stream_rows: Vec<tokio_postgres::Row>,
-    id_rows: Vec<tokio_postgres::Row>,
+/// Each stream's last event (`$1`: one backward step in the (stream, version) index per stream;
+/// a `DISTINCT ON … WHERE stream = ANY(…)` was planned as a scan of the table, and fell to 2,000
+/// appends/s), then where each id of `$2` is stored already: one statement, as statements cost
+/// the server more than their rows here. Tips are the rows with a hash, ids those with an id.
+const SELECT_KNOWN: &str = "SELECT s.stream, e.version, e.hash, NULL::bigint, NULL::uuid \
+     FROM unnest($1::text[]) AS s (stream) \
+     CROSS JOIN LATERAL (SELECT version, hash FROM ledger_events \
+       WHERE stream = s.stream ORDER BY version DESC LIMIT 1) AS e \
+     UNION ALL \
+     SELECT stream, version, NULL::bytea, position, id FROM ledger_events WHERE id = ANY($2)";
+
+/// Appends that queue while a batch waits for the head lock are read in groups of this many.
+const LATE_GROUP: usize = 8;
+
+/// Adds the rows of `SELECT_KNOWN` to `tips` and `stored` (where each id is stored already:
+/// stream, version, position).
+fn read_known(
+    rows: Vec<tokio_postgres::Row>,
     tips: &mut HashMap<String, StreamTip>,
     stored: &mut HashMap<Uuid, (String, u64, u64)>,
 ) -> Result<(), LogError> {
-    for row in stream_rows {
-        let hash: Vec<u8> = row.get(2);
-        tips.insert(
-            row.get::<_, String>(0),
-            StreamTip {
-                version: row.get::<_, i64>(1) as u64,
-                hash: hash
+    for row in rows {
+        let stream: String = row.get(0);
+        let version = row.get::<_, i64>(1) as u64;
+        match row.get::<_, Option<Vec<u8>>>(2) {
+            Some(hash) => {
+                let hash = hash
                     .try_into()
-                    .map_err(|_| LogError::Store("a stream hash is not 32 bytes".into()))?,
-            },
-        );
-    }
-    for row in id_rows {
-        stored.insert(
-            row.get::<_, Uuid>(0),
-            (
-                row.get::<_, String>(1),
-                row.get::<_, i64>(2) as u64,
-                row.get::<_, i64>(3) as u64,
-            ),
-        );
+                    .map_err(|_| LogError::Store("a stream hash is not 32 bytes".into()))?;
+                tips.insert(stream, StreamTip { version, hash });
+            }
+            None => {
+                let position = row.get::<_, i64>(3) as u64;
+                stored.insert(row.get::<_, Uuid>(4), (stream, version, position));
+            }
+        }
     }
     Ok(())
 }
@@ -1127,18 +1212,78 @@ impl EventLog for PostgresLog {
 #[async_trait]
 impl super::follow::Pages for Inner {
     async fn page(&self, position: u64) -> Result<Vec<RecordedEvent>, LogError> {
-        let own = self
+        let source = self
             .recent
             .lock()
             .expect("recent batches lock")
-            .from(position);
-        match own {
-            Some(events) => Ok(events),
-            None => self.read_all(position, super::follow::PAGE).await,
+            .source(position);
+        match source {
+            Source::Memory(events) => Ok(events),
+            // The writer moves the head hint once the batch is in memory (or failed), which
+            // wakes the subscription.
+            Source::Committing => Ok(Vec::new()),
+            Source::Database { until } => {
+                let max = (until - position).min(super::follow::PAGE as u64) as usize;
+                self.read_all(position, max).await
+            }
         }
     }
 
     fn name(&self) -> &'static str {
         "PostgreSQL"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(first: u64, count: u64) -> Vec<RecordedEvent> {
+        (first..first + count)
+            .map(|position| RecordedEvent {
+                position,
+                stream: "item-x".into(),
+                version: position,
+                id: Uuid::nil(),
+                event_type: "CommentAdded".into(),
+                schema_version: 1,
+                recorded_at: chrono::DateTime::UNIX_EPOCH,
+                actor: "test".into(),
+                causation_id: None,
+                correlation_id: None,
+                data: "{}".into(),
+                prev_hash: projections::event::ZERO_HASH,
+                hash: projections::event::ZERO_HASH,
+            })
+            .collect()
+    }
+
+    fn positions(source: Source) -> Vec<u64> {
+        match source {
+            Source::Memory(events) => events.iter().map(|event| event.position).collect(),
+            other => panic!("expected memory, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_subscription_reads_only_other_servers_events_from_the_database() {
+        // This process wrote 10..13 and 20..22, another server 0..10 and 13..20.
+        let mut recent = Recent::default();
+        recent.push(10, events(10, 3));
+        recent.push(20, events(20, 2));
+        assert_eq!(recent.source(0), Source::Database { until: 10 });
+        assert_eq!(positions(recent.source(11)), vec![11, 12]);
+        assert_eq!(recent.source(13), Source::Database { until: 20 });
+        assert_eq!(positions(recent.source(20)), vec![20, 21]);
+        assert_eq!(recent.source(22), Source::Database { until: u64::MAX });
+
+        // A batch being committed from 22: its positions are waited for, not read back; what
+        // lies before it still comes from the database.
+        recent.committing = Some(22);
+        assert_eq!(recent.source(22), Source::Committing);
+        assert_eq!(recent.source(25), Source::Committing);
+        assert_eq!(recent.source(13), Source::Database { until: 20 });
+        recent.committing = Some(30);
+        assert_eq!(recent.source(22), Source::Database { until: 30 });
     }
 }
