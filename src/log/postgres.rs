@@ -28,6 +28,7 @@
 
 use super::stamp::{self, Stored, StreamTip};
 use super::{AppendResult, EventLog, ExpectedVersion, LogError, Subscription};
+use anyhow::Context as _;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use foldhash::{HashMap, HashSet};
@@ -165,6 +166,8 @@ pub struct PostgresLog {
 
 struct Inner {
     pool: Pool,
+    /// The writer's connections, apart from the readers' so that they live on its thread.
+    write_pool: Pool,
     options: PostgresOptions,
     /// The highest head this process knows of: moved by its own commits and by notifications
     /// of other servers' commits; subscriptions wake when it moves.
@@ -288,14 +291,29 @@ impl PostgresLog {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(options.timeout))
-            .create_timeout(Some(options.timeout))
-            .recycle_timeout(Some(options.timeout))
-            .build()
-            .map_err(|error| anyhow::anyhow!("building the connection pool: {error}"))?;
+        let build_pool = |manager: Manager, size: usize| {
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(options.timeout))
+                .create_timeout(Some(options.timeout))
+                .recycle_timeout(Some(options.timeout))
+                .build()
+                .map_err(|error| anyhow::anyhow!("building the connection pool: {error}"))
+        };
+        let pool = build_pool(manager, options.pool_size)?;
+        // The writer's own connections (a batch at a time, and one being replaced), made on its
+        // thread so that their I/O runs there too.
+        let write_pool = build_pool(
+            Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            ),
+            2,
+        )?;
         {
             let mut client = pool.get().await.map_err(|error| {
                 anyhow::anyhow!("connecting to PostgreSQL: {}", pool_error(error))
@@ -310,13 +328,26 @@ impl PostgresLog {
         };
         let inner = Arc::new(Inner {
             pool,
+            write_pool,
             options,
             head_hint: watch::channel(head).0,
             recent: std::sync::Mutex::default(),
             own_head: std::sync::atomic::AtomicU64::new(head),
         });
         let (requests, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(inner.clone(), receiver));
+        // The writer runs on a thread of its own: what it does while the head lock is held (take
+        // the reads' answer, stamp the events, send the writes) then waits for a core, not for
+        // the HTTP and projection tasks queued on the server's runtime. A thread that mostly
+        // sleeps on I/O is woken promptly by the kernel's scheduler.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the PostgreSQL writer's runtime")?;
+        let writer = inner.clone();
+        std::thread::Builder::new()
+            .name("ledger-pg-writer".into())
+            .spawn(move || runtime.block_on(write_loop(writer, receiver)))
+            .context("starting the PostgreSQL writer's thread")?;
         tokio::spawn(listen(config, Arc::downgrade(&inner)));
         Ok(PostgresLog { inner, requests })
     }
@@ -595,7 +626,7 @@ impl Inner {
         ),
         LogError,
     > {
-        let mut guard = OpenTransaction(Some(self.pool.get().await.map_err(pool_error)?));
+        let mut guard = OpenTransaction(Some(self.write_pool.get().await.map_err(pool_error)?));
         let transaction: &deadpool_postgres::ClientWrapper = guard.client();
         let streams: Vec<String> = batch
             .iter()
