@@ -1,7 +1,7 @@
 //! The PostgreSQL backend on a real PostgreSQL (started by `postgres::TestPostgres` from the
 //! machine's binaries): the conformance suite, two logs (two servers) on one database, a writer
-//! whose transaction commits late, the database's own constraints, leases, and a restart of
-//! PostgreSQL under a running log.
+//! whose transaction commits late, the database's own constraints, its plans on a new database,
+//! leases, and a restart of PostgreSQL under a running log.
 
 use crate::log::{Capabilities, conformance};
 use crate::postgres::TestPostgres;
@@ -337,4 +337,96 @@ async fn a_restart_of_postgres_is_unavailable_then_recovered() {
         .map(|event| event.id)
         .collect();
     assert_eq!(ids.len(), 10);
+}
+
+/// Appends `rounds` events on each of 8 concurrent appenders (late joiners included), then one
+/// retry of a stored id ten times (the ids' lookup answers those).
+async fn append_rounds(log: &Arc<dyn EventLog>, label: &str, rounds: usize) -> i64 {
+    let mut tasks = Vec::new();
+    for appender in 0..8 {
+        let (log, label) = (log.clone(), label.to_owned());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..rounds {
+                log.append(
+                    &format!("item-{label}-{appender}-{}", n % 5),
+                    ExpectedVersion::Any,
+                    vec![event("CommentAdded", serde_json::json!({ "n": n }))],
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let again = event("CommentAdded", serde_json::json!({ "again": label }));
+    for _ in 0..10 {
+        log.append(
+            &format!("item-{label}-again"),
+            ExpectedVersion::Any,
+            vec![again.clone()],
+        )
+        .await
+        .unwrap();
+    }
+    8 * rounds as i64 + 1
+}
+
+/// PostgreSQL's counts for `ledger_events` (inserts, sequential scans, index scans) once they
+/// include `inserted` inserts: backends report them when idle (within about ten seconds) or when
+/// they close.
+async fn table_counts(client: &tokio_postgres::Client, inserted: i64) -> (i64, i64, i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let row = client
+            .query_one(
+                "SELECT n_tup_ins, seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables \
+                 WHERE relname = 'ledger_events'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let counts: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        if counts.0 >= inserted {
+            return counts;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PostgreSQL's statistics counted {} inserts of {inserted} after 40 s",
+            counts.0
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// On a new database, the writer's statements are prepared and planned while the table is small,
+/// and PostgreSQL keeps a generic plan once it has run a statement five times (PL/pgSQL keeps the
+/// trigger's per session). Once they have settled, appending never scans the events table:
+/// every lookup (the streams' tips, the stored ids, the density trigger's previous rows) stays an
+/// index step, so that none scans the table once it is large (two did: ADR 0011). Counted by
+/// PostgreSQL's own statistics for the table, between two rounds of appends on the same
+/// connections. (The first round's scans of a table of a few pages are the planner's right
+/// choice then, and not counted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appending_to_a_new_database_never_scans_the_events_table() {
+    let (log, url) = fresh_log("never_scans").await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let first = append_rounds(&log, "first", 40).await;
+    let (_, scans_before, _) = table_counts(&client, first).await;
+    let second = append_rounds(&log, "second", 40).await;
+    // Closing the log's connections makes their backends report the rest.
+    drop(log);
+    let (inserted, scans_after, by_index) = table_counts(&client, first + second).await;
+    assert_eq!(inserted, first + second, "every insert counted");
+    assert!(by_index > 0, "the appends looked rows up by index");
+    assert_eq!(
+        scans_after - scans_before,
+        0,
+        "appending scanned ledger_events {} times once the plans had settled: a writer's statement or the density trigger was planned as a scan of the table",
+        scans_after - scans_before
+    );
 }
