@@ -274,16 +274,15 @@ pub fn stream_of_payload(payload: &[u8]) -> Option<&[u8]> {
     if *payload.first()? != PAYLOAD_FORMAT {
         return None;
     }
-    let len = u16::from_be_bytes(payload.get(17..19)?.try_into().ok()?) as usize;
+    let len = u16_at(payload, 17)?;
     payload.get(19..19 + len)
 }
 
 /// The event type's bytes of a canonical payload, read without parsing the rest (to pass over
 /// events a reader has no use for); `None` if the payload is too short or of another format.
 pub fn type_of_payload(payload: &[u8]) -> Option<&[u8]> {
-    let stream_end = 19 + stream_of_payload(payload)?.len();
-    let at = stream_end + 8;
-    let len = u16::from_be_bytes(payload.get(at..at + 2)?.try_into().ok()?) as usize;
+    let at = type_at(payload)?;
+    let len = u16_at(payload, at)?;
     payload.get(at + 2..at + 2 + len)
 }
 
@@ -291,14 +290,25 @@ pub fn type_of_payload(payload: &[u8]) -> Option<&[u8]> {
 /// the other fields; `None` if the payload is too short, of another format, or does not end with
 /// the data.
 pub fn data_of_payload(payload: &[u8]) -> Option<&[u8]> {
-    let type_at = 19 + stream_of_payload(payload)?.len() + 8;
-    let type_len = u16::from_be_bytes(payload.get(type_at..type_at + 2)?.try_into().ok()?);
-    let actor_at = type_at + 2 + usize::from(type_len) + 4 + 8;
-    let actor_len = u16::from_be_bytes(payload.get(actor_at..actor_at + 2)?.try_into().ok()?);
-    let data_len_at = actor_at + 2 + usize::from(actor_len) + 16 + 16 + 32;
+    let type_at = type_at(payload)?;
+    let actor_at = type_at + 2 + u16_at(payload, type_at)? + 4 + 8;
+    let data_len_at = actor_at + 2 + u16_at(payload, actor_at)? + 16 + 16 + 32;
     let data_len = u32::from_be_bytes(payload.get(data_len_at..data_len_at + 4)?.try_into().ok()?);
     let data = payload.get(data_len_at + 4..)?;
     (data.len() == data_len as usize).then_some(data)
+}
+
+/// Where the event type's length is in a canonical payload: after the format, id, stream and
+/// version.
+fn type_at(payload: &[u8]) -> Option<usize> {
+    Some(19 + stream_of_payload(payload)?.len() + 8)
+}
+
+/// The big-endian `u16` (a field's length) at `at`.
+fn u16_at(payload: &[u8], at: usize) -> Option<usize> {
+    Some(usize::from(u16::from_be_bytes(
+        payload.get(at..at + 2)?.try_into().ok()?,
+    )))
 }
 
 /// Parses a canonical payload, borrowing its text fields.

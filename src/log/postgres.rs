@@ -484,35 +484,59 @@ async fn timed<T>(
 
 /// One writer per process: takes what queued while the previous batch was written.
 async fn write_loop(inner: Arc<Inner>, mut requests: mpsc::UnboundedReceiver<AppendRequest>) {
-    // Appends taken while a batch waited for the lock, too late to be read in it.
+    // Appends taken while a batch waited for the lock, too late to be read in it: the first of
+    // the next batch.
     let mut carried: Vec<AppendRequest> = Vec::new();
     loop {
-        let first = match carried.is_empty() {
-            true => match requests.recv().await {
-                Some(first) => first,
+        let mut batch = std::mem::take(&mut carried);
+        if batch.is_empty() {
+            match requests.recv().await {
+                Some(first) => batch.push(first),
                 None => break,
-            },
-            false => carried.remove(0),
-        };
-        let mut events = first.events.len();
-        let mut bytes = request_bytes(&first);
-        let mut batch = vec![first];
-        for next in carried.drain(..) {
-            events += next.events.len();
-            bytes += request_bytes(&next);
-            batch.push(next);
-        }
-        while events < inner.options.max_batch_events && bytes < inner.options.max_batch_bytes {
-            match requests.try_recv() {
-                Ok(next) => {
-                    events += next.events.len();
-                    bytes += request_bytes(&next);
-                    batch.push(next);
-                }
-                Err(_) => break,
             }
         }
+        let mut fill = Fill::of(&batch);
+        take_ready(&mut batch, &mut fill, &mut requests, &inner.options);
         inner.write_batch(batch, &mut requests, &mut carried).await;
+    }
+}
+
+/// How much a batch holds, against `PostgresOptions`' bounds.
+#[derive(Debug, Clone, Copy)]
+struct Fill {
+    events: usize,
+    bytes: usize,
+}
+
+impl Fill {
+    fn of(batch: &[AppendRequest]) -> Fill {
+        Fill {
+            events: batch.iter().map(|request| request.events.len()).sum(),
+            bytes: batch.iter().map(request_bytes).sum(),
+        }
+    }
+
+    fn add(&mut self, request: &AppendRequest) {
+        self.events += request.events.len();
+        self.bytes += request_bytes(request);
+    }
+
+    fn has_room(&self, options: &PostgresOptions) -> bool {
+        self.events < options.max_batch_events && self.bytes < options.max_batch_bytes
+    }
+}
+
+/// Adds the appends already queued in `more` to `batch` (holding `fill`) while it has room.
+fn take_ready(
+    batch: &mut Vec<AppendRequest>,
+    fill: &mut Fill,
+    more: &mut mpsc::UnboundedReceiver<AppendRequest>,
+    options: &PostgresOptions,
+) {
+    while fill.has_room(options) {
+        let Ok(next) = more.try_recv() else { break };
+        fill.add(&next);
+        batch.push(next);
     }
 }
 
@@ -681,12 +705,7 @@ impl Inner {
             // Their streams' tips and ids are read in groups as they come, sent behind the lock
             // on the same connection: the server runs those reads as soon as it grants the lock,
             // with no round trip of their own. Those not read by then wait for the next batch.
-            let (mut events, mut bytes) = batch.iter().fold((0, 0), |(events, bytes), request| {
-                (
-                    events + request.events.len(),
-                    bytes + request_bytes(request),
-                )
-            });
+            let mut fill = Fill::of(batch);
             let mut requested: HashSet<String> = streams.iter().cloned().collect();
             let mut late_reads = futures_util::stream::FuturesUnordered::new();
             let mut late_rows = Vec::new();
@@ -698,25 +717,16 @@ impl Inner {
                     transaction.query(select_known, &parameters).await
                 }
             };
-            let room = |events: usize, bytes: usize| {
-                events < self.options.max_batch_events && bytes < self.options.max_batch_bytes
-            };
             let opened = loop {
                 tokio::select! {
                     biased;
                     opened = &mut opened => break opened,
                     Some(rows) = late_reads.next(), if !late_reads.is_empty() => late_rows.push(rows),
-                    Some(next) = more.recv(), if room(events, bytes) => {
-                        events += next.events.len();
-                        bytes += request_bytes(&next);
+                    Some(next) = more.recv(), if fill.has_room(&self.options) => {
+                        fill.add(&next);
                         batch.push(next);
-                        while room(events, bytes) {
-                            let Ok(next) = more.try_recv() else { break };
-                            events += next.events.len();
-                            bytes += request_bytes(&next);
-                            batch.push(next);
-                        }
-                        if batch.len() - unread >= LATE_GROUP || !room(events, bytes) {
+                        take_ready(batch, &mut fill, more, &self.options);
+                        if batch.len() - unread >= LATE_GROUP || !fill.has_room(&self.options) {
                             let late = &batch[unread..];
                             unread = batch.len();
                             let streams: Vec<String> = late
