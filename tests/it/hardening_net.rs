@@ -711,22 +711,47 @@ async fn serve_under_a_low_file_limit_survives_more_slow_connections_than_it_has
     .expect("the server started");
 
     let mut slow = Vec::new();
-    for _ in 0..400 {
-        let mut stream = connect(&address).await;
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: ledger\r\n")
-            .await
-            .unwrap();
-        slow.push(stream);
+    let mut failed = None;
+    for number in 0..400 {
+        let connected = async {
+            let mut stream = TcpStream::connect(address.trim_start_matches("http://")).await?;
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: ledger\r\n")
+                .await?;
+            std::io::Result::Ok(stream)
+        };
+        match connected.await {
+            Ok(stream) => slow.push(stream),
+            Err(error) => {
+                failed = Some(format!("connection {number} of 400: {error}"));
+                break;
+            }
+        }
     }
-    ledger::tls::install_crypto_provider();
-    let client = reqwest::Client::new();
-    let status = healthz(&client, &address).await;
+    let status = match failed {
+        Some(_) => None,
+        None => {
+            ledger::tls::install_crypto_provider();
+            let client = reqwest::Client::new();
+            Some(healthz(&client, &address).await)
+        }
+    };
+    // The server's state before it is killed, for the messages below: whether it was still
+    // running, and its log (a failure to connect once happened under the whole suite's load).
+    let exited = child.try_wait().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     drop(slow);
     let log = stderr_lines.join().unwrap().join("\n");
-    assert_eq!(status, StatusCode::OK, "{log}");
+    assert!(
+        failed.is_none(),
+        "{}; the server had {}; its log:\n{log}",
+        failed.unwrap_or_default(),
+        exited.map_or("not exited".to_owned(), |status| format!(
+            "exited ({status})"
+        ))
+    );
+    assert_eq!(status, Some(StatusCode::OK), "{log}");
     assert!(
         log.contains("open file limit soft_before=200 soft=300 hard=300"),
         "{log}"
