@@ -29,6 +29,7 @@ mod health;
 mod kurrent;
 mod lock;
 mod memory;
+mod pg_tls;
 mod postgres;
 pub mod segment;
 pub mod stamp;

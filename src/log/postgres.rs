@@ -38,8 +38,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 /// The schema, by version: each entry is applied once, in order, in one transaction with its
@@ -290,9 +290,12 @@ impl PostgresLog {
     /// Connects to the database `url` names (`postgres://user:password@host:port/db`), creates or
     /// migrates the schema, and starts the writer and the notification listener.
     pub async fn connect(url: &str, options: PostgresOptions) -> anyhow::Result<PostgresLog> {
+        let (url, tls) = super::pg_tls::split(url)?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| anyhow::anyhow!("not a PostgreSQL URL: {error}"))?;
+        config.ssl_mode(tls.ssl_mode());
+        let connector = tls.connector()?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.timeout);
         }
@@ -301,7 +304,7 @@ impl PostgresLog {
         }
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -322,7 +325,7 @@ impl PostgresLog {
         let write_pool = build_pool(
             Manager::from_config(
                 config.clone(),
-                NoTls,
+                connector.clone(),
                 ManagerConfig {
                     recycling_method: RecyclingMethod::Fast,
                 },
@@ -331,7 +334,15 @@ impl PostgresLog {
         )?;
         {
             let mut client = pool.get().await.map_err(|error| {
-                anyhow::anyhow!("connecting to PostgreSQL: {}", pool_error(error))
+                let error = pool_error(error).to_string();
+                let hint = if error.contains("CaUsedAsEndEntity") {
+                    " (the server's certificate is a CA certificate: one trusted as its own \
+                     root must not be; `openssl req -x509` makes one unless given \
+                     `-addext basicConstraints=critical,CA:FALSE`)"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("connecting to PostgreSQL: {error}{hint}")
             })?;
             migrate(&mut client).await?;
         }
@@ -363,7 +374,7 @@ impl PostgresLog {
             .name("ledger-pg-writer".into())
             .spawn(move || runtime.block_on(write_loop(writer, receiver)))
             .context("starting the PostgreSQL writer's thread")?;
-        tokio::spawn(listen(config, Arc::downgrade(&inner)));
+        tokio::spawn(listen(config, connector, Arc::downgrade(&inner)));
         Ok(PostgresLog { inner, requests })
     }
 }
@@ -1025,7 +1036,7 @@ fn decode_row(row: &tokio_postgres::Row) -> Result<RecordedEvent, LogError> {
 /// Follows `LISTEN ledger_events` on a connection of its own, moving the head hint on every
 /// notification; reconnects after a loss (and moves the hint then, so that subscriptions look
 /// for what they may have missed). Ends when the log is dropped.
-async fn listen(config: tokio_postgres::Config, inner: Weak<Inner>) {
+async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, inner: Weak<Inner>) {
     let mut failures = 0u32;
     loop {
         let Some(strong) = inner.upgrade() else {
@@ -1033,7 +1044,7 @@ async fn listen(config: tokio_postgres::Config, inner: Weak<Inner>) {
         };
         let hint = strong.head_hint.clone();
         drop(strong);
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let (sender, mut notifications) = mpsc::unbounded_channel::<String>();
                 let driver = tokio::spawn(async move {

@@ -156,6 +156,46 @@ impl TestPostgres {
         check(&started, "start PostgreSQL again", &self.log_tail());
     }
 
+    /// Makes the cluster take TLS connections only: `certificate` and `key` (PEM) become the
+    /// server's, and `pg_hba.conf` accepts TCP connections over TLS and rejects plain ones (the
+    /// Unix socket stays open, as a managed service's console would). Restarts the server.
+    pub fn require_tls(&self, certificate: &str, key: &str) {
+        let data = self.data_dir();
+        for (name, contents) in [
+            ("ledger-test.crt", certificate),
+            ("ledger-test.key", key),
+            (
+                "pg_hba.conf",
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            ),
+        ] {
+            let path = data.join(name);
+            std::fs::write(&path, contents)
+                .unwrap_or_else(|error| panic!("write {path:?}: {error}"));
+            // PostgreSQL refuses a key file that others may read.
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap_or_else(|error| panic!("chmod {path:?}: {error}"));
+            if let Some(user) = &self.run_as {
+                let chowned = run(Command::new("chown").arg(format!("{user}:")).arg(&path));
+                check(&chowned, "chown a TLS file to the server's user", "");
+            }
+        }
+        let settings = "\n# tests/it/postgres.rs: TLS\n\
+             ssl = on\n\
+             ssl_cert_file = 'ledger-test.crt'\n\
+             ssl_key_file = 'ledger-test.key'\n";
+        let conf = data.join("postgresql.conf");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .and_then(|mut file| file.write_all(settings.as_bytes()))
+            .unwrap_or_else(|error| panic!("write the TLS settings into {conf:?}: {error}"));
+        self.stop();
+        self.start_again();
+    }
+
     /// The cluster's directory (holds `data/` and `postgres.log`), for tests that look inside.
     pub fn dir(&self) -> &Path {
         self.dir.path()

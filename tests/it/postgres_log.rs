@@ -430,3 +430,86 @@ async fn appending_to_a_new_database_never_scans_the_events_table() {
         scans_after - scans_before
     );
 }
+
+/// A PostgreSQL that takes TCP connections over TLS only (plain ones rejected by `pg_hba.conf`),
+/// with a certificate for 127.0.0.1 from a CA made for the test: the store URL's `sslmode` and
+/// `sslrootcert` connect or refuse as libpq's do, and a refusal names its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_takes_only_tls_connections_is_reached_as_sslmode_says() {
+    let ca = crate::tls::TestCa::new("ledger test CA");
+    let stranger = crate::tls::TestCa::new("another CA");
+    let (certificate, key) = ca.issue_pem(&["127.0.0.1"]);
+    let files = tempfile::tempdir().unwrap();
+    let trusted = files.path().join("ca.pem");
+    let untrusted = files.path().join("other-ca.pem");
+    std::fs::write(&trusted, &ca.pem).unwrap();
+    std::fs::write(&untrusted, &stranger.pem).unwrap();
+    let server = TestPostgres::start();
+    server.require_tls(&certificate, &key);
+    let url = server.create_database("tls");
+    // The certificate names 127.0.0.1, not localhost.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let (trusted, untrusted) = (trusted.display(), untrusted.display());
+    let options = || PostgresOptions {
+        timeout: Duration::from_secs(5),
+        ..PostgresOptions::default()
+    };
+
+    let accepted = [
+        url.clone(),
+        format!("{url}?sslmode=prefer"),
+        format!("{url}?sslmode=require"),
+        format!("{url}?sslmode=verify-ca&sslrootcert={trusted}"),
+        format!("{url}?sslmode=verify-full&sslrootcert={trusted}"),
+        format!("{url}?sslmode=require&sslrootcert={trusted}"),
+        // verify-ca checks the chain, not the name.
+        format!("{by_name}?sslmode=verify-ca&sslrootcert={trusted}"),
+    ];
+    for (number, store) in accepted.iter().enumerate() {
+        let log = PostgresLog::connect(store, options())
+            .await
+            .unwrap_or_else(|error| panic!("{store}: {error:#}"));
+        let appended = log
+            .append(
+                "item-tls",
+                ExpectedVersion::Any,
+                vec![event("CommentAdded", serde_json::json!({"n": number}))],
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{store}: {error}"));
+        assert_eq!(appended.first_position, number as u64, "{store}");
+    }
+
+    let refused = [
+        // The server rejects a connection without TLS.
+        (format!("{url}?sslmode=disable"), "pg_hba.conf"),
+        // A certificate from a CA not trusted.
+        (
+            format!("{url}?sslmode=verify-full&sslrootcert={untrusted}"),
+            "UnknownIssuer",
+        ),
+        (
+            format!("{url}?sslmode=verify-ca&sslrootcert={untrusted}"),
+            "UnknownIssuer",
+        ),
+        // A trusted certificate for another name.
+        (
+            format!("{by_name}?sslmode=verify-full&sslrootcert={trusted}"),
+            "not valid for name \"localhost\"",
+        ),
+    ];
+    for (store, reason) in refused {
+        let error = PostgresLog::connect(&store, options())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{store} connected"));
+        let error = format!("{error:#}");
+        assert!(error.contains(reason), "{store}: {error}");
+    }
+    let log = PostgresLog::connect(&accepted[0], options()).await.unwrap();
+    assert_eq!(
+        read_all_of(&log).await.len(),
+        accepted.len(),
+        "only the accepted connections wrote"
+    );
+}

@@ -16,13 +16,14 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A certificate authority that exists for one test.
-struct TestCa {
+pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
-    pem: String,
+    /// Its certificate, as a client is told to trust it.
+    pub pem: String,
 }
 
 impl TestCa {
-    fn new(name: &str) -> TestCa {
+    pub fn new(name: &str) -> TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -42,15 +43,26 @@ impl TestCa {
 
     /// A server certificate for `names` (IP addresses or DNS names) and its key.
     fn issue(&self, names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let (certificate, key) = self.issue_with_key(names);
+        (certificate.der().clone(), key.into())
+    }
+
+    /// [`issue`](Self::issue) as PEM texts, for a server that reads files: (certificate, key).
+    pub fn issue_pem(&self, names: &[&str]) -> (String, String) {
+        let (certificate, key) = self.issue_with_key(names);
+        (certificate.pem(), key.serialize_pem())
+    }
+
+    fn issue_with_key(&self, names: &[&str]) -> (rcgen::Certificate, KeyPair) {
         let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
         params
             .distinguished_name
-            .push(DnType::CommonName, "webhook");
+            .push(DnType::CommonName, "test server");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().unwrap();
         let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        (certificate.der().clone(), key.into())
+        (certificate, key)
     }
 }
 
