@@ -54,12 +54,20 @@ pub struct StoreTls {
 
 /// Takes `sslmode` and `sslrootcert` out of a `postgres://` URL (tokio-postgres refuses the
 /// latter and all but three values of the former): the URL without them, and what they ask.
+/// Only the query is touched: the rest (several hosts, a Unix socket's directory) stays as
+/// written, for tokio-postgres to read.
 pub fn split(url: &str) -> anyhow::Result<(String, StoreTls)> {
-    let mut parsed = url::Url::parse(url).context("not a PostgreSQL URL")?;
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, query),
+        None => (url, ""),
+    };
     let mut mode = Mode::Prefer;
     let mut root_cert = None;
     let mut kept = Vec::new();
-    for (key, value) in parsed.query_pairs() {
+    for raw in query.split('&').filter(|pair| !pair.is_empty()) {
+        let Some((key, value)) = url::form_urlencoded::parse(raw.as_bytes()).next() else {
+            continue;
+        };
         match key.as_ref() {
             "sslmode" => {
                 mode = match value.as_ref() {
@@ -77,19 +85,19 @@ pub fn split(url: &str) -> anyhow::Result<(String, StoreTls)> {
             }
             "sslrootcert" if value == "system" => root_cert = None,
             "sslrootcert" => root_cert = Some(PathBuf::from(value.as_ref())),
-            _ => kept.push((key.into_owned(), value.into_owned())),
+            _ => kept.push(raw),
         }
-    }
-    if kept.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(kept);
     }
     // A root certificate makes `require` check the chain, as libpq does.
     if mode == Mode::Require && root_cert.is_some() {
         mode = Mode::VerifyCa;
     }
-    Ok((parsed.to_string(), StoreTls { mode, root_cert }))
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, StoreTls { mode, root_cert }))
 }
 
 impl StoreTls {
@@ -303,6 +311,17 @@ mod tests {
             split("postgres://u@h/db?sslmode=disable").unwrap().0,
             "postgres://u@h/db"
         );
+        // What only tokio-postgres reads is left as written: several hosts, a socket directory,
+        // an encoded value.
+        let several = "postgres://u@h1:5432,h2:5433/db?target_session_attrs=read-write";
+        assert_eq!(split(several).unwrap().0, several);
+        let socket = "postgres://u@%2Fvar%2Frun%2Fpostgresql/db?sslmode=disable";
+        assert_eq!(
+            split(socket).unwrap().0,
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db"
+        );
+        let (_, tls) = split("postgres://h/db?sslrootcert=%2Fetc%2Fmy%20ca.pem").unwrap();
+        assert_eq!(tls.root_cert, Some("/etc/my ca.pem".into()));
     }
 
     #[test]
