@@ -115,17 +115,15 @@ impl StoreTls {
     pub fn connector(&self) -> anyhow::Result<MakeRustlsConnect> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match self.mode {
-            Mode::Disable | Mode::Prefer | Mode::Require => Arc::new(Unchecked {
+            Mode::Disable | Mode::Prefer | Mode::Require => Arc::new(Lenient {
+                chain: None,
                 provider: provider.clone(),
             }),
-            Mode::VerifyCa | Mode::VerifyFull => {
-                let full = self.chain_verifier(&provider)?;
-                if self.mode == Mode::VerifyFull {
-                    full
-                } else {
-                    Arc::new(ChainOnly { inner: full })
-                }
-            }
+            Mode::VerifyCa => Arc::new(Lenient {
+                chain: Some(self.chain_verifier(&provider)?),
+                provider: provider.clone(),
+            }),
+            Mode::VerifyFull => self.chain_verifier(&provider)?,
         };
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -175,13 +173,17 @@ impl StoreTls {
     }
 }
 
-/// `verify-ca`: everything `inner` checks but the host's name.
+/// What libpq checks less of than `verify-full`. With a `chain` verifier (`verify-ca`):
+/// everything it checks but the host's name. Without (`prefer`, `require`): the connection is
+/// encrypted and the handshake's signatures are checked against the certificate presented, but
+/// whose certificate it is, is not; it keeps a passive listener out, not an active impostor.
 #[derive(Debug)]
-struct ChainOnly {
-    inner: Arc<dyn ServerCertVerifier>,
+struct Lenient {
+    chain: Option<Arc<dyn ServerCertVerifier>>,
+    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -190,62 +192,16 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             // Reported only once the chain is found valid: the name is all that failed.
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` (libpq's meaning): the connection is encrypted, and the handshake's
-/// signatures are checked against the certificate presented, but whose certificate it is, is
-/// not. It keeps a passive listener out, not an active impostor: `verify-full` does that.
-#[derive(Debug)]
-struct Unchecked {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -280,6 +236,16 @@ impl ServerCertVerifier for Unchecked {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// A hint for a connection error that the TLS stack words in its own terms.
+pub fn hint(error: &str) -> &'static str {
+    if error.contains("CaUsedAsEndEntity") {
+        " (the server's certificate is a CA certificate: one trusted as its own root must not \
+         be; `openssl req -x509` makes one unless given `-addext basicConstraints=critical,CA:FALSE`)"
+    } else {
+        ""
     }
 }
 

@@ -302,14 +302,14 @@ impl PostgresLog {
         if config.get_application_name().is_none() {
             config.application_name("ledger");
         }
-        let manager = Manager::from_config(
-            config.clone(),
-            connector.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let build_pool = |manager: Manager, size: usize| {
+        let build_pool = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                connector.clone(),
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
             Pool::builder(manager)
                 .max_size(size)
                 .runtime(Runtime::Tokio1)
@@ -319,29 +319,14 @@ impl PostgresLog {
                 .build()
                 .map_err(|error| anyhow::anyhow!("building the connection pool: {error}"))
         };
-        let pool = build_pool(manager, options.pool_size)?;
+        let pool = build_pool(options.pool_size)?;
         // The writer's own connections (a batch at a time, and one being replaced), made on its
         // thread so that their I/O runs there too.
-        let write_pool = build_pool(
-            Manager::from_config(
-                config.clone(),
-                connector.clone(),
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Fast,
-                },
-            ),
-            2,
-        )?;
+        let write_pool = build_pool(2)?;
         {
             let mut client = pool.get().await.map_err(|error| {
                 let error = pool_error(error).to_string();
-                let hint = if error.contains("CaUsedAsEndEntity") {
-                    " (the server's certificate is a CA certificate: one trusted as its own \
-                     root must not be; `openssl req -x509` makes one unless given \
-                     `-addext basicConstraints=critical,CA:FALSE`)"
-                } else {
-                    ""
-                };
+                let hint = super::pg_tls::hint(&error);
                 anyhow::anyhow!("connecting to PostgreSQL: {error}{hint}")
             })?;
             migrate(&mut client).await?;

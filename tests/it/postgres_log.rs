@@ -340,7 +340,8 @@ async fn a_restart_of_postgres_is_unavailable_then_recovered() {
 }
 
 /// Appends `rounds` events on each of 8 concurrent appenders (late joiners included), then one
-/// retry of a stored id ten times (the ids' lookup answers those).
+/// retry of a stored id ten times (the ids' lookup answers those), then reads ranges of positions
+/// and streams from 4 tasks.
 async fn append_rounds(log: &Arc<dyn EventLog>, label: &str, rounds: usize) -> i64 {
     let mut tasks = Vec::new();
     for appender in 0..8 {
