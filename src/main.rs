@@ -997,9 +997,20 @@ async fn serve(
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr().context("reading the bound address")?;
-    // On standard output, so that a script (or `ledger bench http`) that asked for port 0 learns the port.
-    println!("listening on http://{address}");
-    println!("the web page: http://{address}/ui/ (sign in with a principal's token)");
+    // On standard output, so that a script (or `ledger bench http`) that asked for port 0 learns
+    // the port. A reader that stops reading once it has the port closes the pipe: a line written
+    // after that is lost, not a reason to stop serving (`println!` panics on a closed pipe; it
+    // did, when a test stopped reading at the first line).
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{address}");
+        let _ = writeln!(
+            out,
+            "the web page: http://{address}/ui/ (sign in with a principal's token)"
+        );
+        let _ = out.flush();
+    }
     tracing::info!(
         %address,
         store = %store.describe(),
